@@ -1,0 +1,309 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+	"github.com/pion/logging"
+	"github.com/pion/turn/v5"
+)
+
+// Path is the address-family shape of a call: the family the TURN client
+// leg uses to reach the relay, and the family of the relayed address (the
+// peer leg is always of the relayed family).
+type Path struct {
+	Client netaddr.Family
+	Relay  netaddr.Family
+}
+
+// Standard paths.
+var (
+	// PathV6toV4 is the mission's case: an IPv6-only client gets an IPv4
+	// relayed address and talks to an IPv4 peer.
+	PathV6toV4 = Path{Client: netaddr.IPv6, Relay: netaddr.IPv4}
+	// PathV4toV6 is the mirror: an IPv4 client, an IPv6 relay, an IPv6 peer.
+	PathV4toV6 = Path{Client: netaddr.IPv4, Relay: netaddr.IPv6}
+)
+
+// String returns e.g. "ip6>ip4".
+func (p Path) String() string { return p.Client.Label() + ">" + p.Relay.Label() }
+
+// ParsePath reads the String form ("ip6>ip4"; "6>4" is accepted too).
+func ParsePath(s string) (Path, error) {
+	fam := func(t string) netaddr.Family {
+		switch t {
+		case "ip4", "4", "v4", "IPv4":
+			return netaddr.IPv4
+		case "ip6", "6", "v6", "IPv6":
+			return netaddr.IPv6
+		}
+		return 0
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '>' {
+			p := Path{Client: fam(s[:i]), Relay: fam(s[i+1:])}
+			if p.Client == 0 || p.Relay == 0 {
+				break
+			}
+			return p, nil
+		}
+	}
+	return Path{}, fmt.Errorf("bench: path %q: want CLIENT>RELAY, e.g. ip6>ip4", s)
+}
+
+// warmupSSRCBit marks warm-up packets so receivers do not count them.
+const warmupSSRCBit = 1 << 31
+
+// channelDataOut and friends classify what a client socket carries, so the
+// bench can prove that steady-state traffic is ChannelData: the first two bits
+// of a ChannelData message are 01, of a STUN message 00 (RFC 8656 section 12,
+// RFC 7983).
+func isChannelData(b []byte) bool { return len(b) > 0 && b[0]&0xC0 == 0x40 }
+
+// clientSock is the TURN client leg's UDP socket, wrapped to count what pion
+// writes and reads through it by kind.
+type clientSock struct {
+	*net.UDPConn
+	chanOut, stunOut atomic.Uint64
+	chanIn, stunIn   atomic.Uint64
+}
+
+// WriteTo counts the datagram by kind and sends it.
+func (c *clientSock) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if isChannelData(b) {
+		c.chanOut.Add(1)
+	} else {
+		c.stunOut.Add(1)
+	}
+	return c.UDPConn.WriteTo(b, addr)
+}
+
+// ReadFrom reads a datagram and counts it by kind.
+func (c *clientSock) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, a, err := c.UDPConn.ReadFrom(b)
+	if n > 0 {
+		if isChannelData(b[:n]) {
+			c.chanIn.Add(1)
+		} else {
+			c.stunIn.Add(1)
+		}
+	}
+	return n, a, err
+}
+
+// stream is one direction of one call as its receiver sees it.
+type stream struct {
+	mu         sync.Mutex
+	received   uint64
+	nextSeq    uint64 // highest sequence seen + 1
+	duplicates uint64
+	reordered  uint64
+	jitter     Jitter
+	// sent and sendErrors are written only by the stream's sender goroutine
+	// and read after it stopped.
+	sent       uint64
+	sendErrors uint64
+}
+
+func (s *stream) record(st stamp, arrived time.Duration, h *Histogram) {
+	s.mu.Lock()
+	switch {
+	case st.seq >= s.nextSeq:
+		s.nextSeq = st.seq + 1
+	case st.seq+1 == s.nextSeq:
+		s.duplicates++ // the newest packet again
+		s.mu.Unlock()
+		return
+	default:
+		s.reordered++
+	}
+	s.received++
+	s.jitter.Add(st.sent, arrived)
+	s.mu.Unlock()
+	h.Record(arrived - st.sent)
+}
+
+// call is one TURN client leg and one peer leg.
+type call struct {
+	id        int
+	path      Path
+	sock      *clientSock
+	client    *turn.Client
+	relayConn net.PacketConn
+	relayAddr netip.AddrPort
+	peer      *net.UDPConn
+	peerAddr  *net.UDPAddr // peer leg's address, as pion's WriteTo wants it
+	relayUDP  netip.AddrPort
+	up        stream // client -> relay -> peer, received on the peer leg
+	down      stream // peer -> relay -> client, received on the client leg
+	upSeq     uint64
+	downSeq   uint64
+}
+
+func (c *call) ssrc(up bool) uint32 {
+	s := uint32(c.id) << 1 & 0x7FFFFFFF
+	if !up {
+		s |= 1
+	}
+	return s
+}
+
+func loopback(f netaddr.Family) netip.Addr {
+	if f == netaddr.IPv6 {
+		return netip.IPv6Loopback()
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+func udpNet(f netaddr.Family) string {
+	if f == netaddr.IPv6 {
+		return "udp6"
+	}
+	return "udp4"
+}
+
+// sockBuf is the receive and send buffer asked for on generator sockets: a
+// few hundred packets, so a scheduling hiccup on the generator's CPU is not
+// counted as relay loss.
+const sockBuf = 256 << 10
+
+// quietLogs silences pion's logs: the bench counts what matters itself.
+var quietLogs = &logging.DefaultLoggerFactory{DefaultLogLevel: logging.LogLevelDisabled}
+
+// dial opens both legs of call c and sets up its allocation, permission and
+// channel. It leaves the receivers to the caller.
+func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
+	server := cfg.Server4
+	if c.path.Client == netaddr.IPv6 {
+		server = cfg.Server6
+	}
+	if !server.IsValid() {
+		return fmt.Errorf("bench: call %d: no %s server address for path %s", c.id, c.path.Client, c.path)
+	}
+	conn, err := net.ListenUDP(udpNet(c.path.Client), net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback(c.path.Client), 0)))
+	if err != nil {
+		return fmt.Errorf("bench: call %d: client socket: %w", c.id, err)
+	}
+	_ = conn.SetReadBuffer(sockBuf)
+	_ = conn.SetWriteBuffer(sockBuf)
+	c.sock = &clientSock{UDPConn: conn}
+
+	peerIP := cfg.PeerIP4
+	if c.path.Relay == netaddr.IPv6 {
+		peerIP = cfg.PeerIP6
+	}
+	peer, err := net.ListenUDP(udpNet(c.path.Relay), net.UDPAddrFromAddrPort(netip.AddrPortFrom(peerIP, 0)))
+	if err != nil {
+		return fmt.Errorf("bench: call %d: peer socket: %w", c.id, err)
+	}
+	_ = peer.SetReadBuffer(sockBuf)
+	_ = peer.SetWriteBuffer(sockBuf)
+	c.peer = peer
+	c.peerAddr = net.UDPAddrFromAddrPort(peer.LocalAddr().(*net.UDPAddr).AddrPort())
+
+	family := turn.RequestedAddressFamilyIPv4
+	if c.path.Relay == netaddr.IPv6 {
+		family = turn.RequestedAddressFamilyIPv6
+	}
+	cl, err := turn.NewClient(&turn.ClientConfig{
+		STUNServerAddr:         server.String(),
+		TURNServerAddr:         server.String(),
+		Username:               cfg.Username,
+		Password:               cfg.Password,
+		Realm:                  cfg.Realm,
+		Conn:                   c.sock,
+		LoggerFactory:          quietLogs,
+		RequestedAddressFamily: family,
+	})
+	if err != nil {
+		return fmt.Errorf("bench: call %d: turn client: %w", c.id, err)
+	}
+	c.client = cl
+	if err := cl.Listen(); err != nil {
+		return fmt.Errorf("bench: call %d: turn client listen: %w", c.id, err)
+	}
+	relayConn, err := cl.AllocateWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: call %d: allocate via %s: %w", c.id, server, err)
+	}
+	c.relayConn = relayConn
+	ra, ok := relayConn.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return fmt.Errorf("bench: call %d: relayed address %v is not UDP", c.id, relayConn.LocalAddr())
+	}
+	rap := ra.AddrPort()
+	c.relayUDP = netip.AddrPortFrom(rap.Addr().Unmap(), rap.Port())
+	if got := netaddr.FamilyOf(c.relayUDP.Addr()); got != c.path.Relay {
+		return fmt.Errorf("bench: call %d: relayed address %s is %s, asked for %s: %w", c.id, c.relayUDP, got, c.path.Relay, ErrWrongFamily)
+	}
+	if err := cl.CreatePermission(c.peerAddr); err != nil {
+		return fmt.Errorf("bench: call %d: create permission for %s: %w", c.id, c.peerAddr, err)
+	}
+	return nil
+}
+
+// ErrWrongFamily reports a relayed address of another family than asked for.
+var ErrWrongFamily = errors.New("bench: relayed address of the wrong family")
+
+// ErrChannelNotBound reports a call whose channel binding did not complete
+// (its traffic would go as Send/Data indications, not ChannelData).
+var ErrChannelNotBound = errors.New("bench: channel binding did not complete")
+
+// warmUp sends warm-up packets both ways until the client leg writes
+// ChannelData (pion binds the channel in the background after the first
+// WriteTo, sending Send indications meanwhile) and a peer packet arrived at
+// the client leg as ChannelData.
+func (c *call) warmUp(ctx context.Context, clock func() time.Duration) error {
+	buf := make([]byte, PacketSize)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var seq uint64
+	for {
+		n, err := marshalPacket(buf, c.ssrc(true)|warmupSSRCBit, seq, clock())
+		if err != nil {
+			return err
+		}
+		if _, err := c.relayConn.WriteTo(buf[:n], c.peerAddr); err != nil {
+			return fmt.Errorf("bench: call %d: warm-up send via relay: %w", c.id, err)
+		}
+		if c.sock.chanOut.Load() > 0 {
+			n, _ = marshalPacket(buf, c.ssrc(false)|warmupSSRCBit, seq, clock())
+			if _, err := c.peer.WriteToUDPAddrPort(buf[:n], c.relayUDP); err != nil {
+				return fmt.Errorf("bench: call %d: warm-up send to %s: %w", c.id, c.relayUDP, err)
+			}
+			if c.sock.chanIn.Load() > 0 {
+				return nil
+			}
+		}
+		seq++
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: call %d: %w (client wrote %d ChannelData, read %d): %w",
+				c.id, ErrChannelNotBound, c.sock.chanOut.Load(), c.sock.chanIn.Load(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// close releases the allocation and both sockets. Safe on a partly dialled call.
+func (c *call) close() {
+	if c.relayConn != nil {
+		_ = c.relayConn.Close() // Refresh with lifetime 0, not waited for
+	}
+	if c.client != nil {
+		c.client.Close()
+	}
+	if c.sock != nil {
+		_ = c.sock.Close()
+	}
+	if c.peer != nil {
+		_ = c.peer.Close()
+	}
+}

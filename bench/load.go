@@ -1,0 +1,368 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+)
+
+// LoadConfig describes the calls a [Load] places on one TURN server.
+type LoadConfig struct {
+	// Server4 and Server6 are the relay's UDP listening addresses that
+	// IPv4 and IPv6 client legs use. A path whose client family has no
+	// server address is an error.
+	Server4, Server6 netip.AddrPort
+	// Username, Password and Realm are long-term credentials.
+	Username, Password, Realm string
+	// Calls is the number of calls.
+	Calls int
+	// Paths are the call shapes, used round-robin (call i gets
+	// Paths[i%len(Paths)]). Empty means [PathV6toV4] and [PathV4toV6].
+	Paths []Path
+	// PeerIP4 and PeerIP6 are the peer legs' addresses (default loopback).
+	PeerIP4, PeerIP6 netip.Addr
+	// SetupConcurrency is how many calls are set up at once (default 16).
+	SetupConcurrency int
+	// SetupTimeout bounds the whole ramp-up (default 30 s + 20 ms per call).
+	SetupTimeout time.Duration
+	// Senders is the number of sender goroutines sharing the schedule (default 2).
+	Senders int
+	// Drain is how long receivers may take to see the last packets after the
+	// senders stop (default 300 ms).
+	Drain time.Duration
+}
+
+func (cfg *LoadConfig) setDefaults() error {
+	if cfg.Calls <= 0 {
+		return fmt.Errorf("bench: load: calls: %d, want > 0", cfg.Calls)
+	}
+	if len(cfg.Paths) == 0 {
+		cfg.Paths = []Path{PathV6toV4, PathV4toV6}
+	}
+	for _, p := range cfg.Paths {
+		if (p.Client == netaddr.IPv4 && !cfg.Server4.IsValid()) || (p.Client == netaddr.IPv6 && !cfg.Server6.IsValid()) {
+			return fmt.Errorf("bench: load: paths: %s needs a %s server address", p, p.Client)
+		}
+	}
+	if !cfg.PeerIP4.IsValid() {
+		cfg.PeerIP4 = loopback(netaddr.IPv4)
+	}
+	if !cfg.PeerIP6.IsValid() {
+		cfg.PeerIP6 = loopback(netaddr.IPv6)
+	}
+	if cfg.SetupConcurrency <= 0 {
+		cfg.SetupConcurrency = 16
+	}
+	if cfg.SetupTimeout <= 0 {
+		cfg.SetupTimeout = 30*time.Second + time.Duration(cfg.Calls)*20*time.Millisecond
+	}
+	if cfg.Senders <= 0 {
+		cfg.Senders = 2
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = 300 * time.Millisecond
+	}
+	return nil
+}
+
+// Load is a set of established calls on one relay.
+type Load struct {
+	cfg   LoadConfig
+	base  time.Time
+	calls []*call
+	setup Setup
+	wg    sync.WaitGroup // receivers
+	hUp   Histogram
+	hDown Histogram
+	// misrouted counts bench packets that arrived at the wrong call.
+	misrouted atomic.Uint64
+	// warmUp and warmDown count warm-up packets received on the peer and
+	// client legs (not part of any measurement).
+	warmUp, warmDown atomic.Uint64
+	ran       atomic.Bool
+	closeOnce sync.Once
+}
+
+// Setup describes the ramp-up: how long it took to set up every call
+// (Allocate with its 401 round trip, CreatePermission, ChannelBind and a
+// ChannelData round trip both ways).
+type Setup struct {
+	Calls       int           `json:"calls"`
+	Duration    time.Duration `json:"duration_ns"`
+	RatePerSec  float64       `json:"rate_per_s"`
+	Concurrency int           `json:"concurrency"`
+}
+
+func (l *Load) clock() time.Duration { return time.Since(l.base) }
+
+// NewLoad sets up cfg.Calls calls and starts their receivers. On error every
+// call already set up is closed.
+func NewLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	l := &Load{cfg: cfg, base: time.Now()}
+	l.calls = make([]*call, cfg.Calls)
+	for i := range l.calls {
+		l.calls[i] = &call{id: i, path: cfg.Paths[i%len(cfg.Paths)]}
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
+	defer cancel()
+	start := time.Now()
+	next := atomic.Int64{}
+	var errOnce sync.Once
+	var firstErr error
+	var wg sync.WaitGroup
+	for range min(cfg.SetupConcurrency, cfg.Calls) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(l.calls) || sctx.Err() != nil {
+					return
+				}
+				if err := l.open(sctx, l.calls[i]); err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil && sctx.Err() != nil {
+		firstErr = fmt.Errorf("bench: setting up %d calls: %w", cfg.Calls, sctx.Err())
+	}
+	if firstErr != nil {
+		l.Close()
+		return nil, firstErr
+	}
+	d := time.Since(start)
+	l.setup = Setup{Calls: cfg.Calls, Duration: d, RatePerSec: float64(cfg.Calls) / d.Seconds(), Concurrency: cfg.SetupConcurrency}
+	return l, nil
+}
+
+// open dials one call, starts its receivers and warms it up.
+func (l *Load) open(ctx context.Context, c *call) error {
+	if err := c.dial(ctx, &l.cfg); err != nil {
+		c.close()
+		return err
+	}
+	l.wg.Add(2)
+	go l.receiveClient(c)
+	go l.receivePeer(c)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.warmUp(wctx, l.clock)
+}
+
+// receiveClient reads the peer->client stream from pion's relayed conn.
+func (l *Load) receiveClient(c *call) {
+	defer l.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := c.relayConn.ReadFrom(buf)
+		if err != nil {
+			return // closed
+		}
+		l.accept(c, &c.down, c.ssrc(false), buf[:n], &l.hDown, &l.warmDown)
+	}
+}
+
+// receivePeer reads the client->peer stream on the peer leg.
+func (l *Load) receivePeer(c *call) {
+	defer l.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, err := c.peer.Read(buf)
+		if err != nil {
+			return // closed
+		}
+		l.accept(c, &c.up, c.ssrc(true), buf[:n], &l.hUp, &l.warmUp)
+	}
+}
+
+func (l *Load) accept(c *call, s *stream, want uint32, b []byte, h *Histogram, warm *atomic.Uint64) {
+	now := l.clock()
+	st, err := parsePacket(b)
+	if err != nil {
+		l.misrouted.Add(1)
+		return
+	}
+	switch st.ssrc {
+	case want:
+		s.record(st, now, h)
+	case want | warmupSSRCBit:
+		warm.Add(1)
+	default:
+		l.misrouted.Add(1)
+	}
+}
+
+// Setup returns the ramp-up figures.
+func (l *Load) Setup() Setup { return l.setup }
+
+// Calls returns the number of established calls.
+func (l *Load) Calls() int { return len(l.calls) }
+
+// ErrAlreadyRan reports a second Run on the same Load.
+var ErrAlreadyRan = errors.New("bench: load already ran")
+
+// sendEvent is one stream's slot in the 20 ms schedule.
+type sendEvent struct {
+	phase time.Duration
+	c     *call
+	up    bool
+}
+
+// Run sends paced traffic on every call for d, waits up to the drain time
+// for the last packets and returns what the receivers saw. A Load runs once.
+func (l *Load) Run(ctx context.Context, d time.Duration) (Traffic, error) {
+	if !l.ran.CompareAndSwap(false, true) {
+		return Traffic{}, ErrAlreadyRan
+	}
+	if d <= 0 {
+		return Traffic{}, fmt.Errorf("bench: run: duration %v, want > 0", d)
+	}
+	// Spread 2N send events evenly over one packet interval: call i's
+	// client leg at i*P/N, its peer leg half a slot later.
+	n := len(l.calls)
+	events := make([]sendEvent, 0, 2*n)
+	slot := PacketInterval / time.Duration(2*n)
+	for i, c := range l.calls {
+		events = append(events,
+			sendEvent{phase: time.Duration(2*i) * slot, c: c, up: true},
+			sendEvent{phase: time.Duration(2*i+1) * slot, c: c, up: false})
+	}
+	sort.SliceStable(events, func(a, b int) bool { return events[a].phase < events[b].phase })
+	senders := min(l.cfg.Senders, len(events))
+	parts := make([][]sendEvent, senders)
+	for i, e := range events {
+		parts[i%senders] = append(parts[i%senders], e)
+	}
+	cpu0, _ := readSelfCPU()
+	wall0 := time.Now()
+	start := l.clock() + 2*time.Millisecond
+	end := start + d
+	var late Histogram
+	var wg sync.WaitGroup
+	for _, part := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.send(ctx, part, start, end, &late)
+		}()
+	}
+	wg.Wait()
+	// Drain: bounded wait for in-flight packets.
+	var sent uint64
+	for _, c := range l.calls {
+		sent += c.up.sent + c.down.sent
+	}
+	deadline := time.Now().Add(l.cfg.Drain)
+	tick := time.NewTicker(5 * time.Millisecond)
+	for time.Now().Before(deadline) && l.hUp.Count()+l.hDown.Count() < sent {
+		select {
+		case <-ctx.Done():
+			deadline = time.Now()
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
+	cpu1, _ := readSelfCPU()
+	t := l.traffic(d)
+	t.SendLateP99 = late.Quantile(0.99)
+	t.SendLateMax = late.Max()
+	if wall := time.Since(wall0).Seconds(); wall > 0 {
+		t.GeneratorCPU = (cpu1 - cpu0).Seconds() / wall
+	}
+	return t, ctx.Err()
+}
+
+// send is one sender goroutine: it walks its share of the schedule once per
+// packet interval, sleeping until each event is due.
+func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Duration, late *Histogram) {
+	buf := make([]byte, PacketSize)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for cycle := time.Duration(0); ; cycle++ {
+		base := start + cycle*PacketInterval
+		for _, e := range evs {
+			due := base + e.phase
+			if due >= end {
+				return
+			}
+			now := l.clock()
+			if wait := due - now; wait > 50*time.Microsecond {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+				now = l.clock()
+			}
+			late.Record(now - due)
+			l.sendOne(e, buf, now)
+		}
+	}
+}
+
+func (l *Load) sendOne(e sendEvent, buf []byte, now time.Duration) {
+	c := e.c
+	if e.up {
+		n, err := marshalPacket(buf, c.ssrc(true), c.upSeq, now)
+		c.upSeq++
+		if err == nil {
+			_, err = c.relayConn.WriteTo(buf[:n], c.peerAddr)
+		}
+		if err != nil {
+			c.up.sendErrors++
+			return
+		}
+		c.up.sent++
+		return
+	}
+	n, err := marshalPacket(buf, c.ssrc(false), c.downSeq, now)
+	c.downSeq++
+	if err == nil {
+		_, err = c.peer.WriteToUDPAddrPort(buf[:n], c.relayUDP)
+	}
+	if err != nil {
+		c.down.sendErrors++
+		return
+	}
+	c.down.sent++
+}
+
+// Close tears every call down (allocations are released with a Refresh of
+// lifetime 0) and waits for the receivers to stop.
+func (l *Load) Close() {
+	l.closeOnce.Do(func() {
+		for _, c := range l.calls {
+			c.close()
+		}
+		l.wg.Wait()
+	})
+}
+
+// counts is a snapshot of what the client legs carried, by kind.
+type counts struct{ chanOut, stunOut, chanIn, stunIn, warmDown uint64 }
+
+func (l *Load) setupCounts() counts {
+	c := counts{warmDown: l.warmDown.Load()}
+	for _, cl := range l.calls {
+		c.chanOut += cl.sock.chanOut.Load()
+		c.stunOut += cl.sock.stunOut.Load()
+		c.chanIn += cl.sock.chanIn.Load()
+		c.stunIn += cl.sock.stunIn.Load()
+	}
+	return c
+}

@@ -1,0 +1,74 @@
+package bench
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// runTinyLoad places calls on srv for d and checks the exact packet counts:
+// every call sends 50 packets a second each way, nothing may be lost, and
+// steady-state client-leg traffic must be ChannelData.
+func runTinyLoad(t *testing.T, v4, v6 netip.AddrPort, user, pass, realm string, calls int, d time.Duration) Traffic {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	load, err := NewLoad(ctx, LoadConfig{
+		Server4: v4, Server6: v6,
+		Username: user, Password: pass, Realm: realm,
+		Calls: calls,
+	})
+	if err != nil {
+		t.Fatalf("NewLoad: %v", err)
+	}
+	t.Cleanup(load.Close)
+	before := load.setupCounts()
+	tr, err := load.Run(ctx, d)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// Each stream sends once per interval from start to end; the schedule
+	// phases lie inside the first interval, so each stream sends exactly
+	// d/PacketInterval packets.
+	perStream := uint64(d / PacketInterval)
+	want := uint64(calls) * perStream
+	for name, ds := range map[string]DirStats{"up": tr.Up, "down": tr.Down} {
+		if ds.Sent != want {
+			t.Errorf("%s: sent %d packets, want %d (%d calls x %d)", name, ds.Sent, want, calls, perStream)
+		}
+		if ds.Received != ds.Sent || ds.Lost != 0 || ds.LossPct != 0 {
+			t.Errorf("%s: received %d of %d (lost %d, %.3f%%), want all", name, ds.Received, ds.Sent, ds.Lost, ds.LossPct)
+		}
+		if ds.Duplicates != 0 || ds.SendErrors != 0 {
+			t.Errorf("%s: %d duplicates, %d send errors", name, ds.Duplicates, ds.SendErrors)
+		}
+		if ds.P50 <= 0 || ds.P99 < ds.P50 || ds.P999 < ds.P99 || ds.Max < ds.P999 {
+			t.Errorf("%s: latency quantiles not ordered: p50 %v p99 %v p99.9 %v max %v", name, ds.P50, ds.P99, ds.P999, ds.Max)
+		}
+	}
+	if tr.Misrouted != 0 {
+		t.Errorf("misrouted packets: %d", tr.Misrouted)
+	}
+	// Steady state: every measured client-leg packet went out as ChannelData
+	// and came back as ChannelData; STUN traffic did not grow during the run.
+	if got := tr.ChannelDataOut - before.chanOut; got != want {
+		t.Errorf("client legs wrote %d ChannelData messages during the run, want %d", got, want)
+	}
+	// Warm-up packets still in flight when the run began arrive as
+	// ChannelData too; they are counted apart and excluded here.
+	lateWarm := load.setupCounts().warmDown - before.warmDown
+	if got := tr.ChannelDataIn - before.chanIn - lateWarm; got != want {
+		t.Errorf("client legs read %d ChannelData messages during the run (%d late warm-ups excluded), want %d", got, lateWarm, want)
+	}
+	if tr.StunOut != before.stunOut {
+		t.Errorf("client legs wrote %d STUN messages during the run, want 0", tr.StunOut-before.stunOut)
+	}
+	return tr
+}
+
+func TestLoadAgainstPionServer(t *testing.T) {
+	srv := startPionServer(t)
+	tr := runTinyLoad(t, srv.v4, srv.v6, testUser, testPass, testRealm, 5, time.Second)
+	t.Logf("up %+v", tr.Up)
+}

@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the outcome of [Bench] or [Compare].
+type Report struct {
+	Started          time.Time     `json:"started"`
+	Finished         time.Time     `json:"finished"`
+	Duration         time.Duration `json:"run_duration_ns"`
+	Repeats          int           `json:"repeats"`
+	Limits           Limits        `json:"limits"`
+	Paths            []string      `json:"paths"`
+	GeneratorPinning string        `json:"generator_pinning"`
+	Relays           []RelayReport `json:"relays"`
+	// Ratios are first relay / second relay, per step both ran.
+	Ratios []StepRatio `json:"-"`
+	// CapacityRatio is first / second relay capacity (0 if either is 0).
+	CapacityRatio float64 `json:"capacity_ratio"`
+	// Partial is set when the overall timeout cut the run short.
+	Partial bool `json:"partial"`
+}
+
+// RelayReport is one relay's step series.
+type RelayReport struct {
+	Spec  RelaySpec     `json:"spec"`
+	Steps []StepSummary `json:"steps"`
+	// Capacity is the last passing step before the first failing one (0
+	// when the first step failed).
+	Capacity int `json:"capacity_calls"`
+}
+
+// StepSummary is one relay at one step: its runs and their medians.
+type StepSummary struct {
+	Calls  int          `json:"calls"`
+	Runs   []StepResult `json:"runs"`
+	Median Figures      `json:"median"`
+	Errors int          `json:"errors"`
+	Pass   bool         `json:"pass"`
+	Reason string       `json:"reason,omitempty"`
+}
+
+// StepRatio is first/second relay for every figure at one step.
+type StepRatio struct {
+	Calls int
+	Ratio Figures
+}
+
+// MarshalJSON adds the ratios keyed by figure label (null where undefined).
+func (r *Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	type jsonRatio struct {
+		Calls int                 `json:"calls"`
+		Ratio map[string]*float64 `json:"ratio"`
+	}
+	out := struct {
+		*plain
+		Ratios []jsonRatio `json:"ratios"`
+	}{plain: (*plain)(r)}
+	for _, sr := range r.Ratios {
+		m := map[string]*float64{}
+		for _, c := range columns {
+			m[c.label] = finite(*c.get(&sr.Ratio))
+		}
+		out.Ratios = append(out.Ratios, jsonRatio{Calls: sr.Calls, Ratio: m})
+	}
+	return json.Marshal(out)
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: encode report: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+func fmtRatio(v float64) string {
+	switch {
+	case math.IsInf(v, 0) || math.IsNaN(v):
+		return "n/a"
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// WriteTable prints the report for people: per step, every figure's median
+// for each relay (and the ratio when there are two), then a summary.
+func (r *Report) WriteTable(w io.Writer) error {
+	var b strings.Builder
+	names := make([]string, len(r.Relays))
+	for i, rr := range r.Relays {
+		names[i] = rr.Spec.Name
+	}
+	fmt.Fprintf(&b, "isthmus bench: %s, %v traffic per run, %d run(s) per relay per step (medians shown), paths %s\n",
+		strings.Join(names, " vs "), r.Duration, r.Repeats, strings.Join(r.Paths, ","))
+	fmt.Fprintf(&b, "pass limits: loss <= %.4g%%, p99 added latency <= %v; 50 pps each way per call, %d-byte RTP\n",
+		r.Limits.MaxLossPct, r.Limits.MaxP99, PacketSize)
+	fmt.Fprintf(&b, "generator: %s", r.GeneratorPinning)
+	for _, rr := range r.Relays {
+		pin := "?"
+		if len(rr.Steps) > 0 && len(rr.Steps[0].Runs) > 0 {
+			pin = rr.Steps[0].Runs[0].Pinning
+		}
+		fmt.Fprintf(&b, "; %s: %s", rr.Spec.Name, pin)
+	}
+	b.WriteString("\n")
+	if r.Partial {
+		b.WriteString("NOTE: the overall timeout ended the run early; later steps are missing\n")
+	}
+	steps := r.stepCalls()
+	for _, calls := range steps {
+		fmt.Fprintf(&b, "\n== %d calls ==\n", calls)
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		head := "figure\t"
+		for _, n := range names {
+			head += n + "\t"
+		}
+		if len(r.Relays) == 2 {
+			head += "ratio " + names[0] + "/" + names[1] + "\t"
+		}
+		fmt.Fprintln(tw, head)
+		sums := make([]*StepSummary, len(r.Relays))
+		for i := range r.Relays {
+			sums[i] = r.Relays[i].step(calls)
+		}
+		var rat *Figures
+		for i := range r.Ratios {
+			if r.Ratios[i].Calls == calls {
+				rat = &r.Ratios[i].Ratio
+			}
+		}
+		for _, c := range columns[1:] {
+			line := c.label + "\t"
+			for _, s := range sums {
+				if s == nil {
+					line += "-\t"
+					continue
+				}
+				line += fmt.Sprintf(c.format, *c.get(&s.Median)) + "\t"
+			}
+			if len(r.Relays) == 2 {
+				if rat != nil {
+					line += fmtRatio(*c.get(rat)) + "\t"
+				} else {
+					line += "-\t"
+				}
+			}
+			fmt.Fprintln(tw, line)
+		}
+		line := "verdict\t"
+		for _, s := range sums {
+			switch {
+			case s == nil:
+				line += "not run\t"
+			case s.Pass:
+				line += "PASS\t"
+			default:
+				line += "FAIL\t"
+			}
+		}
+		fmt.Fprintln(tw, line)
+		_ = tw.Flush()
+		for i, s := range sums {
+			if s != nil && !s.Pass {
+				fmt.Fprintf(&b, "  %s fails: %s\n", names[i], s.Reason)
+			}
+			if s != nil {
+				for _, run := range s.Runs {
+					if run.Error != "" {
+						fmt.Fprintf(&b, "  %s run error: %s\n", names[i], firstLine(run.Error))
+					}
+				}
+			}
+		}
+	}
+	b.WriteString("\n== summary (medians) ==\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "calls\trelay\tloss %\tp99 ms\tp99.9 ms\tus/pkt\tus/pkt+softirq\tKiB/alloc\tsetups/s\tverdict\t")
+	for _, calls := range steps {
+		for _, rr := range r.Relays {
+			s := rr.step(calls)
+			if s == nil {
+				continue
+			}
+			m := s.Median
+			v := "PASS"
+			if !s.Pass {
+				v = "FAIL"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%.4f\t%.3f\t%.3f\t%.2f\t%.2f\t%.1f\t%.0f\t%s\t\n",
+				calls, rr.Spec.Name, m.LossPct, m.P99Ms, m.P999Ms, m.CPUUsPkt, m.CPUSoftUsPkt, m.RSSKBAlloc, m.SetupPerSec, v)
+		}
+	}
+	_ = tw.Flush()
+	for _, rr := range r.Relays {
+		fmt.Fprintf(&b, "capacity %s: %d calls\n", rr.Spec.Name, rr.Capacity)
+	}
+	if len(r.Relays) == 2 {
+		if r.CapacityRatio > 0 {
+			fmt.Fprintf(&b, "capacity ratio %s/%s: %.2f\n", names[0], names[1], r.CapacityRatio)
+		}
+		if c := r.lastCommonPass(); c > 0 {
+			a, bb := r.Relays[0].step(c), r.Relays[1].step(c)
+			fmt.Fprintf(&b, "CPU per relayed packet at %d calls (largest step both pass): %s/%s = %.2f (utime+stime), %.2f (with softirq)\n",
+				c, names[0], names[1], a.Median.CPUUsPkt/bb.Median.CPUUsPkt, a.Median.CPUSoftUsPkt/bb.Median.CPUSoftUsPkt)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+func (rr *RelayReport) step(calls int) *StepSummary {
+	for i := range rr.Steps {
+		if rr.Steps[i].Calls == calls {
+			return &rr.Steps[i]
+		}
+	}
+	return nil
+}
+
+// stepCalls lists every step any relay ran, ascending.
+func (r *Report) stepCalls() []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, rr := range r.Relays {
+		for _, s := range rr.Steps {
+			if !seen[s.Calls] {
+				seen[s.Calls] = true
+				out = append(out, s.Calls)
+			}
+		}
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// lastCommonPass is the largest step both relays passed.
+func (r *Report) lastCommonPass() int {
+	best := 0
+	for _, c := range r.stepCalls() {
+		a, b := r.Relays[0].step(c), r.Relays[1].step(c)
+		if a != nil && b != nil && a.Pass && b.Pass && a.Median.CPUUsPkt > 0 && b.Median.CPUUsPkt > 0 {
+			best = c
+		}
+	}
+	return best
+}

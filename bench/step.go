@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Limits are the pass criteria of a step: capacity is the largest step
+// that stays within both.
+type Limits struct {
+	// MaxLossPct is the largest acceptable loss over both directions, in
+	// percent (default 0.1).
+	MaxLossPct float64 `json:"max_loss_pct"`
+	// MaxP99 is the largest acceptable p99 added latency (default 5 ms).
+	MaxP99 time.Duration `json:"max_p99_ns"`
+}
+
+func (l *Limits) setDefaults() {
+	if l.MaxLossPct <= 0 {
+		l.MaxLossPct = 0.1
+	}
+	if l.MaxP99 <= 0 {
+		l.MaxP99 = 5 * time.Millisecond
+	}
+}
+
+// StepConfig is the load of one step.
+type StepConfig struct {
+	Calls            int
+	Duration         time.Duration
+	Paths            []Path
+	SetupConcurrency int
+	Senders          int
+}
+
+// StepResult is one run of one step against one relay: the raw
+// measurements and the derived [Figures].
+type StepResult struct {
+	Relay   string  `json:"relay"`
+	Calls   int     `json:"calls"`
+	Pinning string  `json:"pinning"`
+	Setup   Setup   `json:"setup"`
+	Traffic Traffic `json:"traffic"`
+	// RelayCPU is the relay process's utime+stime during the traffic run.
+	RelayCPU time.Duration `json:"relay_cpu_ns"`
+	// Softirq is the softirq time of the CPU the relay is pinned to during
+	// the run (0 when the relay is not pinned).
+	Softirq time.Duration `json:"softirq_ns"`
+	// RSSIdle and RSSLoaded are the relay's VmRSS before the first call and
+	// after the last call was set up.
+	RSSIdle   int64 `json:"rss_idle_bytes"`
+	RSSLoaded int64 `json:"rss_loaded_bytes"`
+	// UDP is the change of the system-wide UDP error counters during the run.
+	UDP     UDPCounters `json:"udp"`
+	Figures Figures     `json:"figures"`
+	Error   string      `json:"error,omitempty"`
+}
+
+// RunStep starts the relay, sets up cfg.Calls calls, runs traffic for
+// cfg.Duration, measures, and stops the relay. A relay that cannot carry the
+// step (setup fails, process exits) gives a result with Error set, not an
+// error; the error return is for the harness's own failures and ctx.
+func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, error) {
+	res := StepResult{Relay: spec.Name, Calls: cfg.Calls}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 5 * time.Second
+	}
+	p, err := StartRelay(ctx, spec)
+	if err != nil {
+		return res, err
+	}
+	defer p.Stop()
+	res.Pinning = p.Pinning
+	var procErr error
+	if p.PID > 0 {
+		res.RSSIdle, procErr = readRSS(p.PID)
+	}
+	load, err := NewLoad(ctx, LoadConfig{
+		Server4: p.V4, Server6: p.V6,
+		Username: spec.Username, Password: spec.Password, Realm: spec.Realm,
+		Calls: cfg.Calls, Paths: cfg.Paths,
+		SetupConcurrency: cfg.SetupConcurrency, Senders: cfg.Senders,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		res.Error = "setup: " + err.Error()
+		if p.Exited() {
+			res.Error += "; relay exited: " + p.Output()
+		}
+		res.Figures = res.figures()
+		return res, nil
+	}
+	defer load.Close()
+	res.Setup = load.Setup()
+	var cpu0, cpu1, soft0, soft1 time.Duration
+	if p.PID > 0 {
+		res.RSSLoaded, _ = readRSS(p.PID)
+		cpu0, _ = readProcCPU(p.PID)
+	}
+	pinned := spec.CPU >= 0 && p.Pinning != "unpinned"
+	if pinned {
+		soft0, _ = readCPUSoftirq(spec.CPU)
+	}
+	udp0, _ := readUDPCounters()
+	tr, err := load.Run(ctx, cfg.Duration)
+	if err != nil {
+		return res, err
+	}
+	udp1, _ := readUDPCounters()
+	if pinned {
+		soft1, _ = readCPUSoftirq(spec.CPU)
+	}
+	if p.PID > 0 {
+		cpu1, err = readProcCPU(p.PID)
+		if err != nil && procErr == nil {
+			procErr = err
+		}
+	}
+	res.Traffic = tr
+	res.RelayCPU = cpu1 - cpu0
+	res.Softirq = soft1 - soft0
+	res.UDP = udp1.Sub(udp0)
+	if p.Exited() {
+		res.Error = fmt.Sprintf("relay exited during the run: %s", p.Output())
+	} else if procErr != nil && spec.Kind != KindExternal {
+		res.Error = procErr.Error()
+	}
+	res.Figures = res.figures()
+	return res, nil
+}
+
+// PinSelf pins every thread of this process to cpu and sets GOMAXPROCS to
+// 1, so the generator uses one core. It returns a description for reports
+// and a function that undoes both.
+func PinSelf(cpu int) (string, func(), error) {
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return "unpinned", func() {}, fmt.Errorf("bench: pin generator: %w", err)
+	}
+	if err := pinPID(os.Getpid(), cpu); err != nil {
+		return "unpinned", func() {}, fmt.Errorf("bench: pin generator to cpu %d: %w", cpu, err)
+	}
+	prev := runtime.GOMAXPROCS(1)
+	undo := func() {
+		runtime.GOMAXPROCS(prev)
+		restoreAffinity(old)
+	}
+	return "sched_setaffinity cpu " + strconv.Itoa(cpu) + ", GOMAXPROCS 1", undo, nil
+}
+
+func restoreAffinity(set unix.CPUSet) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return
+	}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = unix.SchedSetaffinity(tid, &set)
+		}
+	}
+}
+
+// NumCPU returns the CPUs this process may run on.
+func NumCPU() int { return cpusFor(-1) }

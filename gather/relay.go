@@ -1,0 +1,170 @@
+package gather
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/turn/v5"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+)
+
+// relayJob allocates a relayed address of family rf on TURN server s
+// (number idx) and makes it a relayed candidate.
+//
+// pion/ice v4 gathers relayed candidates itself, but skips every IPv6 TURN
+// server ("IPv6 TURN support is not finished yet") and never asks for the
+// other family. So we allocate with pion/turn's client ourselves — over the
+// family rf when the agent can reach the server over it, else over the
+// other one — with rafConn in front of the client's socket so that the
+// Allocate carries REQUESTED-ADDRESS-FAMILY for IPv4 too, and hand the
+// allocation to pion/ice at Connect as a ready-made candidate
+// (Agent.AddVirtualCandidate with the allocation as its packet conn).
+func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Family) jobResult {
+	proto := s.relayProtocol()
+	what := fmt.Sprintf("%s %s relay", s.raw, rf)
+	// Same family first: a dual-stack agent need not cross families to
+	// reach a same-family relay.
+	order := []netaddr.Family{rf, rf.Other()}
+	var srv netip.AddrPort
+	var src netip.Addr
+	var errs []error
+	for _, tf := range order {
+		if !slices.Contains(a.fams, tf) {
+			continue
+		}
+		addr, err := resolveServer(ctx, s, tf)
+		if err == nil {
+			src, err = sourceFor(addr)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		srv = addr
+		break
+	}
+	if !srv.IsValid() {
+		return jobResult{err: errors.Join(errs...), what: what}
+	}
+	tf := netaddr.FamilyOf(srv.Addr())
+	what = fmt.Sprintf("%s %s relay over %s", s.raw, rf, tf)
+
+	var base net.PacketConn
+	switch proto {
+	case "udp":
+		c, err := net.ListenUDP(udpNetwork(tf), net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)))
+		if err != nil {
+			return jobResult{err: err, what: what}
+		}
+		base = c
+	default:
+		var d net.Dialer
+		c, err := d.DialContext(ctx, tcpNetwork(tf), srv.String())
+		if err != nil {
+			return jobResult{err: err, what: what}
+		}
+		if proto == "tls" {
+			tc := a.tlsConfig(s)
+			tlsConn := tls.Client(c, tc)
+			if err := tlsConn.HandshakeContext(ctx); err != nil {
+				_ = c.Close()
+				return jobResult{err: fmt.Errorf("tls: %w", err), what: what}
+			}
+			c = tlsConn
+		}
+		base = turn.NewSTUNConn(c)
+	}
+	localBase := unmapAP(addrPortOf(base.LocalAddr()))
+	raf := newRAFConn(base, rf, a.cfg.Username, a.cfg.Password)
+	reqFam := turn.RequestedAddressFamilyIPv4
+	if rf == netaddr.IPv6 {
+		reqFam = turn.RequestedAddressFamilyIPv6
+	}
+	client, err := turn.NewClient(&turn.ClientConfig{
+		TURNServerAddr:         srv.String(),
+		Username:               a.cfg.Username,
+		Password:               a.cfg.Password,
+		Conn:                   raf,
+		RequestedAddressFamily: reqFam,
+		LoggerFactory:          pionLogs{log: a.log},
+	})
+	if err != nil {
+		_ = base.Close()
+		return jobResult{err: err, what: what}
+	}
+	if err := client.Listen(); err != nil {
+		client.Close()
+		_ = base.Close()
+		return jobResult{err: err, what: what}
+	}
+	closeClient := onceCloser(func() error {
+		client.Close()
+		return base.Close()
+	})
+	relayConn, err := client.AllocateWithContext(ctx)
+	a.mu.Lock()
+	a.stats.RAFAdded += int(raf.rewritten.Load()) //nolint:gosec // a handful
+	a.mu.Unlock()
+	if err != nil {
+		_ = closeClient()
+		return jobResult{err: fmt.Errorf("allocate: %w", err), what: what}
+	}
+	release := onceCloser(func() error {
+		err := relayConn.Close()
+		return errors.Join(err, closeClient())
+	})
+	relayed := unmapAP(addrPortOf(relayConn.LocalAddr()))
+	if got := netaddr.FamilyOf(relayed.Addr()); got != rf {
+		// The server ignored REQUESTED-ADDRESS-FAMILY. Keep the
+		// candidate (it still works) but say so.
+		a.log.Warn().Str("server", s.raw).Str("requested", rf.String()).Str("got", got.String()).
+			Msg("TURN server allocated another family than requested")
+	}
+	rel := localBase
+	if m, ok := raf.Mapped(); ok {
+		rel = m
+	}
+	cand, err := ice.NewCandidateRelay(&ice.CandidateRelayConfig{
+		Network:       "udp",
+		Address:       relayed.Addr().String(),
+		Port:          int(relayed.Port()),
+		Component:     rtpComponent,
+		Priority:      candidatePriority(typePrefRelay, serverLocalPref(proto, netaddr.FamilyOf(relayed.Addr()), idx), rtpComponent),
+		// RFC 8445 §5.1.1.1: a relayed candidate is its own base.
+		Foundation:    foundation("relay", relayed.Addr(), srv.Addr(), proto),
+		RelAddr:       rel.Addr().String(),
+		RelPort:       int(rel.Port()),
+		RelayProtocol: proto,
+		// pion/ice closes the allocation itself (the candidate's conn);
+		// the client and its socket are ours to close.
+		OnClose: closeClient,
+	})
+	if err != nil {
+		_ = release()
+		return jobResult{err: err, what: what}
+	}
+	a.log.Debug().Str("server", s.raw).Str("relayed", relayed.String()).Str("over", tf.String()).
+		Uint64("raf_rewritten", raf.rewritten.Load()).Msg("relayed candidate")
+	return jobResult{what: what, cand: &localCandidate{
+		cand: cand, conn: relayConn, addr: relayed, family: netaddr.FamilyOf(relayed.Addr()),
+		typ: ice.CandidateTypeRelay, relayProto: proto, release: release,
+	}}
+}
+
+func (a *Agent) tlsConfig(s server) *tls.Config {
+	if a.cfg.TLSConfig != nil {
+		c := a.cfg.TLSConfig.Clone()
+		if c.ServerName == "" {
+			c.ServerName = s.uri.Host
+		}
+		return c
+	}
+	return &tls.Config{ServerName: s.uri.Host, MinVersion: tls.VersionTLS12}
+}

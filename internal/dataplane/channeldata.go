@@ -1,0 +1,44 @@
+package dataplane
+
+import "encoding/binary"
+
+// ChannelData framing, RFC 8656 section 12.4: a 4-byte header (channel
+// number, then the length of the application data) followed by the data.
+// pion/turn's proto package is internal, so the fast path reads and writes
+// this fixed header itself; everything else (STUN) stays with pion/stun.
+const (
+	channelDataHeaderLen = 4
+	// Channel numbers 0x4000 through 0x4FFF (RFC 8656 section 12).
+	minChannelNumber = 0x4000
+	maxChannelNumber = 0x4FFF
+)
+
+// parseChannelData reports whether b starts like a ChannelData message and,
+// if so, its channel number and application-data length. ok with n < 0
+// means a ChannelData message whose length field exceeds the datagram, which
+// RFC 8656 section 12.5 says to discard. Over UDP the data MAY be followed
+// by padding; bytes past the length field are ignored.
+func parseChannelData(b []byte) (num uint16, n int, ok bool) {
+	if len(b) < channelDataHeaderLen {
+		return 0, 0, false
+	}
+	num = binary.BigEndian.Uint16(b)
+	if num < minChannelNumber || num > maxChannelNumber {
+		return 0, 0, false
+	}
+	n = int(binary.BigEndian.Uint16(b[2:]))
+	if n > len(b)-channelDataHeaderLen {
+		return num, -1, true
+	}
+	return num, n, true
+}
+
+// putChannelDataHeader writes the ChannelData header for n bytes of data on
+// channel num into b[:4]. Over UDP the message is not padded (RFC 8656
+// section 12.5: padding is only required over TCP/TLS), so the datagram is
+// b[:4+n].
+func putChannelDataHeader(b []byte, num uint16, n int) {
+	_ = b[3]
+	binary.BigEndian.PutUint16(b, num)
+	binary.BigEndian.PutUint16(b[2:], uint16(n))
+}

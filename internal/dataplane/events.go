@@ -1,0 +1,187 @@
+package dataplane
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/pion/turn/v5"
+)
+
+// EventHandler returns next with the data plane's hooks chained in front:
+// pion/turn (the control plane) tells the data plane when allocations,
+// permissions and channel bindings appear and go, and the fast path follows
+// its state exactly. Each hook updates the tables first, then calls next's.
+func (p *Plane) EventHandler(next turn.EventHandler) turn.EventHandler {
+	h := next
+	h.OnAllocationCreated = func(src, dst net.Addr, protocol, userID, realm string, relay net.Addr, requestedPort int) {
+		p.allocationCreated(src, dst, relay)
+		if next.OnAllocationCreated != nil {
+			next.OnAllocationCreated(src, dst, protocol, userID, realm, relay, requestedPort)
+		}
+	}
+	h.OnAllocationDeleted = func(src, dst net.Addr, protocol, userID, realm string) {
+		p.allocationDeleted(src, dst)
+		if next.OnAllocationDeleted != nil {
+			next.OnAllocationDeleted(src, dst, protocol, userID, realm)
+		}
+	}
+	h.OnPermissionCreated = func(src, dst net.Addr, protocol, userID, realm string, relay net.Addr, peer net.IP) {
+		p.permission(relay, peer, true)
+		if next.OnPermissionCreated != nil {
+			next.OnPermissionCreated(src, dst, protocol, userID, realm, relay, peer)
+		}
+	}
+	h.OnPermissionDeleted = func(src, dst net.Addr, protocol, userID, realm string, relay net.Addr, peer net.IP) {
+		p.permission(relay, peer, false)
+		if next.OnPermissionDeleted != nil {
+			next.OnPermissionDeleted(src, dst, protocol, userID, realm, relay, peer)
+		}
+	}
+	h.OnChannelCreated = func(src, dst net.Addr, protocol, userID, realm string, relay, peer net.Addr, num uint16) {
+		p.channel(relay, peer, num, true)
+		if next.OnChannelCreated != nil {
+			next.OnChannelCreated(src, dst, protocol, userID, realm, relay, peer, num)
+		}
+	}
+	h.OnChannelDeleted = func(src, dst net.Addr, protocol, userID, realm string, relay, peer net.Addr, num uint16) {
+		p.channel(relay, peer, num, false)
+		if next.OnChannelDeleted != nil {
+			next.OnChannelDeleted(src, dst, protocol, userID, realm, relay, peer, num)
+		}
+	}
+	return h
+}
+
+func (p *Plane) allocationCreated(src, dst, relay net.Addr) {
+	relayAP, err1 := addrPortOf(relay)
+	srcAP, err2 := addrPortOf(src)
+	dstAP, err3 := addrPortOf(dst)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return
+	}
+	_, udp := src.(*net.UDPAddr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.relays[relayAP]
+	if c == nil {
+		// A relay socket the plane does not serve: pion relays it alone.
+		return
+	}
+	lidx, adopted := p.laddrs[dstAP]
+	a := &alloc{
+		ctl:   ctlKey{server: dstAP, client: srcAP, udp: udp},
+		key:   clientKey{listener: lidx, client: srcAP},
+		relay: c,
+		fast:  udp && adopted,
+		fam:   famIndex(srcAP.Addr())*2 + famIndex(c.local.Addr()),
+	}
+	a.state.Store(&allocState{})
+	now := p.now()
+	for d := range a.dir {
+		a.dir[d].quota.tokens.Store(p.cfg.BandwidthLimit)
+		a.dir[d].quota.last.Store(now)
+	}
+	if old := p.allocs[a.ctl]; old != nil {
+		p.dropAllocLocked(old)
+	}
+	p.allocs[a.ctl] = a
+	c.alloc.Store(a)
+	if a.fast {
+		p.table.store(a.key, a)
+	}
+	p.log.Debug().Stringer("client", srcAP).Stringer("relay", relayAP).Bool("fast", a.fast).
+		Msg("dataplane: allocation")
+}
+
+func (p *Plane) allocationDeleted(src, dst net.Addr) {
+	srcAP, err1 := addrPortOf(src)
+	dstAP, err2 := addrPortOf(dst)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	_, udp := src.(*net.UDPAddr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a := p.allocs[ctlKey{server: dstAP, client: srcAP, udp: udp}]; a != nil {
+		p.dropAllocLocked(a)
+	}
+}
+
+// dropAllocLocked forgets a; the caller holds p.mu.
+func (p *Plane) dropAllocLocked(a *alloc) {
+	if p.allocs[a.ctl] == a {
+		delete(p.allocs, a.ctl)
+	}
+	if a.fast {
+		p.table.deleteIf(a.key, a)
+	}
+	a.relay.alloc.CompareAndSwap(a, nil)
+}
+
+// allocByRelayLocked finds the allocation of a relayed address.
+func (p *Plane) allocByRelayLocked(relay net.Addr) *alloc {
+	ap, err := addrPortOf(relay)
+	if err != nil {
+		return nil
+	}
+	c := p.relays[ap]
+	if c == nil {
+		return nil
+	}
+	return c.alloc.Load()
+}
+
+func (p *Plane) permission(relay net.Addr, peer net.IP, add bool) {
+	ip, ok := netip.AddrFromSlice(peer)
+	if !ok {
+		return
+	}
+	ip = ip.Unmap()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.allocByRelayLocked(relay)
+	if a == nil {
+		return
+	}
+	a.update(func(s *allocState) {
+		for i, x := range s.perms {
+			if x == ip {
+				if !add {
+					s.perms = append(s.perms[:i], s.perms[i+1:]...)
+				}
+				return
+			}
+		}
+		if add {
+			s.perms = append(s.perms, ip)
+		}
+	})
+}
+
+func (p *Plane) channel(relay, peer net.Addr, num uint16, add bool) {
+	peerAP, err := addrPortOf(peer)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.allocByRelayLocked(relay)
+	if a == nil {
+		return
+	}
+	a.update(func(s *allocState) {
+		for i, ch := range s.channels {
+			if ch.num == num {
+				if add {
+					s.channels[i].peer = peerAP
+				} else {
+					s.channels = append(s.channels[:i], s.channels[i+1:]...)
+				}
+				return
+			}
+		}
+		if add {
+			s.channels = append(s.channels, channel{num: num, peer: peerAP})
+		}
+	})
+}

@@ -1,0 +1,262 @@
+package dataplane
+
+// worker is one per-core forwarding loop. Everything here runs on the
+// worker's own goroutine; nothing in it is shared with other workers except
+// the published counters and the read-only table snapshots.
+type worker struct {
+	id    int
+	p     *Plane
+	rx    *Msgs   // client datagrams read from a listener
+	tx    []*Msgs // ChannelData toward clients, per listener address
+	txN   []int   // pending datagrams in tx
+	ctr   counters
+	stats *coreStats
+	now   int64
+	snap  *listenerSnap
+
+	epollState // platform part: epoll set, wake-up descriptor, commands
+}
+
+func newWorker(p *Plane, id int) *worker {
+	w := &worker{id: id, p: p, rx: NewMsgs(IdealBatchSize), stats: new(coreStats)}
+	w.initEpollState()
+	return w
+}
+
+// begin starts one wake-up: one clock reading and one listener snapshot for
+// the whole batch.
+func (w *worker) begin() {
+	w.now = w.p.now()
+	w.snap = w.p.lsnap.Load()
+}
+
+// end finishes a wake-up: ChannelData queued toward clients goes out in one
+// sendmmsg per listener socket, and the tallies are published.
+func (w *worker) end() {
+	for idx := range w.txN {
+		if w.txN[idx] > 0 {
+			w.flush(idx)
+		}
+	}
+	w.stats.publish(&w.ctr)
+	w.snap = nil
+}
+
+func (w *worker) drop(r DropReason, n int) { w.ctr[ctrDrops+int(r)] += uint64(n) }
+
+func (w *worker) count(dir, fam, bytes int) {
+	w.ctr[ctrPackets+dir*4+fam]++
+	w.ctr[ctrBytes+dir*4+fam] += uint64(bytes)
+}
+
+// serveListener reads one batch of client datagrams from l and relays the
+// ChannelData on bound, permitted channels to their peers; everything else
+// that is not ChannelData (STUN) goes to pion.
+//
+// Client to peer: recvmmsg fills rx; for each ChannelData the (listener,
+// client) key finds the allocation, the channel number its peer; the slot
+// is rewritten in place to carry the bare application data to the peer, and
+// runs of slots for the same relay socket leave in one sendmmsg.
+func (w *worker) serveListener(l *Conn) {
+	ms := w.rx
+	for i := range ms.M {
+		ms.M[i].Buf = ms.M[i].mem
+	}
+	n, err := l.b.ReadBatch(ms, 0, len(ms.M))
+	if err != nil {
+		w.ctr[ctrReadErrors]++
+		return
+	}
+	var runRelay *Conn
+	runLo, k := 0, 0
+	for i := 0; i < n; i++ {
+		m := &ms.M[i]
+		if m.Trunc {
+			w.drop(DropTruncated, 1)
+			continue
+		}
+		data := m.mem[:m.N]
+		num, size, isCD := parseChannelData(data)
+		if !isCD {
+			if l.enqueue(data, m.Addr) {
+				w.ctr[ctrSlow+kindListener]++
+			} else {
+				w.drop(DropQueueFull, 1)
+			}
+			continue
+		}
+		if size < 0 {
+			w.drop(DropMalformed, 1)
+			continue
+		}
+		a := w.p.table.lookup(clientKey{listener: l.lidx, client: m.Addr})
+		if a == nil {
+			w.drop(DropNoAllocation, 1)
+			continue
+		}
+		st := a.state.Load()
+		peer, ok := st.peerOf(num)
+		if !ok {
+			w.drop(DropNoChannel, 1)
+			continue
+		}
+		if !st.permitted(peer.Addr()) {
+			w.drop(DropNoPermission, 1)
+			continue
+		}
+		d := &a.dir[ClientToPeer]
+		if !d.quota.allow(w.now, size, w.p.cfg.BandwidthLimit) {
+			w.drop(DropQuota, 1)
+			continue
+		}
+		d.packets.Add(1)
+		d.bytes.Add(uint64(size))
+		w.count(ClientToPeer, a.fam, size)
+
+		m.Buf = m.mem[channelDataHeaderLen : channelDataHeaderLen+size]
+		m.Addr = peer
+		if a.relay != runRelay {
+			if k > runLo {
+				w.write(runRelay, ms, runLo, k)
+			}
+			runRelay, runLo = a.relay, k
+		}
+		if k != i {
+			ms.M[k], ms.M[i] = ms.M[i], ms.M[k]
+		}
+		k++
+	}
+	if k > runLo {
+		w.write(runRelay, ms, runLo, k)
+	}
+}
+
+// write writes ms.M[lo:hi] on c and counts what the kernel refused.
+func (w *worker) write(c *Conn, ms *Msgs, lo, hi int) {
+	sent, _ := c.b.WriteBatch(ms, lo, hi)
+	if sent < hi-lo {
+		w.drop(DropSend, hi-lo-sent)
+	}
+}
+
+// serveRelay reads the datagrams waiting on one relay socket.
+//
+// Peer to client: recvmmsg writes each datagram 4 bytes into a slot of the
+// batch toward the allocation's listener address, leaving room for the
+// ChannelData header; a bound, permitted peer gets the header written in
+// front and the slot stays queued for the client; the whole queue leaves in
+// one sendmmsg at the end of the wake-up, across allocations.
+func (w *worker) serveRelay(r *Conn) {
+	a := r.alloc.Load()
+	if a == nil || !a.fast {
+		w.relayToPion(r)
+		return
+	}
+	idx := int(a.key.listener)
+	tx := w.txFor(idx)
+	k := w.txN[idx]
+	if k+RelayReadBatch > len(tx.M) {
+		w.flush(idx)
+		k = 0
+	}
+	hi := k + RelayReadBatch
+	for i := k; i < hi; i++ {
+		tx.M[i].Buf = tx.M[i].mem[channelDataHeaderLen:]
+	}
+	n, err := r.b.ReadBatch(tx, k, hi)
+	if err != nil {
+		w.ctr[ctrReadErrors]++
+		return
+	}
+	st := a.state.Load()
+	d := &a.dir[PeerToClient]
+	end := k + n
+	for i := k; i < end; i++ {
+		m := &tx.M[i]
+		if m.Trunc {
+			w.drop(DropTruncated, 1)
+			continue
+		}
+		if !st.permitted(m.Addr.Addr()) {
+			w.drop(DropNoPermission, 1)
+			continue
+		}
+		num, bound := st.channelOf(m.Addr)
+		if !bound {
+			// Permitted but no channel: pion sends it as a Data indication.
+			if r.enqueue(m.mem[channelDataHeaderLen:channelDataHeaderLen+m.N], m.Addr) {
+				w.ctr[ctrSlow+kindRelay]++
+			} else {
+				w.drop(DropQueueFull, 1)
+			}
+			continue
+		}
+		if !d.quota.allow(w.now, m.N, w.p.cfg.BandwidthLimit) {
+			w.drop(DropQuota, 1)
+			continue
+		}
+		d.packets.Add(1)
+		d.bytes.Add(uint64(m.N))
+		w.count(PeerToClient, a.fam, m.N)
+
+		putChannelDataHeader(m.mem, num, m.N)
+		m.Buf = m.mem[:channelDataHeaderLen+m.N]
+		m.Addr = a.key.client
+		if k != i {
+			tx.M[k], tx.M[i] = tx.M[i], tx.M[k]
+		}
+		k++
+	}
+	w.txN[idx] = k
+}
+
+// relayToPion hands every datagram of a relay socket the fast path does not
+// serve (no allocation yet, or a TCP client) to pion's reader.
+func (w *worker) relayToPion(r *Conn) {
+	ms := w.rx
+	for i := range RelayReadBatch {
+		ms.M[i].Buf = ms.M[i].mem
+	}
+	n, err := r.b.ReadBatch(ms, 0, RelayReadBatch)
+	if err != nil {
+		w.ctr[ctrReadErrors]++
+		return
+	}
+	for i := range n {
+		m := &ms.M[i]
+		if m.Trunc {
+			w.drop(DropTruncated, 1)
+			continue
+		}
+		if r.enqueue(m.mem[:m.N], m.Addr) {
+			w.ctr[ctrSlow+kindRelay]++
+		} else {
+			w.drop(DropQueueFull, 1)
+		}
+	}
+}
+
+// txFor returns the worker's batch toward listener address idx.
+func (w *worker) txFor(idx int) *Msgs {
+	for len(w.tx) <= idx {
+		w.tx = append(w.tx, NewMsgs(IdealBatchSize))
+		w.txN = append(w.txN, 0)
+	}
+	return w.tx[idx]
+}
+
+// flush sends the ChannelData queued toward listener address idx from this
+// worker's own socket for that address.
+func (w *worker) flush(idx int) {
+	n := w.txN[idx]
+	w.txN[idx] = 0
+	var l *Conn
+	if snap := w.snap; snap != nil && idx < len(snap.send) && snap.send[idx] != nil {
+		l = snap.send[idx][w.id%len(snap.send[idx])]
+	}
+	if l == nil {
+		w.drop(DropNoListener, n)
+		return
+	}
+	w.write(l, w.tx[idx], 0, n)
+}

@@ -1,0 +1,313 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Sentinel errors.
+var (
+	// ErrClosed is returned when adopting a socket into a closed Plane.
+	ErrClosed = errors.New("dataplane: plane closed")
+	// ErrUnsupported is returned where the batch I/O back end is missing
+	// (the fast path needs Linux: epoll, recvmmsg, sendmmsg).
+	ErrUnsupported = errors.New("dataplane: not supported on this platform")
+	// ErrNotUDP is returned when adopting a socket that is not a UDP socket
+	// with a file descriptor (*net.UDPConn).
+	ErrNotUDP = errors.New("dataplane: not a UDP socket with a descriptor")
+
+	errBadAddr        = errors.New("bad address")
+	errSendBufferFull = errors.New("send buffer full")
+)
+
+// Config configures a Plane.
+type Config struct {
+	// Workers is the number of per-core forwarding loops; 0 means
+	// runtime.GOMAXPROCS(0).
+	Workers int
+	// QueueLen bounds each socket's slow-path queue to pion; 0 means
+	// DefaultQueueLen.
+	QueueLen int
+	// BandwidthLimit is the per-allocation quota in bytes per second, for
+	// each direction separately (as coturn's max-bps); 0 means unlimited.
+	BandwidthLimit int64
+	// Logger receives control-plane events (never per-packet).
+	Logger zerolog.Logger
+}
+
+// Plane is the forwarding data plane: per-core workers that serve adopted
+// listener and relay sockets, and the tables pion's events keep current.
+// A Plane is also a prometheus.Collector.
+type Plane struct {
+	cfg   Config
+	log   zerolog.Logger
+	start time.Time
+
+	mu        sync.Mutex // control plane only; never taken per packet
+	closed    bool
+	workers   []*worker
+	cores     []*coreStats
+	relays    map[netip.AddrPort]*Conn // by advertised relayed address
+	laddrs    map[netip.AddrPort]uint16
+	listeners [][]*Conn // by listener-address index
+	allocs    map[ctlKey]*alloc
+	conns     map[*Conn]struct{}
+	nextRelay int
+
+	table allocTable
+	lsnap atomic.Pointer[listenerSnap]
+}
+
+// ctlKey identifies an allocation in pion's events: server (listener)
+// address, client address and whether the client transport is UDP.
+type ctlKey struct {
+	server, client netip.AddrPort
+	udp            bool
+}
+
+// listenerSnap says, per listener address and worker, which client-facing
+// socket that worker sends ChannelData from: its own per-core socket when it
+// has one, so that workers never contend for one socket.
+type listenerSnap struct {
+	send [][]*Conn // [listener index][worker id]
+}
+
+func newPlane(cfg Config) *Plane {
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = DefaultQueueLen
+	}
+	p := &Plane{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		start:  time.Now(),
+		relays: make(map[netip.AddrPort]*Conn),
+		laddrs: make(map[netip.AddrPort]uint16),
+		allocs: make(map[ctlKey]*alloc),
+		conns:  make(map[*Conn]struct{}),
+	}
+	p.lsnap.Store(&listenerSnap{})
+	return p
+}
+
+// New starts a Plane with cfg.Workers forwarding loops. Adopt sockets with
+// Listener and Relay, and chain EventHandler into pion's server config.
+func New(cfg Config) (*Plane, error) {
+	p := newPlane(cfg)
+	if err := p.startWorkers(); err != nil {
+		return nil, err
+	}
+	p.log.Debug().Int("workers", len(p.workers)).Msg("dataplane started")
+	return p, nil
+}
+
+// now is the plane's monotonic clock in nanoseconds.
+func (p *Plane) now() int64 { return int64(time.Since(p.start)) }
+
+// Listener adopts a client-facing UDP socket (one of the per-core
+// SO_REUSEPORT sockets). pc is closed; the returned Conn owns a duplicate of
+// its descriptor, served by a worker, and is what pion must be given.
+func (p *Plane) Listener(pc net.PacketConn) (*Conn, error) {
+	return p.adopt(pc, kindListener, netip.AddrPort{})
+}
+
+// Relay adopts an allocation's relay socket, as returned by a
+// RelayAddressGenerator. advertised is the relayed transport address the
+// generator reports to pion (the external address behind 1:1 NAT); the zero
+// value means the socket's own address.
+func (p *Plane) Relay(pc net.PacketConn, advertised netip.AddrPort) (*Conn, error) {
+	return p.adopt(pc, kindRelay, advertised)
+}
+
+func (p *Plane) adopt(pc net.PacketConn, kind int, advertised netip.AddrPort) (*Conn, error) {
+	fd, local, v6, err := adoptFD(pc)
+	if err != nil {
+		return nil, err
+	}
+	c := p.newConn(kind, &fdBatch{fd: fd, v6: v6}, fd, local, advertised)
+	c.v6 = v6
+	if err := p.register(c); err != nil {
+		closeFD(fd)
+		return nil, err
+	}
+	return c, nil
+}
+
+func (p *Plane) newConn(kind int, b Batch, fd int, local, advertised netip.AddrPort) *Conn {
+	if !advertised.IsValid() {
+		advertised = local
+	}
+	advertised = netip.AddrPortFrom(advertised.Addr().Unmap(), advertised.Port())
+	return &Conn{
+		plane:      p,
+		kind:       kind,
+		b:          b,
+		fd:         fd,
+		local:      local,
+		laddr:      net.UDPAddrFromAddrPort(local),
+		advertised: advertised,
+		slot:       -1,
+		queue:      make(chan *slowPacket, p.cfg.QueueLen),
+		done:       make(chan struct{}),
+	}
+}
+
+// register puts c into the tables and hands it to its worker.
+func (p *Plane) register(c *Conn) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	switch c.kind {
+	case kindListener:
+		idx, ok := p.laddrs[c.local]
+		if !ok {
+			idx = uint16(len(p.listeners))
+			p.laddrs[c.local] = idx
+			p.listeners = append(p.listeners, nil)
+		}
+		c.lidx = idx
+		if len(p.workers) > 0 {
+			c.owner = p.workers[len(p.listeners[idx])%len(p.workers)]
+		}
+		p.listeners[idx] = append(p.listeners[idx], c)
+		p.rebuildListenersLocked()
+	case kindRelay:
+		p.relays[c.advertised] = c
+		if len(p.workers) > 0 {
+			c.owner = p.workers[p.nextRelay%len(p.workers)]
+			p.nextRelay++
+		}
+	}
+	p.conns[c] = struct{}{}
+	p.mu.Unlock()
+	if c.owner != nil && c.fd >= 0 {
+		c.owner.send(command{kind: cmdAdd, c: c})
+	}
+	return nil
+}
+
+func (p *Plane) rebuildListenersLocked() {
+	n := max(len(p.workers), 1)
+	snap := &listenerSnap{send: make([][]*Conn, len(p.listeners))}
+	for idx, ls := range p.listeners {
+		if len(ls) == 0 {
+			continue
+		}
+		row := make([]*Conn, n)
+		for w := range row {
+			row[w] = ls[w%len(ls)]
+			for _, c := range ls {
+				if c.owner != nil && c.owner.id == w {
+					row[w] = c
+					break
+				}
+			}
+		}
+		snap.send[idx] = row
+	}
+	p.lsnap.Store(snap)
+}
+
+// release takes c off the fast path and closes its descriptor once no
+// worker can be using it.
+func (p *Plane) release(c *Conn) {
+	p.mu.Lock()
+	switch c.kind {
+	case kindListener:
+		ls := p.listeners[c.lidx]
+		for i, x := range ls {
+			if x == c {
+				p.listeners[c.lidx] = append(ls[:i:i], ls[i+1:]...)
+				break
+			}
+		}
+		p.rebuildListenersLocked()
+	case kindRelay:
+		if p.relays[c.advertised] == c {
+			delete(p.relays, c.advertised)
+		}
+		if a := c.alloc.Swap(nil); a != nil {
+			p.dropAllocLocked(a)
+		}
+	}
+	delete(p.conns, c)
+	stopped := p.closed
+	p.mu.Unlock()
+
+	close(c.done)
+	if c.owner != nil && !stopped {
+		p.quiesce(c)
+	}
+	c.wmu.Lock()
+	c.closed = true
+	if c.fd >= 0 {
+		closeFD(c.fd)
+	}
+	c.wmu.Unlock()
+}
+
+// quiesce waits until every worker has finished the wake-up it was in: the
+// owner has removed c from its epoll set, and no other worker still holds a
+// table snapshot that leads to c (a grace period, as in RCU).
+func (p *Plane) quiesce(c *Conn) {
+	type pending struct {
+		w    *worker
+		done chan struct{}
+	}
+	var waits []pending
+	for _, w := range p.workers {
+		cmd := command{kind: cmdBarrier, done: make(chan struct{})}
+		if w == c.owner && c.fd >= 0 {
+			cmd.kind, cmd.c = cmdRemove, c
+		}
+		if w.send(cmd) {
+			waits = append(waits, pending{w, cmd.done})
+		}
+	}
+	for _, pw := range waits {
+		select {
+		case <-pw.done:
+		case <-pw.w.exited:
+		}
+	}
+}
+
+// Close stops the workers and closes every adopted socket. pion's readers
+// see net.ErrClosed.
+func (p *Plane) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	conns := make([]*Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	workers := p.workers
+	p.mu.Unlock()
+
+	var errs []error
+	for _, w := range workers {
+		if err := w.stop(); err != nil {
+			errs = append(errs, fmt.Errorf("dataplane: stop worker %d: %w", w.id, err))
+		}
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,179 @@
+package dataplane
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Directions of relayed traffic.
+const (
+	// ClientToPeer is ChannelData from a client, relayed as UDP to a peer.
+	ClientToPeer = 0
+	// PeerToClient is UDP from a peer, relayed as ChannelData to a client.
+	PeerToClient = 1
+	numDirs      = 2
+)
+
+// cacheLine is the assumed size of a cache line; per-core and per-direction
+// counters are padded to it so that two cores never write the same line.
+const cacheLine = 64
+
+// clientKey finds an allocation from a client datagram: the listener address
+// it reached (as an index into the plane's listener addresses) and the
+// client's transport address. Together with UDP this is the allocation's
+// 5-tuple (RFC 8656 section 2.2).
+type clientKey struct {
+	listener uint16
+	client   netip.AddrPort
+}
+
+// channel is one channel binding of an allocation.
+type channel struct {
+	num  uint16
+	peer netip.AddrPort
+}
+
+// allocState is the part of an allocation the control plane changes:
+// bound channels and permitted peer addresses. It is immutable once
+// published; a change publishes a modified copy (a handful of entries).
+type allocState struct {
+	channels []channel
+	perms    []netip.Addr
+}
+
+// peerOf returns the peer bound to channel num.
+func (s *allocState) peerOf(num uint16) (netip.AddrPort, bool) {
+	for i := range s.channels {
+		if s.channels[i].num == num {
+			return s.channels[i].peer, true
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
+// channelOf returns the channel bound to peer.
+func (s *allocState) channelOf(peer netip.AddrPort) (uint16, bool) {
+	for i := range s.channels {
+		if s.channels[i].peer == peer {
+			return s.channels[i].num, true
+		}
+	}
+	return 0, false
+}
+
+// permitted reports whether a permission for ip is installed (RFC 8656
+// section 9: permissions are per IP address, the port is not checked).
+func (s *allocState) permitted(ip netip.Addr) bool {
+	for i := range s.perms {
+		if s.perms[i] == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// dirCounters are one direction of one allocation: its traffic and its
+// bandwidth bucket, on their own cache line (the two directions are usually
+// served by different cores).
+type dirCounters struct {
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	quota   bucket
+	_       [cacheLine - 32]byte
+}
+
+// alloc is the data plane's view of one pion allocation.
+type alloc struct {
+	ctl   ctlKey
+	key   clientKey
+	relay *Conn
+	// fast is true when the client reaches us over UDP through an adopted
+	// listener: then both directions of bound channels are forwarded here.
+	// Otherwise (TCP/TLS clients) every datagram goes to pion.
+	fast bool
+	// fam indexes per-core counters: client family * 2 + relay family.
+	fam   int
+	state atomic.Pointer[allocState]
+	dir   [numDirs]dirCounters
+}
+
+// update publishes a modified copy of the allocation's state. Callers hold
+// the plane's control mutex, so updates never race each other.
+func (a *alloc) update(f func(s *allocState)) {
+	old := a.state.Load()
+	s := &allocState{channels: slices.Clone(old.channels), perms: slices.Clone(old.perms)}
+	f(s)
+	a.state.Store(s)
+}
+
+// tableShards is the number of independently copied shards of the client
+// table. A control-plane change copies one shard (about n/tableShards
+// entries), so allocation churn stays cheap at tens of thousands of
+// allocations while readers never lock.
+const tableShards = 256
+
+// allocTable maps clientKey to allocation. Readers (workers, every packet)
+// load one shard's map through an atomic pointer; writers (pion's event
+// callbacks) copy that shard under mu and publish the copy.
+type allocTable struct {
+	mu     sync.Mutex
+	shards [tableShards]atomic.Pointer[map[clientKey]*alloc]
+}
+
+func shardOf(k clientKey) int {
+	a := k.client.Addr().As16()
+	return int((k.client.Port() ^ uint16(a[15]) ^ uint16(a[14])<<8 ^ k.listener) % tableShards)
+}
+
+func (t *allocTable) lookup(k clientKey) *alloc {
+	m := t.shards[shardOf(k)].Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[k]
+}
+
+func (t *allocTable) store(k clientKey, a *alloc) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.storeLocked(k, a)
+}
+
+func (t *allocTable) storeLocked(k clientKey, a *alloc) {
+	sh := &t.shards[shardOf(k)]
+	var m map[clientKey]*alloc
+	if old := sh.Load(); old != nil {
+		m = make(map[clientKey]*alloc, len(*old)+1)
+		for kk, v := range *old {
+			m[kk] = v
+		}
+	} else {
+		m = make(map[clientKey]*alloc, 1)
+	}
+	if a == nil {
+		delete(m, k)
+	} else {
+		m[k] = a
+	}
+	sh.Store(&m)
+}
+
+// deleteIf removes k only while it still maps to a (a newer allocation on
+// the same 5-tuple stays).
+func (t *allocTable) deleteIf(k clientKey, a *alloc) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lookup(k) == a {
+		t.storeLocked(k, nil)
+	}
+}
+
+// famIndex is 0 for IPv4 and 1 for IPv6.
+func famIndex(a netip.Addr) int {
+	if a.Unmap().Is4() {
+		return 0
+	}
+	return 1
+}

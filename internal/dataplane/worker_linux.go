@@ -1,0 +1,301 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// wakeSlot is the epoll data value of the worker's eventfd.
+const wakeSlot = -1
+
+// cmdQueueLen bounds the control-plane commands waiting for one worker.
+const cmdQueueLen = 1024
+
+type cmdKind int
+
+const (
+	cmdAdd     cmdKind = iota // register c's descriptor in the worker's epoll set
+	cmdRemove                 // take c's descriptor out, then acknowledge
+	cmdBarrier                // acknowledge at the end of the current wake-up
+	cmdStop                   // leave the loop
+)
+
+type command struct {
+	kind cmdKind
+	c    *Conn
+	done chan struct{} // closed when processed (remove, barrier)
+}
+
+// epollState is the Linux part of a worker: its own epoll instance holding
+// its sockets and an eventfd that control-plane commands ring.
+//
+// Why a private epoll and raw descriptors: Go's netpoller would wake a
+// goroutine per socket (pion's model: one goroutine per allocation, so one
+// datagram per recvmmsg). Here one blocking epoll_wait per core returns many
+// ready relay sockets at once, and the wake-up ends with one sendmmsg toward
+// clients across all of them. Adopted sockets are duplicated out of the
+// net package and the originals closed, which deregisters them from the
+// runtime's epoll: the two pollers never watch the same socket, so the
+// runtime is not woken for datagrams it will never read. The descriptors
+// stay in blocking mode; every data-plane syscall passes MSG_DONTWAIT, and
+// pion's control-plane WriteTo may block briefly like any socket write.
+//
+// epoll_wait blocks an OS thread per worker; the runtime hands the P to
+// another thread meanwhile, which is the intended trade for GOMAXPROCS
+// workers.
+type epollState struct {
+	epfd, evfd int
+	events     []unix.EpollEvent
+	slots      []*Conn
+	free       []int32
+	cmds       chan command
+	exited     chan struct{}
+	started    bool
+}
+
+func (w *worker) initEpollState() {
+	w.epfd, w.evfd = -1, -1
+	w.cmds = make(chan command, cmdQueueLen)
+	w.exited = make(chan struct{})
+}
+
+func (p *Plane) startWorkers() error {
+	for i := range p.cfg.Workers {
+		w := newWorker(p, i)
+		if err := w.open(); err != nil {
+			for _, o := range p.workers {
+				_ = o.stop()
+			}
+			w.closeFDs()
+			return err
+		}
+		p.workers = append(p.workers, w)
+		p.cores = append(p.cores, w.stats)
+	}
+	for _, w := range p.workers {
+		w.started = true
+		go w.run()
+	}
+	return nil
+}
+
+func (w *worker) open() error {
+	var err error
+	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return fmt.Errorf("dataplane: worker %d: epoll_create1: %w", w.id, err)
+	}
+	if w.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fmt.Errorf("dataplane: worker %d: eventfd: %w", w.id, err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeSlot}
+	if err = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, w.evfd, &ev); err != nil {
+		return fmt.Errorf("dataplane: worker %d: epoll_ctl eventfd: %w", w.id, err)
+	}
+	w.events = make([]unix.EpollEvent, MaxEvents)
+	return nil
+}
+
+func (w *worker) closeFDs() {
+	if w.epfd >= 0 {
+		_ = unix.Close(w.epfd)
+		w.epfd = -1
+	}
+	if w.evfd >= 0 {
+		_ = unix.Close(w.evfd)
+		w.evfd = -1
+	}
+}
+
+// run is the per-core loop: wait for ready sockets (level-triggered), read
+// each once, flush the batches toward clients, then run control commands.
+func (w *worker) run() {
+	defer close(w.exited)
+	for {
+		n, err := unix.EpollWait(w.epfd, w.events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			w.p.log.Error().Err(err).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+			return
+		}
+		w.begin()
+		wake := false
+		for i := range n {
+			ev := &w.events[i]
+			if ev.Fd == wakeSlot {
+				wake = true
+				continue
+			}
+			c := w.slots[ev.Fd]
+			if c == nil {
+				continue
+			}
+			if c.kind == kindListener {
+				w.serveListener(c)
+			} else {
+				w.serveRelay(c)
+			}
+		}
+		w.end()
+		if wake && w.commands() {
+			return
+		}
+	}
+}
+
+// commands drains the eventfd and the command queue; it reports whether the
+// worker must stop.
+func (w *worker) commands() bool {
+	var buf [8]byte
+	_, _ = unix.Read(w.evfd, buf[:])
+	for {
+		select {
+		case cmd := <-w.cmds:
+			switch cmd.kind {
+			case cmdAdd:
+				w.add(cmd.c)
+			case cmdRemove:
+				w.remove(cmd.c)
+				close(cmd.done)
+			case cmdBarrier:
+				close(cmd.done)
+			case cmdStop:
+				return true
+			}
+		default:
+			return false
+		}
+	}
+}
+
+func (w *worker) add(c *Conn) {
+	var slot int32
+	if n := len(w.free); n > 0 {
+		slot, w.free = w.free[n-1], w.free[:n-1]
+	} else {
+		slot = int32(len(w.slots))
+		w.slots = append(w.slots, nil)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: slot}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		w.free = append(w.free, slot)
+		w.p.log.Error().Err(err).Stringer("local", c.local).Msg("dataplane: epoll_ctl add failed, socket not served")
+		return
+	}
+	w.slots[slot] = c
+	c.slot = slot
+}
+
+func (w *worker) remove(c *Conn) {
+	if c.slot < 0 || int(c.slot) >= len(w.slots) || w.slots[c.slot] != c {
+		return
+	}
+	_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	w.slots[c.slot] = nil
+	w.free = append(w.free, c.slot)
+	c.slot = -1
+}
+
+// send queues a command and rings the worker; false if the worker is gone.
+func (w *worker) send(cmd command) bool {
+	select {
+	case w.cmds <- cmd:
+	case <-w.exited:
+		return false
+	}
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	if _, err := unix.Write(w.evfd, one[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+		return false
+	}
+	return true
+}
+
+// stop ends the loop, waits for it, and closes the worker's descriptors.
+func (w *worker) stop() error {
+	if w.started {
+		w.send(command{kind: cmdStop})
+		<-w.exited
+	}
+	w.closeFDs()
+	return nil
+}
+
+// adoptFD takes the descriptor of a UDP socket out of the net package:
+// duplicate it, close the original (which removes it from Go's netpoller),
+// and put the duplicate in blocking mode.
+func adoptFD(pc net.PacketConn) (fd int, local netip.AddrPort, v6 bool, err error) {
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return -1, local, false, fmt.Errorf("dataplane: adopt %T: %w", pc, ErrNotUDP)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, local, false, fmt.Errorf("dataplane: adopt %v: %w", pc.LocalAddr(), err)
+	}
+	fd = -1
+	var derr error
+	cerr := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil || derr != nil {
+		return -1, local, false, fmt.Errorf("dataplane: adopt %v: dup: %w", pc.LocalAddr(), errors.Join(cerr, derr))
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil || typ != unix.SOCK_DGRAM {
+		closeFD(fd)
+		return -1, local, false, fmt.Errorf("dataplane: adopt %v: %w", pc.LocalAddr(), ErrNotUDP)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		closeFD(fd)
+		return -1, local, false, fmt.Errorf("dataplane: adopt %v: getsockname: %w", pc.LocalAddr(), err)
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		local = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		local = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+		v6 = true
+	default:
+		closeFD(fd)
+		return -1, local, false, fmt.Errorf("dataplane: adopt %v: %w", pc.LocalAddr(), ErrNotUDP)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		closeFD(fd)
+		return -1, local, false, fmt.Errorf("dataplane: adopt %v: set blocking: %w", pc.LocalAddr(), err)
+	}
+	_ = pc.Close()
+	return fd, local, v6, nil
+}
+
+func closeFD(fd int) { _ = unix.Close(fd) }
+
+// sendTo sends one control-plane datagram (blocking descriptor).
+func sendTo(fd int, p []byte, to netip.AddrPort, v6 bool) error {
+	var sa unix.Sockaddr
+	a := to.Addr().Unmap()
+	switch {
+	case v6:
+		sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: a.As16()}
+	case a.Is4():
+		sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: a.As4()}
+	default:
+		return fmt.Errorf("dataplane: send to %v from an IPv4 socket: %w", to, errBadAddr)
+	}
+	for {
+		err := unix.Sendto(fd, p, 0, sa)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}

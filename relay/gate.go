@@ -1,0 +1,275 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+)
+
+// The request gate sees every STUN request before pion does. pion lacks
+// hooks for three answers the RFCs require, so the gate gives them:
+//
+//   - 401 for a bad credential: pion answers an unknown user or a failed
+//     MESSAGE-INTEGRITY with 400, RFC 8489 §9.2.4 wants 401 (with REALM and
+//     NONCE so the client may retry). The gate also finds which of several
+//     REST secrets signed the request (see verifiedKeys).
+//   - 440 when the requested (or, under RFC 6156, the default IPv4) family
+//     has no relay address here; pion would answer 508.
+//   - 442 for REQUESTED-TRANSPORT TCP; RFC 6062 relaying is not offered.
+//
+// ChannelData (the per-packet path) is recognised by its first byte and
+// passed through untouched.
+type gate struct {
+	srv *Server
+}
+
+// turn methods that carry long-term credentials.
+func needsAuth(m stun.Method) bool {
+	switch m {
+	case stun.MethodAllocate, stun.MethodRefresh, stun.MethodCreatePermission,
+		stun.MethodChannelBind, stun.MethodConnect, stun.MethodConnectionBind:
+		return true
+	}
+	return false
+}
+
+// inspect looks at one datagram from src; it returns a reply to send instead
+// of handing the datagram to pion, or nil. msg is a per-reader scratch
+// message.
+func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) []byte {
+	// STUN messages start with two zero bits (RFC 8489 §5); ChannelData with
+	// 01. Anything not a well-formed request goes to pion, which drops it.
+	if len(b) < 20 || b[0]&0xC0 != 0 || !stun.IsMessage(b) {
+		return nil
+	}
+	t := binary.BigEndian.Uint16(b[0:2])
+	var mt stun.MessageType
+	mt.ReadValue(t)
+	if mt.Class != stun.ClassRequest || !needsAuth(mt.Method) {
+		return nil
+	}
+	msg.Reset()
+	msg.Raw = append(msg.Raw[:0], b...)
+	if msg.Decode() != nil || !msg.Contains(stun.AttrMessageIntegrity) {
+		return nil // pion answers 401 with a nonce, or 400
+	}
+	s := g.srv
+	now := time.Now()
+	creds := s.creds.Load()
+	userID, key, reason := creds.authenticate(msg, now)
+	if reason != "" {
+		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		if reason == authMalformed {
+			return nil // pion answers 400
+		}
+		s.metrics.drops.gateReject.Inc()
+		var nonce stun.Nonce
+		_ = nonce.GetFrom(msg)
+		return buildError(msg, stun.CodeUnauthorized, nil, stun.NewRealm(creds.realm), nonce)
+	}
+	var user stun.Username
+	_ = user.GetFrom(msg)
+	s.verified.put(src, string(user), verifiedKey{userID: userID, key: key, at: now})
+
+	if mt.Method != stun.MethodAllocate {
+		return nil
+	}
+	if v, err := msg.Get(stun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == 6 {
+		s.metrics.drops.gateReject.Inc()
+		return buildError(msg, stun.CodeUnsupportedTransProto, key)
+	}
+	if msg.Contains(stun.AttrReservationToken) {
+		return nil // the reservation decides the family
+	}
+	fam := netaddr.IPv4 // RFC 6156 §4.2: no attribute means IPv4
+	if v, err := msg.Get(stun.AttrRequestedAddressFamily); err == nil {
+		if len(v) != 4 {
+			return nil // pion answers 400
+		}
+		switch v[0] {
+		case 0x01:
+		case 0x02:
+			fam = netaddr.IPv6
+		default:
+			return nil // pion answers 440
+		}
+	}
+	if !s.gen.hasFamily(fam) {
+		s.metrics.drops.gateReject.Inc()
+		return buildError(msg, stun.CodeAddrFamilyNotSupported, key)
+	}
+	return nil
+}
+
+// buildError builds an error response to req; key signs it when the request
+// was authenticated (RFC 8489 §9.2.4).
+func buildError(req *stun.Message, code stun.ErrorCode, key []byte, extra ...stun.Setter) []byte {
+	setters := []stun.Setter{
+		stun.NewTransactionIDSetter(req.TransactionID),
+		stun.NewType(req.Type.Method, stun.ClassErrorResponse),
+		&stun.ErrorCodeAttribute{Code: code},
+	}
+	for _, e := range extra {
+		if n, ok := e.(stun.Nonce); ok && len(n) == 0 {
+			continue
+		}
+		setters = append(setters, e)
+	}
+	if key != nil {
+		setters = append(setters, stun.MessageIntegrity(key))
+	}
+	m, err := stun.Build(setters...)
+	if err != nil {
+		return nil
+	}
+	return m.Raw
+}
+
+// gatedPacketConn is a UDP listener as pion sees it: the gate runs in the
+// read path of pion's per-socket read loop.
+type gatedPacketConn struct {
+	net.PacketConn
+	gate *gate
+	msg  stun.Message // scratch; only pion's single read loop calls ReadFrom
+	done func()       // called once when the read loop ends
+	once sync.Once
+}
+
+func (c *gatedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil {
+			c.once.Do(c.done)
+			return n, addr, err
+		}
+		if reply := c.gate.inspect(b[:n], addr, &c.msg); reply != nil {
+			_, _ = c.PacketConn.WriteTo(reply, addr)
+			continue
+		}
+		return n, addr, nil
+	}
+}
+
+// gatedListener wraps a TCP (or TLS) listener: it tracks accepted
+// connections so Close can end them (pion leaves them to the client), and
+// frames each stream so the gate sees whole STUN messages.
+type gatedListener struct {
+	net.Listener
+	gate *gate
+
+	mu     sync.Mutex
+	conns  map[*gatedStreamConn]struct{}
+	closed bool
+}
+
+// tlsHandshakeTimeout bounds a TLS client that never finishes its handshake.
+const tlsHandshakeTimeout = 10 * time.Second
+
+func (l *gatedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	gc := &gatedStreamConn{Conn: c, frames: turn.NewSTUNConn(c), l: l}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	l.conns[gc] = struct{}{}
+	l.mu.Unlock()
+	return gc, nil
+}
+
+// Close closes the listener and every connection it accepted.
+func (l *gatedListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = map[*gatedStreamConn]struct{}{}
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+	return err
+}
+
+func (l *gatedListener) forget(c *gatedStreamConn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
+
+// maxFrame is the largest STUN message or padded ChannelData frame.
+const maxFrame = 20 + 65535 + 4
+
+// gatedStreamConn hands pion the stream one frame at a time after the gate
+// has seen it. pion frames it again with its own STUNConn, which is cheap.
+type gatedStreamConn struct {
+	net.Conn
+	frames    *turn.STUNConn
+	l         *gatedListener
+	buf       []byte
+	pending   []byte
+	msg       stun.Message
+	handshake bool
+	once      sync.Once
+}
+
+func (c *gatedStreamConn) Read(p []byte) (int, error) {
+	if len(c.pending) == 0 {
+		if err := c.next(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+func (c *gatedStreamConn) next() error {
+	if tc, ok := c.Conn.(*tls.Conn); ok && !c.handshake {
+		c.handshake = true
+		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	if c.buf == nil {
+		c.buf = make([]byte, maxFrame)
+	}
+	for {
+		n, addr, err := c.frames.ReadFrom(c.buf)
+		if err != nil {
+			return err
+		}
+		if n > len(c.buf) {
+			continue // cannot happen with maxFrame; never slice past the buffer
+		}
+		if reply := c.l.gate.inspect(c.buf[:n], addr, &c.msg); reply != nil {
+			if _, err := c.Conn.Write(reply); err != nil {
+				return err
+			}
+			continue
+		}
+		c.pending = c.buf[:n]
+		return nil
+	}
+}
+
+func (c *gatedStreamConn) Close() error {
+	c.once.Do(func() { c.l.forget(c) })
+	return c.Conn.Close()
+}

@@ -1,0 +1,111 @@
+package relay
+
+import (
+	"net"
+
+	"github.com/pion/turn/v5"
+)
+
+// hooks is the seam for the forwarding data plane (issue 5). The relay
+// creates every socket itself (listen.go) and hands pion what these hooks
+// make of them:
+//
+//   - wrapListener gets each per-core UDP listener socket and returns the
+//     net.PacketConn pion's read loop uses (the request gate still wraps
+//     the result, so credentials are checked either way);
+//   - wrapRelay gets each allocation's bound relay socket and returns the
+//     net.PacketConn pion's allocation uses (the relay wraps the result for
+//     counters, bandwidth and the port pool);
+//   - events is chained after the relay's own EventHandler, so the data
+//     plane learns when allocations, permissions and channels come and go;
+//   - close runs at Server.Close after pion has stopped.
+//
+// The defaults pass the sockets through unchanged.
+type hooks struct {
+	wrapListener func(c *net.UDPConn) net.PacketConn
+	wrapRelay    func(c *net.UDPConn, info relayInfo) net.PacketConn
+	events       turn.EventHandler
+	close        func() error
+}
+
+// installHooks, when set (by a data plane file in this package), returns the
+// hooks for a new Server before any socket is handed to pion.
+var installHooks func(s *Server) hooks
+
+func defaultHooks() hooks {
+	return hooks{
+		wrapListener: func(c *net.UDPConn) net.PacketConn { return c },
+		wrapRelay:    func(c *net.UDPConn, _ relayInfo) net.PacketConn { return c },
+		close:        func() error { return nil },
+	}
+}
+
+// chainEvents returns an EventHandler calling a's callback, then b's.
+func chainEvents(a, b turn.EventHandler) turn.EventHandler {
+	out := a
+	if b.OnAuth != nil {
+		out.OnAuth = func(src, dst net.Addr, proto, user, realm, method string, ok bool) {
+			if a.OnAuth != nil {
+				a.OnAuth(src, dst, proto, user, realm, method, ok)
+			}
+			b.OnAuth(src, dst, proto, user, realm, method, ok)
+		}
+	}
+	if b.OnAllocationCreated != nil {
+		out.OnAllocationCreated = func(src, dst net.Addr, proto, user, realm string, relay net.Addr, port int) {
+			if a.OnAllocationCreated != nil {
+				a.OnAllocationCreated(src, dst, proto, user, realm, relay, port)
+			}
+			b.OnAllocationCreated(src, dst, proto, user, realm, relay, port)
+		}
+	}
+	if b.OnAllocationDeleted != nil {
+		out.OnAllocationDeleted = func(src, dst net.Addr, proto, user, realm string) {
+			if a.OnAllocationDeleted != nil {
+				a.OnAllocationDeleted(src, dst, proto, user, realm)
+			}
+			b.OnAllocationDeleted(src, dst, proto, user, realm)
+		}
+	}
+	if b.OnAllocationError != nil {
+		out.OnAllocationError = func(src, dst net.Addr, proto, msg string) {
+			if a.OnAllocationError != nil {
+				a.OnAllocationError(src, dst, proto, msg)
+			}
+			b.OnAllocationError(src, dst, proto, msg)
+		}
+	}
+	if b.OnPermissionCreated != nil {
+		out.OnPermissionCreated = func(src, dst net.Addr, proto, user, realm string, relay net.Addr, peer net.IP) {
+			if a.OnPermissionCreated != nil {
+				a.OnPermissionCreated(src, dst, proto, user, realm, relay, peer)
+			}
+			b.OnPermissionCreated(src, dst, proto, user, realm, relay, peer)
+		}
+	}
+	if b.OnPermissionDeleted != nil {
+		out.OnPermissionDeleted = func(src, dst net.Addr, proto, user, realm string, relay net.Addr, peer net.IP) {
+			if a.OnPermissionDeleted != nil {
+				a.OnPermissionDeleted(src, dst, proto, user, realm, relay, peer)
+			}
+			b.OnPermissionDeleted(src, dst, proto, user, realm, relay, peer)
+		}
+	}
+	if b.OnChannelCreated != nil {
+		out.OnChannelCreated = func(src, dst net.Addr, proto, user, realm string, relay, peer net.Addr, ch uint16) {
+			if a.OnChannelCreated != nil {
+				a.OnChannelCreated(src, dst, proto, user, realm, relay, peer, ch)
+			}
+			b.OnChannelCreated(src, dst, proto, user, realm, relay, peer, ch)
+		}
+	}
+	if b.OnChannelDeleted != nil {
+		out.OnChannelDeleted = func(src, dst net.Addr, proto, user, realm string, relay, peer net.Addr, ch uint16) {
+			if a.OnChannelDeleted != nil {
+				a.OnChannelDeleted(src, dst, proto, user, realm, relay, peer, ch)
+			}
+			b.OnChannelDeleted(src, dst, proto, user, realm, relay, peer, ch)
+		}
+	}
+	return out
+}

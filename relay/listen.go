@@ -1,0 +1,148 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file is the single place where the relay creates sockets: the TURN
+// listeners (listenUDP, listenTCP) and the per-allocation relay sockets
+// (listenRelayUDP). The data plane (issue 5) swaps what pion reads and
+// writes through the hooks in hooks.go, not here.
+
+// sockBufs are the socket buffer sizes asked of the kernel.
+type sockBufs struct{ recv, send int }
+
+// bufResult is what the kernel granted (Linux reports twice the request,
+// capped by net.core.rmem_max unless SO_RCVBUFFORCE worked).
+type bufResult struct{ recv, send int }
+
+func udpNetwork(a netip.Addr) string {
+	if a.Is4() {
+		return "udp4"
+	}
+	return "udp6"
+}
+
+func tcpNetwork(a netip.Addr) string {
+	if a.Is4() {
+		return "tcp4"
+	}
+	return "tcp6"
+}
+
+// setBuffers raises SO_RCVBUF/SO_SNDBUF, first with the *FORCE variants
+// (which pass net.core.[rw]mem_max when we have CAP_NET_ADMIN) and falls back
+// to the plain options. It returns the sizes the kernel reports.
+func setBuffers(fd int, b sockBufs) bufResult {
+	if b.recv > 0 {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, b.recv) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, b.recv)
+		}
+	}
+	if b.send > 0 {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, b.send) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, b.send)
+		}
+	}
+	var r bufResult
+	r.recv, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	r.send, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	return r
+}
+
+// socketControl returns a net.ListenConfig Control function that sets the
+// options every relay socket needs before bind.
+func socketControl(v6only, reusePort bool, bufs sockBufs, granted *bufResult) func(string, string, syscall.RawConn) error {
+	return func(network, _ string, rc syscall.RawConn) error {
+		var opErr error
+		err := rc.Control(func(fd uintptr) {
+			s := int(fd)
+			if v6only {
+				// A wildcard [::] socket must not take IPv4-mapped traffic:
+				// the client's family has to be knowable from the socket.
+				if opErr = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); opErr != nil {
+					opErr = fmt.Errorf("IPV6_V6ONLY: %w", opErr)
+					return
+				}
+			}
+			if reusePort {
+				if opErr = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); opErr != nil {
+					opErr = fmt.Errorf("SO_REUSEPORT: %w", opErr)
+					return
+				}
+			}
+			if network == "udp4" || network == "udp6" {
+				r := setBuffers(s, bufs)
+				if granted != nil {
+					*granted = r
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return opErr
+	}
+}
+
+// listenUDP binds n UDP sockets on ap with SO_REUSEPORT, so the kernel
+// spreads clients over them by 5-tuple hash and each is drained by its own
+// goroutine (one pion read loop per socket). With port 0 the first socket
+// picks the port and the others bind the same one.
+func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResult, error) {
+	var granted bufResult
+	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), true, bufs, &granted)}
+	conns := make([]*net.UDPConn, 0, n)
+	port := ap.Port()
+	for i := 0; i < n; i++ {
+		addr := netip.AddrPortFrom(ap.Addr(), port)
+		pc, err := lc.ListenPacket(context.Background(), udpNetwork(ap.Addr()), addr.String())
+		if err != nil {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			return nil, granted, fmt.Errorf("relay: listen udp %s: %w", addr, err)
+		}
+		c := pc.(*net.UDPConn)
+		conns = append(conns, c)
+		if port == 0 {
+			port = c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+		}
+	}
+	return conns, granted, nil
+}
+
+// listenTCP binds one TCP listener on ap (IPv6-only for IPv6 addresses).
+func listenTCP(ap netip.AddrPort) (*net.TCPListener, error) {
+	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
+	l, err := lc.Listen(context.Background(), tcpNetwork(ap.Addr()), ap.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: listen tcp %s: %w", ap, err)
+	}
+	return l.(*net.TCPListener), nil
+}
+
+// listenRelayUDP binds one relay socket for an allocation. It is exclusive
+// (no SO_REUSEPORT): a relayed transport address belongs to one allocation.
+func listenRelayUDP(ip netip.Addr, port int, bufs sockBufs) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: socketControl(false, false, bufs, nil)}
+	addr := netip.AddrPortFrom(ip, uint16(port)) //nolint:gosec // port comes from the validated pool range
+	pc, err := lc.ListenPacket(context.Background(), udpNetwork(ip), addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: bind relay %s: %w", addr, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// isFamilyUnavailable reports a bind error caused by the host lacking the
+// address family (IPv6 disabled) or the address.
+func isFamilyUnavailable(err error) bool {
+	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.EPROTONOSUPPORT)
+}

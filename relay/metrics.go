@@ -1,0 +1,172 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+)
+
+// Metric label values. There is deliberately no user label: REST usernames
+// are unbounded, and per-user series grew coturn's memory without bound.
+const (
+	dirClientToPeer = "client_to_peer"
+	dirPeerToClient = "peer_to_client"
+)
+
+var families = []netaddr.Family{netaddr.IPv4, netaddr.IPv6}
+
+// dirCounters are the per-packet counters of one relay family, bound to
+// their label values once at start-up.
+type dirCounters struct {
+	toPeerPackets, toPeerBytes     prometheus.Counter
+	fromPeerPackets, fromPeerBytes prometheus.Counter
+}
+
+// dropCounters are isthmus_relay_drops_total bound per reason.
+type dropCounters struct {
+	bandwidth    prometheus.Counter // over allocation_bandwidth
+	sendError    prometheus.Counter // the kernel refused a relay send
+	requestError prometheus.Counter // pion could not handle a client datagram
+	gateReject   prometheus.Counter // answered by the request gate (401/440/442)
+}
+
+// metrics holds every collector of one Server.
+type metrics struct {
+	allocations     *prometheus.GaugeVec
+	allocationsMade *prometheus.CounterVec
+	packets         *prometheus.CounterVec
+	bytes           *prometheus.CounterVec
+	authFailures    *prometheus.CounterVec
+	peerDenials     *prometheus.CounterVec
+	quotaRejections *prometheus.CounterVec
+	dropsVec        *prometheus.CounterVec
+	draining        prometheus.Gauge
+	socketBuffer    *prometheus.GaugeVec
+
+	dir   [2]*dirCounters // by familyIndex
+	drops dropCounters
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "isthmus", "relay"
+	m := &metrics{
+		allocations: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "allocations", Help: "Live allocations by client and relayed address family."},
+			[]string{"client_family", "relay_family"}),
+		allocationsMade: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "allocations_created_total", Help: "Allocations created, by client and relayed address family."},
+			[]string{"client_family", "relay_family"}),
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "packets_total", Help: "Relayed datagrams by direction and relayed address family."},
+			[]string{"direction", "family"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "bytes_total", Help: "Relayed payload bytes by direction and relayed address family."},
+			[]string{"direction", "family"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "auth_failures_total", Help: "Rejected credentials by reason (never by user)."},
+			[]string{"reason"}),
+		peerDenials: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "peer_denials_total", Help: "Permissions and channels refused by the peer policy (403), by reason."},
+			[]string{"reason"}),
+		quotaRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "quota_rejections_total", Help: "Allocations refused: user (486), total, ports, draining (508)."},
+			[]string{"quota"}),
+		dropsVec: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "drops_total", Help: "Datagrams not relayed, by reason."},
+			[]string{"reason"}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "draining", Help: "1 while the relay drains (no new allocations)."}),
+		socketBuffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "socket_buffer_bytes", Help: "Socket buffer the kernel granted the listeners, by kind."},
+			[]string{"kind"}),
+	}
+	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
+		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.draining, m.socketBuffer} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("relay: register metrics: %w", err)
+		}
+	}
+	for _, f := range families {
+		l := f.Label()
+		m.dir[familyIndex(f)] = &dirCounters{
+			toPeerPackets:   m.packets.WithLabelValues(dirClientToPeer, l),
+			toPeerBytes:     m.bytes.WithLabelValues(dirClientToPeer, l),
+			fromPeerPackets: m.packets.WithLabelValues(dirPeerToClient, l),
+			fromPeerBytes:   m.bytes.WithLabelValues(dirPeerToClient, l),
+		}
+		for _, cf := range families {
+			m.allocations.WithLabelValues(cf.Label(), l)
+			m.allocationsMade.WithLabelValues(cf.Label(), l)
+		}
+	}
+	m.drops = dropCounters{
+		bandwidth:    m.dropsVec.WithLabelValues("bandwidth"),
+		sendError:    m.dropsVec.WithLabelValues("send_error"),
+		requestError: m.dropsVec.WithLabelValues("request_error"),
+		gateReject:   m.dropsVec.WithLabelValues("rejected_request"),
+	}
+	for _, r := range []string{authUnknownUser, authExpired, authBadIntegrity, authWrongRealm, authMalformed} {
+		m.authFailures.WithLabelValues(r)
+	}
+	for _, q := range []string{"user", "total", "ports", "draining"} {
+		m.quotaRejections.WithLabelValues(q)
+	}
+	return m, nil
+}
+
+func (m *metrics) quotaRejected(q string) { m.quotaRejections.WithLabelValues(q).Inc() }
+
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
+		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.draining, m.socketBuffer} {
+		reg.Unregister(c)
+	}
+}
+
+// startHTTP serves /metrics, /healthz (the process is up) and /readyz
+// (listening and not draining) on addr.
+func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%w: metrics: listen %s: %w", ErrConfig, addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.draining.Load() || s.closed.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.metricsAddr = ln.Addr().String()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("metrics server stopped")
+		}
+	}()
+	return nil
+}
+
+func (s *Server) stopHTTP() {
+	if s.http == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(ctx)
+}

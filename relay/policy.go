@@ -1,0 +1,42 @@
+package relay
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+)
+
+// newPeerPolicy builds the peer policy from a resolved config; the relay's
+// own addresses (relay, advertised and specific listen IPs) are denied as
+// peers so the relay cannot be looped into itself.
+func newPeerPolicy(r *resolved, allowLoopback bool, own []netip.Addr) *netaddr.PeerPolicy {
+	return netaddr.NewPeerPolicy(netaddr.PeerPolicyConfig{
+		AllowLoopback: allowLoopback,
+		Allow:         r.allowPeers,
+		Deny:          r.denyPeers,
+		Own:           own,
+	})
+}
+
+// permit is the turn.PermissionHandler: CreatePermission, ChannelBind and
+// Connect to a peer the policy denies are answered 403 by pion. The policy
+// is read atomically, so Reload swaps it without a lock here.
+func (s *Server) permit(client net.Addr, peerIP net.IP) bool {
+	a, ok := netip.AddrFromSlice(peerIP)
+	if !ok {
+		s.metrics.peerDenials.WithLabelValues("malformed").Inc()
+		return false
+	}
+	// An IPv4-mapped address stays as is: the policy reduces every
+	// embedded-IPv4 form itself and must see the form the client sent.
+	v := s.policy.Load().Check(a)
+	if v.Allowed {
+		return true
+	}
+	s.metrics.peerDenials.WithLabelValues(v.Reason).Inc()
+	// Sampled: a client can ask for many denied peers.
+	s.denyLog.Info().Str("client", client.String()).Str("peer", a.String()).
+		Str("reason", v.Reason).Str("decided_by", v.Addr.String()).Msg("peer denied")
+	return false
+}

@@ -1,0 +1,343 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+)
+
+// Errors the relay address generator returns. pion answers every generator
+// error with 508 (Insufficient Capacity), the RFC 8656 §7.2 code for "the
+// server cannot allocate now".
+var (
+	// ErrDraining: the relay is draining and takes no new allocations.
+	ErrDraining = errors.New("relay: draining, no new allocations")
+	// ErrCapacity: max_allocations is reached.
+	ErrCapacity = errors.New("relay: max_allocations reached")
+	// ErrUserQuota: the user's allocation quota is reached.
+	ErrUserQuota = errors.New("relay: user quota reached")
+	// ErrNoRelayFamily: no relay IP of the requested address family.
+	ErrNoRelayFamily = errors.New("relay: no relay address of the requested family")
+	// ErrTCPRelay: TCP relaying (RFC 6062) is not offered.
+	ErrTCPRelay = errors.New("relay: TCP relay allocations are not supported")
+)
+
+// relayIP is one relay address and what clients are told it is.
+type relayIP struct {
+	bind      netip.Addr // where the socket binds
+	advertise netip.Addr // XOR-RELAYED-ADDRESS (differs behind 1:1 NAT)
+}
+
+// relayInfo describes one relay socket to the code wrapping it.
+type relayInfo struct {
+	family    netaddr.Family
+	bind      netip.AddrPort
+	advertise netip.AddrPort
+	userID    string
+}
+
+// addrGenerator is the family-aware turn.RelayAddressGenerator. pion's
+// static generators hold a single IP; this one keeps relay IPs per family,
+// hands ports from one shared pool, enforces the allocation quotas, and
+// fixes the family of RESERVATION-TOKEN allocations (see AllocatePacketConn).
+type addrGenerator struct {
+	byFamily map[netaddr.Family][]relayIP
+	rr       [2]atomic.Uint32 // round-robin cursor per family
+	pool     *portPool
+	bufs     sockBufs
+	srv      *Server
+
+	mu      sync.Mutex
+	perUser map[string]int
+}
+
+var _ turn.RelayAddressGenerator = (*addrGenerator)(nil)
+
+func newAddrGenerator(ips []relayIP, pool *portPool, bufs sockBufs, srv *Server) *addrGenerator {
+	g := &addrGenerator{byFamily: map[netaddr.Family][]relayIP{}, pool: pool, bufs: bufs, srv: srv, perUser: map[string]int{}}
+	for _, r := range ips {
+		f := netaddr.FamilyOf(r.bind)
+		g.byFamily[f] = append(g.byFamily[f], r)
+	}
+	return g
+}
+
+// Validate implements turn.RelayAddressGenerator.
+func (g *addrGenerator) Validate() error {
+	if len(g.byFamily) == 0 {
+		return ErrNoRelayFamily
+	}
+	return nil
+}
+
+// hasFamily reports whether relays of family f can be allocated.
+func (g *addrGenerator) hasFamily(f netaddr.Family) bool { return len(g.byFamily[f]) > 0 }
+
+func familyIndex(f netaddr.Family) int {
+	if f == netaddr.IPv6 {
+		return 1
+	}
+	return 0
+}
+
+func (g *addrGenerator) pick(f netaddr.Family) (relayIP, bool) {
+	l := g.byFamily[f]
+	if len(l) == 0 {
+		return relayIP{}, false
+	}
+	i := g.rr[familyIndex(f)].Add(1)
+	return l[int(i)%len(l)], true
+}
+
+func (g *addrGenerator) ipFor(bind netip.Addr) (relayIP, bool) {
+	for _, r := range g.byFamily[netaddr.FamilyOf(bind)] {
+		if r.bind == bind {
+			return r, true
+		}
+	}
+	return relayIP{}, false
+}
+
+// userCount is the number of live allocations of a user.
+func (g *addrGenerator) userCount(userID string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.perUser[userID]
+}
+
+func (g *addrGenerator) reserveUser(userID string, quota int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if quota > 0 && g.perUser[userID] >= quota {
+		return false
+	}
+	g.perUser[userID]++
+	return true
+}
+
+func (g *addrGenerator) releaseUser(userID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.perUser[userID] <= 1 {
+		delete(g.perUser, userID)
+		return
+	}
+	g.perUser[userID]--
+}
+
+// AllocatePacketConn implements turn.RelayAddressGenerator for UDP relays.
+//
+// pion calls it three ways:
+//   - EVEN-PORT probe (UserID empty, no port): pion's GetRandomEvenPort asks
+//     for a "udp4" socket only to learn an even port number and closes it.
+//     We answer from the pool without binding and hold the pair.
+//   - EVEN-PORT allocation (even RequestedPort): bind it with the requested
+//     family and hold port+1 for the RESERVATION-TOKEN, remembering the IP.
+//   - RESERVATION-TOKEN allocation (odd RequestedPort): pion forbids
+//     REQUESTED-ADDRESS-FAMILY here (RFC 6156 §4.2), so it passes the default
+//     "udp4" even when the first allocation was IPv6. The reserved port must
+//     keep the first allocation's family and IP (the RTCP pair), so the IP
+//     remembered by the hold wins over conf.Network. This is the seam that
+//     fixes pion handing out IPv4 for the second half of an IPv6 pair.
+func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	now := time.Now()
+	s := g.srv
+	if s.draining.Load() {
+		s.metrics.quotaRejected("draining")
+		return nil, nil, ErrDraining
+	}
+	if conf.UserID == "" && conf.RequestedPort == 0 {
+		port, err := g.pool.takeEvenPair(now)
+		if err != nil {
+			s.metrics.quotaRejected("ports")
+			return nil, nil, err
+		}
+		return probeConn{}, &net.UDPAddr{IP: net.IPv4zero, Port: port}, nil
+	}
+
+	var rip relayIP
+	var ok bool
+	if conf.RequestedPort != 0 {
+		if held, isHeld := g.pool.heldIP(conf.RequestedPort, now); isHeld {
+			rip, ok = g.ipFor(held)
+		}
+	}
+	if !ok {
+		f := netaddr.IPv4
+		if conf.Network == "udp6" {
+			f = netaddr.IPv6
+		}
+		if rip, ok = g.pick(f); !ok {
+			return nil, nil, fmt.Errorf("%w: %s", ErrNoRelayFamily, f)
+		}
+	}
+
+	lim := s.limits.Load()
+	if !g.reserveUser(conf.UserID, lim.userQuota) {
+		s.metrics.quotaRejected("user")
+		return nil, nil, ErrUserQuota
+	}
+
+	conn, port, err := g.bind(rip, conf.RequestedPort, now, lim.maxAllocations)
+	if err != nil {
+		g.releaseUser(conf.UserID)
+		if errors.Is(err, errPoolLimit) {
+			s.metrics.quotaRejected("total")
+			return nil, nil, ErrCapacity
+		}
+		return nil, nil, err
+	}
+	if conf.RequestedPort != 0 && conf.RequestedPort%2 == 0 {
+		g.pool.hold(port+1, rip.bind, now, reservationHold)
+	}
+	info := relayInfo{
+		family:    netaddr.FamilyOf(rip.bind),
+		bind:      netip.AddrPortFrom(rip.bind, uint16(port)),      //nolint:gosec // pool range
+		advertise: netip.AddrPortFrom(rip.advertise, uint16(port)), //nolint:gosec // pool range
+		userID:    conf.UserID,
+	}
+	rc := s.newRelayConn(conn, info, func() {
+		g.pool.release(port)
+		g.releaseUser(conf.UserID)
+	})
+	return rc, net.UDPAddrFromAddrPort(info.advertise), nil
+}
+
+// bind takes a port (the requested one, or the next free) and binds it.
+// A port some other process holds is skipped, a few times.
+func (g *addrGenerator) bind(rip relayIP, requested int, now time.Time, limit int) (*net.UDPConn, int, error) {
+	if requested != 0 {
+		if err := g.pool.claim(requested, rip.bind, now, limit); err != nil {
+			if !errors.Is(err, errPoolLimit) {
+				g.srv.metrics.quotaRejected("ports")
+			}
+			return nil, 0, err
+		}
+		c, err := listenRelayUDP(rip.bind, requested, g.bufs)
+		if err != nil {
+			g.pool.release(requested)
+			return nil, 0, err
+		}
+		return c, requested, nil
+	}
+	const tries = 16
+	var lastErr error
+	for try := 0; try < tries; try++ {
+		port, err := g.pool.take(now, limit)
+		if err != nil {
+			if !errors.Is(err, errPoolLimit) {
+				g.srv.metrics.quotaRejected("ports")
+			}
+			return nil, 0, err
+		}
+		c, err := listenRelayUDP(rip.bind, port, g.bufs)
+		if err == nil {
+			return c, port, nil
+		}
+		lastErr = err
+		// Leave the port marked used-by-someone-else for now: release it so
+		// the next-fit cursor moves on; it is retried only after a full lap.
+		g.pool.release(port)
+	}
+	return nil, 0, lastErr
+}
+
+// AllocateListener implements turn.RelayAddressGenerator; TCP relays (RFC
+// 6062) are not offered (the request gate answers 442 before this).
+func (g *addrGenerator) AllocateListener(turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	return nil, nil, ErrTCPRelay
+}
+
+// AllocateConn implements turn.RelayAddressGenerator; see AllocateListener.
+func (g *addrGenerator) AllocateConn(turn.AllocateConnConfig) (net.Conn, error) {
+	return nil, ErrTCPRelay
+}
+
+// probeConn answers pion's EVEN-PORT probe without binding a socket: pion
+// only reads the port and closes it.
+type probeConn struct{}
+
+func (probeConn) ReadFrom([]byte) (int, net.Addr, error) { return 0, nil, net.ErrClosed }
+func (probeConn) WriteTo([]byte, net.Addr) (int, error)  { return 0, net.ErrClosed }
+func (probeConn) Close() error                           { return nil }
+func (probeConn) LocalAddr() net.Addr                    { return &net.UDPAddr{IP: net.IPv4zero} }
+func (probeConn) SetDeadline(time.Time) error            { return nil }
+func (probeConn) SetReadDeadline(time.Time) error        { return nil }
+func (probeConn) SetWriteDeadline(time.Time) error       { return nil }
+
+// detectRelayIPs picks relay IPs when relay_ips is not set: per family, the
+// specific (non-wildcard) listen addresses; else the host's usable
+// interface addresses (global or ULA, never link-local); else, so the
+// embedded defaults work on a loopback-only box, the loopback address.
+func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.Addr, loopbackFallback []netaddr.Family) {
+	for _, f := range []netaddr.Family{netaddr.IPv4, netaddr.IPv6} {
+		var specific []netip.Addr
+		wildcard := false
+		for _, ap := range listen {
+			a := ap.Addr()
+			if netaddr.FamilyOf(a) != f {
+				continue
+			}
+			if a.IsUnspecified() {
+				wildcard = true
+			} else if !containsAddr(specific, a) {
+				specific = append(specific, a)
+			}
+		}
+		if len(specific) > 0 {
+			ips = append(ips, specific...)
+			continue
+		}
+		if !wildcard {
+			continue
+		}
+		found := false
+		hasLoopback := false
+		for _, a := range ifAddrs {
+			if netaddr.FamilyOf(a) != f {
+				continue
+			}
+			if a.IsLoopback() {
+				hasLoopback = true
+			}
+			if netaddr.IsUsableHost(a, false) {
+				ips = append(ips, a)
+				found = true
+			}
+		}
+		if !found && hasLoopback {
+			if f == netaddr.IPv4 {
+				ips = append(ips, netip.MustParseAddr("127.0.0.1"))
+			} else {
+				ips = append(ips, netip.IPv6Loopback())
+			}
+			loopbackFallback = append(loopbackFallback, f)
+		}
+	}
+	return ips, loopbackFallback
+}
+
+// interfaceAddrs lists the host's unicast interface addresses.
+func interfaceAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+			if pa := pfx.Addr(); pa.Zone() == "" {
+				out = append(out, pa.Unmap())
+			}
+		}
+	}
+	return out
+}

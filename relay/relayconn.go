@@ -1,0 +1,81 @@
+package relay
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// relayConn is the relay socket pion sees for one allocation. It counts
+// packets and bytes on counters bound once per family (atomic adds, no map
+// lookup or lock per packet), enforces the allocation's bandwidth with a
+// token bucket, and gives the port back to the pool when pion closes it.
+type relayConn struct {
+	net.PacketConn
+	ctr     *dirCounters
+	limit   *rate.Limiter // nil: unlimited
+	drops   *dropCounters
+	once    sync.Once
+	onClose func()
+}
+
+// newRelayConn wraps one relay socket. conn is what hooks.wrapRelay made of
+// the bound socket (the socket itself unless a data plane is installed).
+func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func()) net.PacketConn {
+	rc := &relayConn{
+		PacketConn: s.hooks.wrapRelay(sock, info),
+		ctr:        s.metrics.dir[familyIndex(info.family)],
+		drops:      &s.metrics.drops,
+		onClose:    onClose,
+	}
+	if bw := s.limits.Load().bandwidth; bw > 0 {
+		// Burst of one second's worth, at least one full-size datagram.
+		rc.limit = rate.NewLimiter(rate.Limit(bw), max(bw, 65536))
+	}
+	return rc
+}
+
+// ReadFrom reads the next datagram from a peer. Datagrams over the
+// bandwidth limit are dropped (and counted) here, never returned as errors:
+// pion deletes the allocation on a read error.
+func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil {
+			return n, addr, err
+		}
+		if c.limit != nil && !c.limit.AllowN(time.Now(), n) {
+			c.drops.bandwidth.Inc()
+			continue
+		}
+		c.ctr.fromPeerPackets.Inc()
+		c.ctr.fromPeerBytes.Add(float64(n))
+		return n, addr, nil
+	}
+}
+
+// WriteTo sends a client's datagram to a peer, subject to the bandwidth
+// limit; an over-limit datagram is dropped, counted and reported as sent.
+func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.limit != nil && !c.limit.AllowN(time.Now(), len(b)) {
+		c.drops.bandwidth.Inc()
+		return len(b), nil
+	}
+	n, err := c.PacketConn.WriteTo(b, addr)
+	if err == nil {
+		c.ctr.toPeerPackets.Inc()
+		c.ctr.toPeerBytes.Add(float64(n))
+	} else {
+		c.drops.sendError.Inc()
+	}
+	return n, err
+}
+
+// Close closes the socket and returns its port and quota, once.
+func (c *relayConn) Close() error {
+	err := c.PacketConn.Close()
+	c.once.Do(c.onClose)
+	return err
+}

@@ -1,0 +1,543 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/turn/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+)
+
+// ErrRestartRequired is wrapped by Reload when the new configuration changes
+// fields that only a restart applies (listeners, relay IPs, ports, realm,
+// TLS, buffers, metrics address, log level). The reloadable part is applied
+// anyway.
+var ErrRestartRequired = errors.New("relay: reload: some fields need a restart")
+
+// ErrClosed is returned by Reload and Drain after Close.
+var ErrClosed = errors.New("relay: server closed")
+
+// Server is a running TURN relay. Create it with New, stop it with Drain and
+// Close.
+type Server struct {
+	cfg     Config
+	res     *resolved
+	log     zerolog.Logger
+	denyLog zerolog.Logger
+	reg     prometheus.Registerer
+
+	turn    *turn.Server
+	metrics *metrics
+	gen     *addrGenerator
+	pool    *portPool
+	hooks   hooks
+	gate    *gate
+
+	creds    atomic.Pointer[credentials]
+	policy   atomic.Pointer[netaddr.PeerPolicy]
+	limits   atomic.Pointer[limits]
+	verified verifiedKeys
+	allocs   allocTracker
+
+	draining atomic.Bool
+	closed   atomic.Bool
+	idle     chan struct{}
+
+	udp         []*net.UDPConn
+	listeners   []net.Listener
+	listenAddrs []netip.AddrPort
+	relayIPs    []relayIP
+	own         []netip.Addr
+
+	http        *http.Server
+	metricsAddr string
+	wg          sync.WaitGroup
+	readers     sync.WaitGroup
+
+	mu        sync.Mutex // serialises Reload
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, binds every listener and starts serving. log receives
+// structured logs (its level is the caller's; only cfg.LogLevel "trace"
+// enables pion's per-packet logs). reg receives the isthmus_relay_*
+// metrics; nil means a private registry. When cfg.Metrics is set, /metrics
+// serves reg if it is also a prometheus.Gatherer, else the default gatherer.
+func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
+	res, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:     cfg,
+		res:     res,
+		log:     log,
+		denyLog: log.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
+		reg:     reg,
+		idle:    make(chan struct{}, 1),
+		allocs:  allocTracker{live: map[string][2]netaddr.Family{}},
+	}
+	s.gate = &gate{srv: s}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.cleanupFailedStart()
+		}
+	}()
+
+	s.hooks = defaultHooks()
+	if installHooks != nil {
+		s.hooks = installHooks(s)
+	}
+	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
+	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+
+	if err := s.pickRelayIPs(); err != nil {
+		return nil, err
+	}
+	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
+	s.pool = newPortPool(res.minPort, res.maxPort)
+	s.gen = newAddrGenerator(s.relayIPs, s.pool, bufs, s)
+	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
+
+	sc := turn.ServerConfig{
+		LoggerFactory:       newPionLoggerFactory(log, res.logLevel == zerolog.TraceLevel),
+		Realm:               cfg.Realm,
+		AuthHandler:         s.authHandle,
+		QuotaHandler:        s.allowAllocation,
+		StrictAddressFamily: true, // RFC 6156: no REQUESTED-ADDRESS-FAMILY means IPv4
+	}
+	if err := s.bindListeners(&sc, bufs); err != nil {
+		return nil, err
+	}
+	sc.EventHandler = chainEvents(s.ownEvents(), s.hooks.events)
+	if s.turn, err = turn.NewServer(sc); err != nil {
+		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
+	}
+	if cfg.Metrics != "" {
+		g, isG := reg.(prometheus.Gatherer)
+		if !isG {
+			g = prometheus.DefaultGatherer
+		}
+		if err := s.startHTTP(cfg.Metrics, g); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+
+	listen := make([]string, 0, len(s.listenAddrs))
+	for _, a := range s.ListenAddrs() {
+		listen = append(listen, a.String())
+	}
+	relays := make([]string, 0, len(s.relayIPs))
+	for _, r := range s.relayIPs {
+		if r.advertise != r.bind {
+			relays = append(relays, r.bind.String()+"="+r.advertise.String())
+		} else {
+			relays = append(relays, r.bind.String())
+		}
+	}
+	s.log.Info().Strs("listen", listen).Strs("relay_ips", relays).Str("metrics", s.metricsAddr).
+		Str("realm", cfg.Realm).Int("min_port", res.minPort).Int("max_port", res.maxPort).
+		Int("udp_sockets_per_address", s.socketsPerAddress()).Msg("relay ready")
+	return s, nil
+}
+
+func (s *Server) socketsPerAddress() int {
+	if s.res.listenerSKs > 0 {
+		return s.res.listenerSKs
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// pickRelayIPs resolves relay_ips (or detects them) and the advertised
+// addresses, and collects the relay's own addresses for the peer policy.
+func (s *Server) pickRelayIPs() error {
+	ips := s.res.relayIPs
+	if len(ips) == 0 {
+		var fallback []netaddr.Family
+		ips, fallback = detectRelayIPs(s.res.listen, interfaceAddrs())
+		for _, f := range fallback {
+			s.log.Warn().Str("family", f.String()).
+				Msg("no usable global address for relaying: using loopback relay addresses; set relay_ips for a reachable relay")
+		}
+	}
+	if len(ips) == 0 {
+		return fieldErr("relay_ips", "no relay address found: set relay_ips")
+	}
+	for ra := range s.res.external {
+		if !containsAddr(ips, ra) {
+			return fieldErr("external_ips", "%s is not a relay address (relay IPs: %v)", ra, ips)
+		}
+	}
+	for _, ip := range ips {
+		adv := ip
+		if e, ok := s.res.external[ip]; ok {
+			adv = e
+		}
+		s.relayIPs = append(s.relayIPs, relayIP{bind: ip, advertise: adv})
+		s.own = appendUnique(s.own, ip, adv)
+	}
+	for _, ap := range s.res.listen {
+		if !ap.Addr().IsUnspecified() {
+			s.own = appendUnique(s.own, ap.Addr())
+		}
+	}
+	return nil
+}
+
+func appendUnique(l []netip.Addr, as ...netip.Addr) []netip.Addr {
+	for _, a := range as {
+		if !containsAddr(l, a) {
+			l = append(l, a)
+		}
+	}
+	return l
+}
+
+// bindListeners creates every listener socket (listen.go) and hands it to
+// pion behind the request gate. It is the one place listeners reach pion.
+func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
+	n := s.socketsPerAddress()
+	var granted bufResult
+	for _, ap := range s.res.listen {
+		conns, g, err := listenUDP(ap, n, bufs)
+		if err != nil {
+			if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) && len(s.res.listen) > 1 {
+				s.log.Warn().Err(err).Str("listen", ap.String()).Msg("address family unavailable on this host; skipping listener")
+				continue
+			}
+			return err
+		}
+		granted = g
+		s.udp = append(s.udp, conns...)
+		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
+		bound := netip.AddrPortFrom(ap.Addr(), port)
+		s.listenAddrs = append(s.listenAddrs, bound)
+		for _, c := range conns {
+			s.readers.Add(1)
+			sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
+				PacketConn:            &gatedPacketConn{PacketConn: s.hooks.wrapListener(c), gate: s.gate, done: s.readers.Done},
+				RelayAddressGenerator: s.gen,
+				PermissionHandler:     s.permit,
+			})
+		}
+		// TCP on the same port as UDP (port 0: the port UDP got).
+		tl, err := listenTCP(bound)
+		if err != nil {
+			return err
+		}
+		s.addStreamListener(sc, tl)
+		s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
+	}
+	if len(s.udp) == 0 {
+		return fieldErr("listen", "no listener could be bound")
+	}
+	s.metrics.socketBuffer.WithLabelValues("recv").Set(float64(granted.recv))
+	s.metrics.socketBuffer.WithLabelValues("send").Set(float64(granted.send))
+	if bufs.recv > 0 && granted.recv < bufs.recv {
+		s.log.Warn().Int("asked", bufs.recv).Int("granted", granted.recv).
+			Msg("kernel granted a smaller receive buffer (raise net.core.rmem_max or run with CAP_NET_ADMIN)")
+	} else {
+		s.log.Info().Int("recv_buffer", granted.recv).Int("send_buffer", granted.send).Msg("socket buffers")
+	}
+
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fieldErr("tls_cert", "%v", err)
+		}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		for _, ap := range s.res.tlsListen {
+			tl, err := listenTCP(ap)
+			if err != nil {
+				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
+					s.log.Warn().Err(err).Str("tls_listen", ap.String()).Msg("address family unavailable; skipping TLS listener")
+					continue
+				}
+				return err
+			}
+			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
+			s.addStreamListener(sc, tls.NewListener(tl, tc))
+		}
+	}
+	return nil
+}
+
+func (s *Server) addStreamListener(sc *turn.ServerConfig, l net.Listener) {
+	gl := &gatedListener{Listener: l, gate: s.gate, conns: map[*gatedStreamConn]struct{}{}}
+	s.listeners = append(s.listeners, gl)
+	sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
+		Listener:              gl,
+		RelayAddressGenerator: s.gen,
+		PermissionHandler:     s.permit,
+	})
+}
+
+// cleanupFailedStart releases what a failed New had bound.
+func (s *Server) cleanupFailedStart() {
+	if s.turn != nil {
+		_ = s.turn.Close()
+	} else {
+		for _, c := range s.udp {
+			_ = c.Close()
+		}
+		for _, l := range s.listeners {
+			_ = l.Close()
+		}
+	}
+	s.stopHTTP()
+	s.wg.Wait()
+	if s.metrics != nil {
+		s.metrics.unregister(s.reg)
+	}
+}
+
+// authHandle is the turn.AuthHandler. The request gate has normally already
+// verified the request and left the key that signed it; otherwise the first
+// candidate key is returned and pion checks it.
+func (s *Server) authHandle(ra *turn.RequestAttributes) (string, []byte, bool) {
+	now := time.Now()
+	if e, ok := s.verified.take(ra.SrcAddr, ra.Username, now); ok {
+		return e.userID, e.key, true
+	}
+	userID, keys, reason := s.creds.Load().lookup(ra.Username, ra.Realm, now)
+	if reason != "" || len(keys) == 0 {
+		return "", nil, false
+	}
+	return userID, keys[0], true
+}
+
+// ListenAddrs returns the bound UDP/TCP(/TLS) listen addresses, with the
+// actual port when the configuration asked for port 0. All per-core UDP
+// sockets of one address share its port; UDP and TCP of one listen address
+// share it too.
+func (s *Server) ListenAddrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(s.listenAddrs))
+	for _, a := range s.listenAddrs {
+		if !containsAddrPort(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func containsAddrPort(l []netip.AddrPort, a netip.AddrPort) bool {
+	for _, x := range l {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// MetricsAddr returns the bound address of the metrics HTTP server, or ""
+// when it is off.
+func (s *Server) MetricsAddr() string { return s.metricsAddr }
+
+// RelayIPs returns the addresses relayed transport addresses are bound on.
+func (s *Server) RelayIPs() []netip.Addr {
+	out := make([]netip.Addr, 0, len(s.relayIPs))
+	for _, r := range s.relayIPs {
+		out = append(out, r.bind)
+	}
+	return out
+}
+
+// Allocations returns the number of live allocations.
+func (s *Server) Allocations() int { return s.liveAllocations() }
+
+func (s *Server) signalIdle() {
+	select {
+	case s.idle <- struct{}{}:
+	default:
+	}
+}
+
+// Drain stops new allocations (they get 508 Insufficient Capacity: RFC 8656
+// §7.2 has no "going away" code, and 508 is the server-wide "cannot
+// allocate now" answer that makes clients try another server, whereas 486
+// would blame the user's quota) and waits until every existing allocation
+// has ended or ctx is done. Refreshes, permissions and channels keep working
+// meanwhile. /readyz reports 503 from the start of the drain.
+func (s *Server) Drain(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if !s.draining.Swap(true) {
+		s.metrics.draining.Set(1)
+		s.log.Info().Int("allocations", s.liveAllocations()).Msg("draining: no new allocations")
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := s.liveAllocations()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("relay: drain: %d allocations still live: %w", n, ctx.Err())
+		case <-s.idle:
+		case <-tick.C:
+		}
+	}
+}
+
+// closeWait bounds how long Close waits for pion's read loops and
+// allocations to finish after their sockets are closed.
+const closeWait = 3 * time.Second
+
+// Close stops the relay at once: listeners and every allocation are closed,
+// the metrics server stops, and the metrics are unregistered. It waits
+// (bounded) for pion's goroutines to let go of the sockets.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.stopHTTP()
+		err := s.turn.Close()
+		done := make(chan struct{})
+		go func() { s.readers.Wait(); close(done) }()
+		deadline := time.NewTimer(closeWait)
+		defer deadline.Stop()
+		select {
+		case <-done:
+		case <-deadline.C:
+		}
+		// pion closes each allocation manager after its read loop ends;
+		// relay sockets give their ports back as they close.
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for s.pool.inUse() > 0 {
+			select {
+			case <-deadline.C:
+				break wait
+			case <-tick.C:
+			}
+		}
+		if herr := s.hooks.close(); herr != nil && err == nil {
+			err = herr
+		}
+		s.wg.Wait()
+		s.metrics.unregister(s.reg)
+		if err != nil {
+			s.closeErr = fmt.Errorf("relay: close: %w", err)
+		}
+		s.log.Info().Msg("relay closed")
+	})
+	return s.closeErr
+}
+
+// Reload applies a new configuration without dropping allocations: users,
+// auth secrets, peer policy (allow/deny/loopback) and quotas are swapped
+// atomically. Fields that need a restart are left as they are and named
+// in an error wrapping ErrRestartRequired (the rest is still applied).
+func (s *Server) Reload(cfg Config) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	res, err := cfg.resolve()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var restart []string
+	old := s.cfg
+	for _, f := range []struct {
+		name     string
+		old, new any
+	}{
+		{"listen", old.Listen, cfg.Listen},
+		{"tls_listen", old.TLSListen, cfg.TLSListen},
+		{"tls_cert", old.TLSCert, cfg.TLSCert},
+		{"tls_key", old.TLSKey, cfg.TLSKey},
+		{"listener_sockets", old.ListenerSockets, cfg.ListenerSockets},
+		{"relay_ips", old.RelayIPs, cfg.RelayIPs},
+		{"external_ips", old.ExternalIPs, cfg.ExternalIPs},
+		{"min_port", old.MinPort, cfg.MinPort},
+		{"max_port", old.MaxPort, cfg.MaxPort},
+		{"realm", old.Realm, cfg.Realm},
+		{"recv_buffer", old.RecvBuffer, cfg.RecvBuffer},
+		{"send_buffer", old.SendBuffer, cfg.SendBuffer},
+		{"metrics", old.Metrics, cfg.Metrics},
+		{"log_level", old.LogLevel, cfg.LogLevel},
+	} {
+		if !sameValue(f.old, f.new) {
+			restart = append(restart, f.name)
+		}
+	}
+	// The realm is fixed inside pion for the server's life, so keys are
+	// always computed with the running realm.
+	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
+	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
+	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	kept := cfg
+	for _, name := range restart {
+		restoreField(&kept, old, name)
+	}
+	s.cfg = kept
+	s.log.Info().Int("users", len(res.users)).Int("auth_secrets", len(res.secrets)).
+		Int("allocations", s.liveAllocations()).Strs("needs_restart", restart).Msg("config reloaded")
+	if len(restart) > 0 {
+		sort.Strings(restart)
+		return fmt.Errorf("%w: %s", ErrRestartRequired, strings.Join(restart, ", "))
+	}
+	return nil
+}
+
+// reRealmUsers recomputes plaintext users' keys with the running realm.
+func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
+	if cfg.Realm == realm {
+		return users
+	}
+	out := make([]staticUser, 0, len(cfg.Users))
+	for _, u := range cfg.Users {
+		if su, err := parseUser(u, realm); err == nil {
+			out = append(out, su)
+		}
+	}
+	return out
+}
+
+func sameValue(a, b any) bool {
+	av, bv := reflect.ValueOf(a), reflect.ValueOf(b)
+	if av.Kind() == reflect.Slice && av.Len() == 0 && bv.Len() == 0 {
+		return true
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func restoreField(dst *Config, src Config, name string) {
+	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
+	t := dv.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if tag == name {
+			dv.Field(i).Set(sv.Field(i))
+		}
+	}
+}
