@@ -22,7 +22,7 @@ func TestPacketRoundTrip(t *testing.T) {
 	if err := p.Unmarshal(buf[:n]); err != nil {
 		t.Fatalf("not RTP: %v", err)
 	}
-	if p.Version != 2 || p.PayloadType != 0 || p.SSRC != 0x1234 || p.SequenceNumber != uint16(70000) || len(p.Payload) != PayloadSize {
+	if p.Version != 2 || p.PayloadType != 0 || p.SSRC != 0x1234 || p.SequenceNumber != 70000%65536 || len(p.Payload) != PayloadSize {
 		t.Errorf("header %+v, payload %d bytes", p.Header, len(p.Payload))
 	}
 	st, err := parsePacket(buf[:n])

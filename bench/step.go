@@ -170,3 +170,35 @@ func restoreAffinity(set unix.CPUSet) {
 
 // NumCPU returns the CPUs this process may run on.
 func NumCPU() int { return cpusFor(-1) }
+
+// Renice sets the nice value of every thread of this process (Linux nice is
+// per thread; threads and child processes created later inherit it from
+// their creator), so a bench on a shared machine is not starved by
+// unrelated work. It returns a function restoring the previous value.
+func Renice(n int) (func(), error) {
+	prev, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		return func() {}, fmt.Errorf("bench: getpriority: %w", err)
+	}
+	// The raw syscall returns 20-nice.
+	old := 20 - prev
+	set := func(v int) error {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, t := range tasks {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				if err := unix.Setpriority(unix.PRIO_PROCESS, tid, v); err != nil {
+					return fmt.Errorf("task %d: %w", tid, err)
+				}
+			}
+		}
+		return nil
+	}
+	if err := set(n); err != nil {
+		_ = set(old)
+		return func() {}, fmt.Errorf("bench: renice %d: %w", n, err)
+	}
+	return func() { _ = set(old) }, nil
+}

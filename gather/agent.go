@@ -43,6 +43,9 @@ const (
 	disconnectedTimeout = 5 * time.Second
 	consentTimeout      = 30 * time.Second
 	checkInterval       = 100 * time.Millisecond
+	// relayAcceptanceMinWait is how long the controlling agent waits for a
+	// better pair before nominating a relayed one.
+	relayAcceptanceMinWait = 500 * time.Millisecond
 )
 
 // Agent is one call leg of a softphone: it gathers candidates, writes the
@@ -101,22 +104,21 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if len(a.turn) > 0 && (cfg.Username == "" || cfg.Password == "") {
 		return nil, fmt.Errorf("%w: username/password: required with a TURN server", ErrConfig)
 	}
-	keepalive, disconnected, failed, check := keepaliveInterval, disconnectedTimeout, consentTimeout, checkInterval
-	relayWait := 500 * time.Millisecond
-	ia, err := ice.NewAgent(&ice.AgentConfig{
-		NetworkTypes:        []ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6},
-		CandidateTypes:      []ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive, ice.CandidateTypeRelay},
-		MulticastDNSMode:    ice.MulticastDNSModeDisabled,
-		KeepaliveInterval:   &keepalive,
-		DisconnectedTimeout: &disconnected,
-		FailedTimeout:       &failed,
-		CheckInterval:       &check,
+	ia, err := ice.NewAgentWithOptions(
+		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
+		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive, ice.CandidateTypeRelay}),
+		// no multicast DNS: no traffic beyond the servers and the peer
+		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
+		ice.WithKeepaliveInterval(keepaliveInterval),
+		ice.WithDisconnectedTimeout(disconnectedTimeout),
+		ice.WithFailedTimeout(consentTimeout),
+		ice.WithCheckInterval(checkInterval),
 		// pion waits 2 s before nominating a relayed pair by default;
 		// when only relayed pairs work (the cross-family case) that is
 		// pure call-setup delay.
-		RelayAcceptanceMinWait: &relayWait,
-		LoggerFactory:          pionLogs{log: a.log},
-	})
+		ice.WithRelayAcceptanceMinWait(relayAcceptanceMinWait),
+		ice.WithLoggerFactory(pionLogs{log: a.log}),
+	)
 	if err != nil {
 		return nil, fmt.Errorf("gather: ice agent: %w", err)
 	}

@@ -71,10 +71,6 @@ type server struct {
 	uri *stun.URI
 }
 
-func (s server) hostPort() string {
-	return fmt.Sprintf("%s:%d", s.uri.Host, s.uri.Port)
-}
-
 func (s server) isTURN() bool {
 	return s.uri.Scheme == stun.SchemeTypeTURN || s.uri.Scheme == stun.SchemeTypeTURNS
 }

@@ -72,12 +72,19 @@ func exchangeRTP(t *testing.T, a, b net.Conn) {
 	}
 }
 
-// sendRTP sends rtpCount packets, paced lightly so a loopback socket
-// buffer never overflows (this test is about loss on the path, not about
-// kernel buffers).
+// rtpPacing is the gap between two test RTP packets: 20 times the rate of
+// one G.711 call, yet slow enough that a loaded 2-core CI box drains every
+// socket buffer on the path (this test is about loss on the path, not
+// about kernel buffers).
+const rtpPacing = time.Millisecond
+
+// sendRTP sends rtpCount packets, one per rtpPacing.
 func sendRTP(c net.Conn, ssrc uint32) error {
 	payload := make([]byte, 160) // 20 ms of G.711
+	tick := time.NewTicker(rtpPacing)
+	defer tick.Stop()
 	for i := range rtpCount {
+		<-tick.C
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: ssrc}, Payload: payload}
 		b, err := pkt.Marshal()
 		if err != nil {
@@ -85,9 +92,6 @@ func sendRTP(c net.Conn, ssrc uint32) error {
 		}
 		if _, err := c.Write(b); err != nil {
 			return fmt.Errorf("ssrc %#x: write %d: %w", ssrc, i, err)
-		}
-		if i%20 == 19 {
-			time.Sleep(time.Millisecond)
 		}
 	}
 	return nil
@@ -122,7 +126,10 @@ func receiveRTP(c net.Conn, ssrc uint32) error {
 // TestConnectICE: offer/answer between two SDK agents, ICE connects and
 // RTP flows both ways without loss.
 func TestConnectICE(t *testing.T) {
-	srv := startCoturn(t)
+	forEachTURN(t, testConnectICE)
+}
+
+func testConnectICE(t *testing.T, srv turnServer) {
 	cases := []struct {
 		name              string
 		offCfg, ansCfg    Config
@@ -178,7 +185,10 @@ func TestConnectICE(t *testing.T) {
 // IPv4 relayed allocation (reached over IPv6) to the c=/m= address of a
 // plain UDP socket, both ways, and the path says "legacy-relay".
 func TestConnectLegacyPeer(t *testing.T) {
-	srv := startCoturn(t)
+	forEachTURN(t, testConnectLegacyPeer)
+}
+
+func testConnectLegacyPeer(t *testing.T, srv turnServer) {
 	phone, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)

@@ -25,11 +25,15 @@ const (
 
 // turnServer is a TURN server a test runs on loopback.
 type turnServer struct {
-	port int // UDP and TCP, on 127.0.0.1 and ::1
+	port4, port6 int // UDP and TCP, on 127.0.0.1 and ::1
 }
 
 func (s turnServer) url(host, transport string) string {
-	u := fmt.Sprintf("turn:%s", net.JoinHostPort(host, fmt.Sprint(s.port)))
+	port := s.port4
+	if host == "::1" {
+		port = s.port6
+	}
+	u := fmt.Sprintf("turn:%s", net.JoinHostPort(host, fmt.Sprint(port)))
 	if transport != "" {
 		u += "?transport=" + transport
 	}
@@ -96,6 +100,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// forEachTURN runs f against coturn and against our relay, each on
+// loopback, as subtests "coturn" and "isthmus".
+func forEachTURN(t *testing.T, f func(t *testing.T, srv turnServer)) {
+	t.Run("coturn", func(t *testing.T) { f(t, startCoturn(t)) })
+	t.Run("isthmus", func(t *testing.T) { f(t, startOurRelay(t)) })
+}
+
 // startCoturn runs coturn's turnserver on loopback with long-term
 // credentials testUser/testPass, relay addresses of both families and
 // loopback peers allowed, and stops it at cleanup. It skips the test when
@@ -145,7 +156,7 @@ simple-log
 		srv := netip.AddrPortFrom(netip.MustParseAddr("::1"), uint16(port))
 		if waitSTUN(srv, serverReady, done) && waitSTUN(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), serverReady, done) {
 			t.Cleanup(stop)
-			return turnServer{port: port}
+			return turnServer{port4: port, port6: port}
 		}
 		stop()
 		t.Logf("coturn on port %d did not come up (attempt %d):\n%s", port, attempt+1, out.String())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -55,7 +56,10 @@ func newTestAgent(t *testing.T, cfg Config) *Agent {
 // an agent reaches the server over the families it has and gets relayed
 // candidates of the families it asked for.
 func TestGatherCrossFamilyRelay(t *testing.T) {
-	srv := startCoturn(t)
+	forEachTURN(t, testGatherCrossFamilyRelay)
+}
+
+func testGatherCrossFamilyRelay(t *testing.T, srv turnServer) {
 	cases := []struct {
 		name       string
 		fams       []netaddr.Family
@@ -207,12 +211,15 @@ func TestGatherDeadlineDeadServer(t *testing.T) {
 // address equals the base, so the candidate is dropped as redundant
 // (RFC 8445 §5.1.3) — which proves the server answered over both families.
 func TestGatherSTUN(t *testing.T) {
-	srv := startCoturn(t)
+	forEachTURN(t, testGatherSTUN)
+}
+
+func testGatherSTUN(t *testing.T, srv turnServer) {
 	a := newTestAgent(t, Config{
 		HostAddrs: []netip.Addr{lo4, lo6},
 		STUN: []string{
-			"stun:" + net.JoinHostPort("127.0.0.1", itoa(srv.port)),
-			"stun:" + net.JoinHostPort("::1", itoa(srv.port)),
+			"stun:" + net.JoinHostPort("127.0.0.1", itoa(srv.port4)),
+			"stun:" + net.JoinHostPort("::1", itoa(srv.port6)),
 		},
 	})
 	if _, err := a.Gather(context.Background(), nil); err != nil {
@@ -226,9 +233,7 @@ func TestGatherSTUN(t *testing.T) {
 	}
 }
 
-func itoa(i int) string {
-	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):]
-}
+func itoa(i int) string { return strconv.Itoa(i) }
 
 func TestNewAgentConfigErrors(t *testing.T) {
 	cases := []struct {

@@ -132,11 +132,11 @@ func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Fami
 		rel = m
 	}
 	cand, err := ice.NewCandidateRelay(&ice.CandidateRelayConfig{
-		Network:       "udp",
-		Address:       relayed.Addr().String(),
-		Port:          int(relayed.Port()),
-		Component:     rtpComponent,
-		Priority:      candidatePriority(typePrefRelay, serverLocalPref(proto, netaddr.FamilyOf(relayed.Addr()), idx), rtpComponent),
+		Network:   "udp",
+		Address:   relayed.Addr().String(),
+		Port:      int(relayed.Port()),
+		Component: rtpComponent,
+		Priority:  candidatePriority(typePrefRelay, serverLocalPref(proto, netaddr.FamilyOf(relayed.Addr()), idx), rtpComponent),
 		// RFC 8445 §5.1.1.1: a relayed candidate is its own base.
 		Foundation:    foundation("relay", relayed.Addr(), srv.Addr(), proto),
 		RelAddr:       rel.Addr().String(),

@@ -24,11 +24,21 @@ import (
 //   - 440 when the requested (or, under RFC 6156, the default IPv4) family
 //     has no relay address here; pion would answer 508.
 //   - 442 for REQUESTED-TRANSPORT TCP; RFC 6062 relaying is not offered.
+//   - the RESERVATION-TOKEN family fix (see rewriteReservation).
 //
 // ChannelData (the per-packet path) is recognised by its first byte and
 // passed through untouched.
 type gate struct {
 	srv *Server
+
+	mu     sync.Mutex
+	tokens map[string]tokenEntry // RESERVATION-TOKEN -> reserved port
+}
+
+// tokenEntry is a RESERVATION-TOKEN pion handed out, seen in its response.
+type tokenEntry struct {
+	port  int
+	until time.Time
 }
 
 // turn methods that carry long-term credentials.
@@ -41,25 +51,32 @@ func needsAuth(m stun.Method) bool {
 	return false
 }
 
-// inspect looks at one datagram from src; it returns a reply to send instead
-// of handing the datagram to pion, or nil. msg is a per-reader scratch
+// verdict is what the gate decided for one datagram: send reply instead of
+// handing it to pion, or hand pion rewrite instead of the datagram, or (both
+// nil) hand it on unchanged.
+type verdict struct {
+	reply   []byte
+	rewrite []byte
+}
+
+// inspect looks at one datagram from src. msg is a per-reader scratch
 // message.
-func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) []byte {
+func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 	// STUN messages start with two zero bits (RFC 8489 §5); ChannelData with
 	// 01. Anything not a well-formed request goes to pion, which drops it.
 	if len(b) < 20 || b[0]&0xC0 != 0 || !stun.IsMessage(b) {
-		return nil
+		return verdict{}
 	}
 	t := binary.BigEndian.Uint16(b[0:2])
 	var mt stun.MessageType
 	mt.ReadValue(t)
 	if mt.Class != stun.ClassRequest || !needsAuth(mt.Method) {
-		return nil
+		return verdict{}
 	}
 	msg.Reset()
 	msg.Raw = append(msg.Raw[:0], b...)
 	if msg.Decode() != nil || !msg.Contains(stun.AttrMessageIntegrity) {
-		return nil // pion answers 401 with a nonce, or 400
+		return verdict{} // pion answers 401 with a nonce, or 400
 	}
 	s := g.srv
 	now := time.Now()
@@ -68,45 +85,143 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) []byte {
 	if reason != "" {
 		s.metrics.authFailures.WithLabelValues(reason).Inc()
 		if reason == authMalformed {
-			return nil // pion answers 400
+			return verdict{} // pion answers 400
 		}
 		s.metrics.drops.gateReject.Inc()
 		var nonce stun.Nonce
 		_ = nonce.GetFrom(msg)
-		return buildError(msg, stun.CodeUnauthorized, nil, stun.NewRealm(creds.realm), nonce)
+		return verdict{reply: buildError(msg, stun.CodeUnauthorized, nil, stun.NewRealm(creds.realm), nonce)}
 	}
 	var user stun.Username
 	_ = user.GetFrom(msg)
 	s.verified.put(src, string(user), verifiedKey{userID: userID, key: key, at: now})
 
 	if mt.Method != stun.MethodAllocate {
-		return nil
+		return verdict{}
 	}
 	if v, err := msg.Get(stun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == 6 {
 		s.metrics.drops.gateReject.Inc()
-		return buildError(msg, stun.CodeUnsupportedTransProto, key)
+		return verdict{reply: buildError(msg, stun.CodeUnsupportedTransProto, key)}
 	}
 	if msg.Contains(stun.AttrReservationToken) {
-		return nil // the reservation decides the family
+		return verdict{rewrite: g.rewriteReservation(msg, userID, key, now)}
 	}
 	fam := netaddr.IPv4 // RFC 6156 §4.2: no attribute means IPv4
 	if v, err := msg.Get(stun.AttrRequestedAddressFamily); err == nil {
 		if len(v) != 4 {
-			return nil // pion answers 400
+			return verdict{} // pion answers 400
 		}
 		switch v[0] {
 		case 0x01:
 		case 0x02:
 			fam = netaddr.IPv6
 		default:
-			return nil // pion answers 440
+			return verdict{} // pion answers 440
 		}
 	}
 	if !s.gen.hasFamily(fam) {
 		s.metrics.drops.gateReject.Inc()
-		return buildError(msg, stun.CodeAddrFamilyNotSupported, key)
+		return verdict{reply: buildError(msg, stun.CodeAddrFamilyNotSupported, key)}
 	}
-	return nil
+	return verdict{}
+}
+
+// rewriteReservation fixes pion's family for the second half of an
+// EVEN-PORT pair. RFC 6156 §4.2 forbids REQUESTED-ADDRESS-FAMILY next to
+// RESERVATION-TOKEN, so pion creates that allocation with the default
+// family (IPv4 under StrictAddressFamily) and then refuses IPv6 peers with
+// 443 even if the port was bound on IPv6; its reservations also live in one
+// per-socket allocation manager, which another per-core socket's manager
+// does not know. Having seen the token in pion's response, the gate turns
+// the request into the equivalent explicit one: no token, the reserved
+// port's family, re-signed with the key that signed the original; the
+// generator then binds exactly the reserved port on the first allocation's
+// IP. The client sees what RFC 8656 §7.2 describes. An unknown token is
+// left to pion (508).
+func (g *gate) rewriteReservation(msg *stun.Message, userID string, key []byte, now time.Time) []byte {
+	tok, err := msg.Get(stun.AttrReservationToken)
+	if err != nil || msg.Contains(stun.AttrRequestedAddressFamily) || msg.Contains(stun.AttrEvenPort) {
+		return nil // pion answers 400
+	}
+	port, ok := g.reservedPort(string(tok), now)
+	if !ok {
+		return nil
+	}
+	ip, ok := g.srv.pool.heldIP(port, now)
+	if !ok {
+		return nil
+	}
+	fam := byte(0x01)
+	if ip.Is6() {
+		fam = 0x02
+	}
+	out := stun.New()
+	out.TransactionID = msg.TransactionID
+	out.Type = msg.Type
+	out.WriteHeader()
+	hadFingerprint := msg.Contains(stun.AttrFingerprint)
+	for _, a := range msg.Attributes {
+		if a.Type == stun.AttrMessageIntegrity {
+			break // anything after it is not covered and is ignored
+		}
+		if a.Type == stun.AttrReservationToken || a.Type == stun.AttrMessageIntegritySHA256 {
+			continue
+		}
+		out.Add(a.Type, a.Value)
+	}
+	out.Add(stun.AttrRequestedAddressFamily, []byte{fam, 0, 0, 0})
+	if stun.MessageIntegrity(key).AddTo(out) != nil {
+		return nil
+	}
+	if hadFingerprint && stun.Fingerprint.AddTo(out) != nil {
+		return nil
+	}
+	g.srv.gen.expectReservation(userID, port, now)
+	return out.Raw
+}
+
+// noteResponse records the RESERVATION-TOKEN of an Allocate success
+// response pion is sending. Cheap for everything else: two byte compares.
+func (g *gate) noteResponse(b []byte) {
+	// Allocate success response: type 0x0103.
+	if len(b) < 20 || b[0] != 0x01 || b[1] != 0x03 {
+		return
+	}
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if m.Decode() != nil {
+		return
+	}
+	tok, err := m.Get(stun.AttrReservationToken)
+	if err != nil {
+		return
+	}
+	var relayed stun.XORMappedAddress
+	if relayed.GetFromAs(m, stun.AttrXORRelayedAddress) != nil {
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.tokens == nil {
+		g.tokens = map[string]tokenEntry{}
+	}
+	for k, e := range g.tokens {
+		if now.After(e.until) {
+			delete(g.tokens, k)
+		}
+	}
+	// The reserved port is the one after the relayed port (RFC 8656 §7.2).
+	g.tokens[string(tok)] = tokenEntry{port: relayed.Port + 1, until: now.Add(reservationHold)}
+}
+
+func (g *gate) reservedPort(tok string, now time.Time) (int, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e, ok := g.tokens[tok]
+	if !ok || now.After(e.until) {
+		return 0, false
+	}
+	return e.port, true
 }
 
 // buildError builds an error response to req; key signs it when the request
@@ -150,12 +265,21 @@ func (c *gatedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.once.Do(c.done)
 			return n, addr, err
 		}
-		if reply := c.gate.inspect(b[:n], addr, &c.msg); reply != nil {
-			_, _ = c.PacketConn.WriteTo(reply, addr)
+		v := c.gate.inspect(b[:n], addr, &c.msg)
+		switch {
+		case v.reply != nil:
+			_, _ = c.PacketConn.WriteTo(v.reply, addr)
 			continue
+		case v.rewrite != nil && len(v.rewrite) <= len(b):
+			return copy(b, v.rewrite), addr, nil
 		}
 		return n, addr, nil
 	}
+}
+
+func (c *gatedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.gate.noteResponse(b)
+	return c.PacketConn.WriteTo(b, addr)
 }
 
 // gatedListener wraps a TCP (or TLS) listener: it tracks accepted
@@ -258,15 +382,25 @@ func (c *gatedStreamConn) next() error {
 		if n > len(c.buf) {
 			continue // cannot happen with maxFrame; never slice past the buffer
 		}
-		if reply := c.l.gate.inspect(c.buf[:n], addr, &c.msg); reply != nil {
-			if _, err := c.Conn.Write(reply); err != nil {
+		v := c.l.gate.inspect(c.buf[:n], addr, &c.msg)
+		switch {
+		case v.reply != nil:
+			if _, err := c.Conn.Write(v.reply); err != nil {
 				return err
 			}
 			continue
+		case v.rewrite != nil:
+			c.pending = v.rewrite
+			return nil
 		}
 		c.pending = c.buf[:n]
 		return nil
 	}
+}
+
+func (c *gatedStreamConn) Write(b []byte) (int, error) {
+	c.l.gate.noteResponse(b)
+	return c.Conn.Write(b)
 }
 
 func (c *gatedStreamConn) Close() error {

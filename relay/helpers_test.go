@@ -164,6 +164,19 @@ families:
 	return sum, found
 }
 
+// waitMetric waits up to ioTimeout for the metric sum (see metricSum) to
+// satisfy ok: the relay may count a datagram just after forwarding it.
+func (r *testRelay) waitMetric(t testing.TB, ok func(float64) bool, nameHas []string, labelHas ...string) (float64, bool) {
+	t.Helper()
+	var sum float64
+	var found bool
+	waitUntil(ioTimeout, func() bool {
+		sum, found = r.metricSum(t, nameHas, labelHas...)
+		return found && ok(sum)
+	})
+	return sum, found && ok(sum)
+}
+
 // metricNames lists every metric family name the relay registered (for failure messages).
 func (r *testRelay) metricNames(t testing.TB) []string {
 	t.Helper()

@@ -94,13 +94,24 @@ func socketControl(v6only, reusePort bool, bufs sockBufs, granted *bufResult) fu
 
 // listenUDP binds n UDP sockets on ap with SO_REUSEPORT, so the kernel
 // spreads clients over them by 5-tuple hash and each is drained by its own
-// goroutine (one pion read loop per socket). With port 0 the first socket
-// picks the port and the others bind the same one.
+// goroutine (one pion read loop per socket). With port 0 the kernel picks
+// one free port and every socket binds it.
 func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResult, error) {
+	// SO_REUSEPORT lets any socket of the same user join the group, even
+	// another program's. Bind once without it first: that fails if the port
+	// is taken, and with port 0 it makes the kernel pick a port no one
+	// holds. The short gap before the group binds is the price.
+	plc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
+	probe, err := plc.ListenPacket(context.Background(), udpNetwork(ap.Addr()), ap.String())
+	if err != nil {
+		return nil, bufResult{}, fmt.Errorf("relay: listen udp %s: %w", ap, err)
+	}
+	port := probe.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	_ = probe.Close()
+
 	var granted bufResult
 	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), true, bufs, &granted)}
 	conns := make([]*net.UDPConn, 0, n)
-	port := ap.Port()
 	for i := 0; i < n; i++ {
 		addr := netip.AddrPortFrom(ap.Addr(), port)
 		pc, err := lc.ListenPacket(context.Background(), udpNetwork(ap.Addr()), addr.String())
@@ -110,11 +121,7 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 			}
 			return nil, granted, fmt.Errorf("relay: listen udp %s: %w", addr, err)
 		}
-		c := pc.(*net.UDPConn)
-		conns = append(conns, c)
-		if port == 0 {
-			port = c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		}
+		conns = append(conns, pc.(*net.UDPConn))
 	}
 	return conns, granted, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
+	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
@@ -23,6 +24,14 @@ var (
 	famIPv4 byte = 0x01
 	famIPv6 byte = 0x02
 )
+
+// familyOf maps a test's "4"/"6" to the netaddr family.
+func familyOf(f string) netaddr.Family {
+	if f == "6" {
+		return netaddr.IPv6
+	}
+	return netaddr.IPv4
+}
 
 // isWireIPv4 reports whether an XOR address attribute carried family 0x01.
 func isWireIPv4(ap netip.AddrPort) bool { return ap.Addr().Is4() }
@@ -60,6 +69,7 @@ func TestAllocateAddressFamily(t *testing.T) {
 		{name: "RFC6156 4.2: unsupported REQUESTED-ADDRESS-FAMILY 0x00 -> 440",
 			transport: "udp", client: "4", attrs: []stun.Setter{requestedFamily(0x00)}, wantCode: 440},
 	}
+	created := map[string]float64{} // allocations per client and relay family label so far
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialSTUN(t, tc.transport, r.addr(tc.client), testUser, testPassword)
@@ -77,6 +87,12 @@ func TestAllocateAddressFamily(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			clientFam, relayFam := "client_family="+familyOf(tc.client).Label(), "relay_family="+netaddr.FamilyOf(tc.wantRelay).Label()
+			if n, ok := r.waitMetric(t, func(v float64) bool { return v >= created[clientFam+relayFam]+1 },
+				[]string{"allocations_created"}, clientFam, relayFam); !ok {
+				t.Errorf("allocations_created_total{%s,%s} = %v, want %v", clientFam, relayFam, n, created[clientFam+relayFam]+1)
+			}
+			created[clientFam+relayFam]++
 			if relayed.Addr() != tc.wantRelay {
 				t.Errorf("XOR-RELAYED-ADDRESS %s (wire family IPv4=%v), want %s", relayed, isWireIPv4(relayed), tc.wantRelay)
 			}
@@ -115,41 +131,60 @@ func TestReservationKeepsFamily(t *testing.T) {
 			"6", nil, loop4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rtp := dialSTUN(t, "udp", r.addr(tc.client), testUser, testPassword)
-			first, res := rtp.mustAllocate(append(tc.attrs, evenPort(true))...)
-			if first.Addr() != tc.want {
-				t.Fatalf("EVEN-PORT Allocate: relayed %s, want IP %s", first, tc.want)
+			// Several pairs, each from fresh source ports: a relay with several
+			// listener sockets per address must honour a token whichever socket
+			// the second Allocate arrives on.
+			for pair := 0; pair < reservationPairs; pair++ {
+				reservePair(t, r, tc.client, tc.attrs, tc.want)
 			}
-			if first.Port()%2 != 0 {
-				t.Errorf("EVEN-PORT Allocate: relayed port %d is odd", first.Port())
-			}
-			tok, err := res.Get(stun.AttrReservationToken)
-			if err != nil || len(tok) != 8 {
-				t.Fatalf("EVEN-PORT R=1 Allocate success lacks an 8-byte RESERVATION-TOKEN (got %x, %v)", tok, err)
-			}
-			rtcp := dialSTUN(t, "udp", r.addr(tc.client), testUser, testPassword)
-			// A valid token with REQUESTED-ADDRESS-FAMILY or EVEN-PORT is a bad
-			// request (RFC 6156 4.2, RFC 8656 7.2 step 5); the reservation stays.
-			for _, bad := range []struct {
-				attr stun.Setter
-				name string
-			}{{requestedFamily(famIPv6), "REQUESTED-ADDRESS-FAMILY=IPv6"}, {requestedFamily(famIPv4), "REQUESTED-ADDRESS-FAMILY=IPv4"}, {evenPort(false), "EVEN-PORT"}} {
-				if res := rtcp.allocate(reservationToken(tok), bad.attr); errorCode(res) != 400 {
-					t.Errorf("RFC6156 4.2: Allocate with RESERVATION-TOKEN and %s: got %s, want 400", bad.name, describe(res))
-				}
-			}
-			second, _ := rtcp.mustAllocate(reservationToken(tok))
-			if second.Addr() != first.Addr() {
-				t.Errorf("RESERVATION-TOKEN Allocate: relayed %s (wire IPv4=%v), want the reserved family and IP %s",
-					second, isWireIPv4(second), first.Addr())
-			}
-			if second.Port() != first.Port()+1 {
-				t.Errorf("RESERVATION-TOKEN Allocate: relayed port %d, want the reserved port %d", second.Port(), first.Port()+1)
-			}
-			rtcp.release()
-			rtp.release()
 		})
 	}
+}
+
+// reservationPairs is how many RTP/RTCP allocation pairs each reservation case makes.
+const reservationPairs = 3
+
+// reservePair allocates with EVEN-PORT R=1, checks that a valid token combined
+// with REQUESTED-ADDRESS-FAMILY or EVEN-PORT is refused, then allocates with the
+// token alone from another socket.
+func reservePair(t *testing.T, r *testRelay, client string, attrs []stun.Setter, want netip.Addr) {
+	rtp := dialSTUN(t, "udp", r.addr(client), testUser, testPassword)
+	first, res := rtp.mustAllocate(append(attrs, evenPort(true))...)
+	if first.Addr() != want {
+		t.Fatalf("EVEN-PORT Allocate: relayed %s, want IP %s", first, want)
+	}
+	if first.Port()%2 != 0 {
+		t.Errorf("EVEN-PORT Allocate: relayed port %d is odd", first.Port())
+	}
+	tok, err := res.Get(stun.AttrReservationToken)
+	if err != nil || len(tok) != 8 {
+		t.Fatalf("EVEN-PORT R=1 Allocate success lacks an 8-byte RESERVATION-TOKEN (got %x, %v)", tok, err)
+	}
+	rtcp := dialSTUN(t, "udp", r.addr(client), testUser, testPassword)
+	// A valid token with REQUESTED-ADDRESS-FAMILY or EVEN-PORT is a bad
+	// request (RFC 6156 4.2, RFC 8656 7.2 step 5); the reservation stays.
+	for _, bad := range []struct {
+		attr stun.Setter
+		name string
+	}{
+		{requestedFamily(famIPv6), "REQUESTED-ADDRESS-FAMILY=IPv6"},
+		{requestedFamily(famIPv4), "REQUESTED-ADDRESS-FAMILY=IPv4"},
+		{evenPort(false), "EVEN-PORT"},
+	} {
+		if res := rtcp.allocate(reservationToken(tok), bad.attr); errorCode(res) != 400 {
+			t.Errorf("RFC6156 4.2: Allocate with a valid RESERVATION-TOKEN and %s: got %s, want 400", bad.name, describe(res))
+		}
+	}
+	second, _ := rtcp.mustAllocate(reservationToken(tok))
+	if second.Addr() != first.Addr() {
+		t.Errorf("RESERVATION-TOKEN Allocate: relayed %s (wire IPv4=%v), want the reserved family and IP %s",
+			second, isWireIPv4(second), first.Addr())
+	}
+	if second.Port() != first.Port()+1 {
+		t.Errorf("RESERVATION-TOKEN Allocate: relayed port %d, want the reserved port %d", second.Port(), first.Port()+1)
+	}
+	rtcp.release()
+	rtp.release()
 }
 
 // TestPeerFamilyMismatch: a permission or channel for a peer of the other family
@@ -204,7 +239,7 @@ func TestAuthentication(t *testing.T) {
 	rotUser, rotPass := rest(secondSecret, time.Hour)
 	expUser, expPass := rest(testSecret, -time.Minute)
 	otherUser, otherPass := rest("not-our-secret", time.Hour)
-	for _, tc := range []struct {
+	cases := []struct {
 		name     string
 		user     string
 		pass     string
@@ -220,7 +255,9 @@ func TestAuthentication(t *testing.T) {
 		{"RFC8489 9.2: static user -> success", testUser, testPassword, 0},
 		{"TURN REST: valid username -> success", validUser, validPass, 0},
 		{"TURN REST: second active secret (rotation) -> success", rotUser, rotPass, 0},
-	} {
+	}
+	rejected := 0 // requests with credentials that got 401
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialSTUN(t, "udp", r.addr("6"), tc.user, tc.pass)
 			res := c.allocate()
@@ -242,7 +279,14 @@ func TestAuthentication(t *testing.T) {
 			if err := nonce.GetFrom(res); err != nil || len(nonce) == 0 {
 				t.Errorf("401 lacks a NONCE (%v)", err)
 			}
+			if tc.user != "" {
+				rejected++
+			}
 		})
+	}
+	if n, ok := r.waitMetric(t, func(v float64) bool { return v >= float64(rejected) }, []string{"auth_fail"}); !ok {
+		t.Errorf("auth failure metric sums to %v after %d rejected credentials, want at least %d (metrics: %v)",
+			n, rejected, rejected, r.metricNames(t))
 	}
 }
 
@@ -282,6 +326,9 @@ func TestQuotas(t *testing.T) {
 	a1.release()
 	_, res = alloc("bob", "bob-pass")
 	ok("bob allocation 2 after alice released one", res)
+	if n, found := r.waitMetric(t, func(v float64) bool { return v >= 2 }, []string{"quota"}); !found {
+		t.Errorf("quota rejection metric sums to %v after a 486 and a 508, want at least 2 (metrics: %v)", n, r.metricNames(t))
+	}
 }
 
 // TestPeerPolicy: permissions and channels to peers that are not globally
@@ -302,6 +349,7 @@ func TestPeerPolicy(t *testing.T) {
 		want   int // 0 success
 	}
 	cp, cb := stun.MethodCreatePermission, stun.MethodChannelBind
+	forbidden := 0 // 403 answers seen; each must be counted
 	v4cases := []pcase{
 		{"loopback 127.0.0.1 with allow_loopback_peers=false -> 403", "127.0.0.1", cp, 403},
 		{"loopback 127.1.2.3 -> 403", "127.1.2.3", cp, 403},
@@ -362,6 +410,9 @@ func TestPeerPolicy(t *testing.T) {
 				if tc.want != 0 && got != tc.want {
 					t.Errorf("%v to %s: got %s, want %d Forbidden", tc.method, peer, describe(res), tc.want)
 				}
+				if got == 403 {
+					forbidden++
+				}
 			})
 		}
 	}
@@ -377,12 +428,14 @@ func TestPeerPolicy(t *testing.T) {
 			peerAddress(netip.MustParseAddrPort("8.8.4.4:1")))
 		if got := errorCode(res); got != 403 {
 			t.Errorf("CreatePermission with 127.0.0.1 among allowed peers: got %s, want 403", describe(res))
+		} else {
+			forbidden++
 		}
 	})
 
-	if sum, found := r.metricSum(t, []string{"denied"}); found && sum == 0 {
-		// The exact name is the relay's; only check it moved when it exists.
-		t.Errorf("a policy-denial metric exists but counted nothing after the 403s")
+	if n, ok := r.waitMetric(t, func(v float64) bool { return v >= float64(forbidden) }, []string{"denials"}); !ok {
+		t.Errorf("peer denial metric sums to %v after %d 403 answers, want at least %d (metrics: %v)",
+			n, forbidden, forbidden, r.metricNames(t))
 	}
 }
 
@@ -435,6 +488,18 @@ func TestRelayDataPaths(t *testing.T) {
 			peer := listenPeer(t, tc.peer)
 			c := dialSTUN(t, "udp", r.addr(tc.client), testUser, testPassword)
 			relayed, _ := c.mustAllocate(tc.attrs...)
+			fam := "family=" + netaddr.FamilyOf(relayed.Addr()).Label()
+			toPeer, _ := r.metricSum(t, []string{"packets"}, "direction=client_to_peer", fam)
+			fromPeer, _ := r.metricSum(t, []string{"packets"}, "direction=peer_to_client", fam)
+			defer func() {
+				// Two datagrams each way were relayed (indication and channel).
+				if n, ok := r.waitMetric(t, func(v float64) bool { return v >= toPeer+2 }, []string{"packets"}, "direction=client_to_peer", fam); !ok {
+					t.Errorf("packets{client_to_peer,%s} = %v, want at least %v", fam, n, toPeer+2)
+				}
+				if n, ok := r.waitMetric(t, func(v float64) bool { return v >= fromPeer+2 }, []string{"packets"}, "direction=peer_to_client", fam); !ok {
+					t.Errorf("packets{peer_to_client,%s} = %v, want at least %v", fam, n, fromPeer+2)
+				}
+			}()
 
 			if res := c.request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
 				t.Fatalf("CreatePermission to %s: got %s", peer.addr(), describe(res))

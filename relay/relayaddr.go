@@ -57,12 +57,26 @@ type addrGenerator struct {
 
 	mu      sync.Mutex
 	perUser map[string]int
+	pending map[pendingKey]pendingReservation
+}
+
+// pendingKey names the reservation a user's next allocation of a family
+// should take (set by the request gate, see gate.rewriteReservation).
+type pendingKey struct {
+	userID string
+	family netaddr.Family
+}
+
+type pendingReservation struct {
+	port  int
+	until time.Time
 }
 
 var _ turn.RelayAddressGenerator = (*addrGenerator)(nil)
 
 func newAddrGenerator(ips []relayIP, pool *portPool, bufs sockBufs, srv *Server) *addrGenerator {
-	g := &addrGenerator{byFamily: map[netaddr.Family][]relayIP{}, pool: pool, bufs: bufs, srv: srv, perUser: map[string]int{}}
+	g := &addrGenerator{byFamily: map[netaddr.Family][]relayIP{}, pool: pool, bufs: bufs, srv: srv,
+		perUser: map[string]int{}, pending: map[pendingKey]pendingReservation{}}
 	for _, r := range ips {
 		f := netaddr.FamilyOf(r.bind)
 		g.byFamily[f] = append(g.byFamily[f], r)
@@ -133,6 +147,35 @@ func (g *addrGenerator) releaseUser(userID string) {
 	g.perUser[userID]--
 }
 
+// expectReservation tells the generator that userID's next allocation of the
+// held port's family is the RESERVATION-TOKEN half of a pair.
+func (g *addrGenerator) expectReservation(userID string, port int, now time.Time) {
+	ip, ok := g.pool.heldIP(port, now)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k, p := range g.pending {
+		if now.After(p.until) {
+			delete(g.pending, k)
+		}
+	}
+	g.pending[pendingKey{userID, netaddr.FamilyOf(ip)}] = pendingReservation{port: port, until: now.Add(reservationHold)}
+}
+
+func (g *addrGenerator) takePending(userID string, f netaddr.Family, now time.Time) (int, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := pendingKey{userID, f}
+	p, ok := g.pending[k]
+	delete(g.pending, k)
+	if !ok || now.After(p.until) {
+		return 0, false
+	}
+	return p.port, true
+}
+
 // AllocatePacketConn implements turn.RelayAddressGenerator for UDP relays.
 //
 // pion calls it three ways:
@@ -163,18 +206,26 @@ func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 		return probeConn{}, &net.UDPAddr{IP: net.IPv4zero, Port: port}, nil
 	}
 
+	requested := conf.RequestedPort
+	f := netaddr.IPv4
+	if conf.Network == "udp6" {
+		f = netaddr.IPv6
+	}
+	if requested == 0 {
+		if p, isPending := g.takePending(conf.UserID, f, now); isPending {
+			requested = p
+		}
+	}
 	var rip relayIP
 	var ok bool
-	if conf.RequestedPort != 0 {
-		if held, isHeld := g.pool.heldIP(conf.RequestedPort, now); isHeld {
+	if requested != 0 {
+		if held, isHeld := g.pool.heldIP(requested, now); isHeld {
 			rip, ok = g.ipFor(held)
+		} else if requested != conf.RequestedPort {
+			requested = 0 // the reservation lapsed: an ordinary allocation
 		}
 	}
 	if !ok {
-		f := netaddr.IPv4
-		if conf.Network == "udp6" {
-			f = netaddr.IPv6
-		}
 		if rip, ok = g.pick(f); !ok {
 			return nil, nil, fmt.Errorf("%w: %s", ErrNoRelayFamily, f)
 		}
@@ -186,7 +237,7 @@ func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 		return nil, nil, ErrUserQuota
 	}
 
-	conn, port, err := g.bind(rip, conf.RequestedPort, now, lim.maxAllocations)
+	conn, port, err := g.bind(rip, requested, now, lim.maxAllocations)
 	if err != nil {
 		g.releaseUser(conf.UserID)
 		if errors.Is(err, errPoolLimit) {
@@ -195,7 +246,7 @@ func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 		}
 		return nil, nil, err
 	}
-	if conf.RequestedPort != 0 && conf.RequestedPort%2 == 0 {
+	if requested != 0 && requested%2 == 0 {
 		g.pool.hold(port+1, rip.bind, now, reservationHold)
 	}
 	info := relayInfo{

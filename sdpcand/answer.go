@@ -72,32 +72,13 @@ func BuildAnswer(offer *Session, p AnswerParams) ([]byte, error) {
 		}
 	}
 
-	accepted := -1
-	var acceptedCodecs []Codec
-	var missing []string
-	for i := range offer.Media {
-		m := &offer.Media[i]
-		if m.Kind != "audio" || m.Port == 0 || !strings.HasPrefix(m.Proto, "RTP/") {
-			continue
-		}
-		common := matchCodecs(m, codecs)
-		if common == nil {
-			continue
-		}
-		if ap, ok := p.Addrs[m.Family]; !ok || !ap.IsValid() {
-			missing = append(missing, fmt.Sprintf("m-line %d wants IN %s", i, m.NetType))
-			continue
-		}
-		accepted, acceptedCodecs = i, common
-		break
+	if err := checkAddrs(p.Addrs); err != nil {
+		return nil, err
 	}
-	if accepted < 0 && len(missing) > 0 {
-		return nil, fmt.Errorf("sdpcand: answer: %s (RFC 6157 4.1 rule 2): %w", strings.Join(missing, ", "), ErrNoAddressOfFamily)
+	accepted, acceptedCodecs, err := selectMedia(offer, p.Addrs, codecs)
+	if err != nil {
+		return nil, err
 	}
-	if accepted < 0 {
-		return nil, fmt.Errorf("sdpcand: answer: %d m-line(s), none is RTP audio with a codec in common: %w", len(offer.Media), ErrNoAcceptableMedia)
-	}
-
 	am := offer.Media[accepted]
 	originType, originAddr := connectionFor(am.Family, p.Addrs[am.Family].Addr(), false)
 	desc := newDescription(p.SessionID, p.Username, originType, originAddr)
@@ -129,6 +110,62 @@ func BuildAnswer(offer *Session, p AnswerParams) ([]byte, error) {
 		return nil, fmt.Errorf("sdpcand: answer: marshal: %w", err)
 	}
 	return out, nil
+}
+
+// AcceptedMedia returns the index of the offer's m-line BuildAnswer accepts
+// with the same parameters (the others are answered with port 0), or
+// BuildAnswer's error. An agent uses it to know which remote m-line its
+// media flows on.
+func AcceptedMedia(offer *Session, p AnswerParams) (int, error) {
+	if offer == nil || len(offer.Media) == 0 {
+		return -1, errors.New("sdpcand: answer: the offer has no m-line")
+	}
+	codecs := p.Codecs
+	if len(codecs) == 0 {
+		codecs = DefaultCodecs()
+	}
+	i, _, err := selectMedia(offer, p.Addrs, codecs)
+	return i, err
+}
+
+// checkAddrs rejects AnswerParams.Addrs entries that would write a broken
+// m-line: port 0 (which means "rejected") or an address of the other family.
+func checkAddrs(addrs map[netaddr.Family]netip.AddrPort) error {
+	for f, ap := range addrs {
+		if !ap.IsValid() || ap.Port() == 0 {
+			return fmt.Errorf("sdpcand: answer: Addrs[%v] = %v: want an address with a non-zero port", f, ap)
+		}
+		if got := netaddr.FamilyOf(ap.Addr().Unmap()); got != f {
+			return fmt.Errorf("sdpcand: answer: Addrs[%v] = %v is an %v address", f, ap, got)
+		}
+	}
+	return nil
+}
+
+// selectMedia picks the first RTP audio m-line with a codec in common and
+// an address of its family (RFC 6157 §4.1 rule 2), returning the codecs to
+// answer with.
+func selectMedia(offer *Session, addrs map[netaddr.Family]netip.AddrPort, codecs []Codec) (int, []Codec, error) {
+	var missing []string
+	for i := range offer.Media {
+		m := &offer.Media[i]
+		if m.Kind != "audio" || m.Port == 0 || !strings.HasPrefix(m.Proto, "RTP/") {
+			continue
+		}
+		common := matchCodecs(m, codecs)
+		if common == nil {
+			continue
+		}
+		if ap, ok := addrs[m.Family]; !ok || !ap.IsValid() {
+			missing = append(missing, fmt.Sprintf("m-line %d wants IN %s", i, m.NetType))
+			continue
+		}
+		return i, common, nil
+	}
+	if len(missing) > 0 {
+		return -1, nil, fmt.Errorf("sdpcand: answer: %s (RFC 6157 4.1 rule 2): %w", strings.Join(missing, ", "), ErrNoAddressOfFamily)
+	}
+	return -1, nil, fmt.Errorf("sdpcand: answer: %d m-line(s), none is RTP audio with a codec in common: %w", len(offer.Media), ErrNoAcceptableMedia)
 }
 
 // rejectedMedia answers an m-line with port 0 (RFC 3264 §6): same media,

@@ -275,4 +275,49 @@ func TestBuildAnswerBadInput(t *testing.T) {
 	if _, err := BuildAnswer(offer, AnswerParams{Addrs: both, Ufrag: "x", Pwd: testPwd}); err == nil {
 		t.Error("RFC8839 5.4: short ufrag accepted")
 	}
+	for name, addrs := range map[string]map[netaddr.Family]netip.AddrPort{
+		"port 0 would reject the stream": {netaddr.IPv4: netip.MustParseAddrPort("192.0.2.1:0")},
+		"IPv6 address under IPv4":        {netaddr.IPv4: v6Addr},
+	} {
+		if out, err := BuildAnswer(offer, AnswerParams{Addrs: addrs}); err == nil || errors.Is(err, ErrNoAddressOfFamily) {
+			t.Errorf("%s: err %v, want a clear Addrs error\n%s", name, err, out)
+		}
+	}
+	// An IPv4-mapped address under IPv4 is written as plain IPv4.
+	out, err := BuildAnswer(offer, AnswerParams{Addrs: map[netaddr.Family]netip.AddrPort{netaddr.IPv4: netip.MustParseAddrPort("[::ffff:192.0.2.7]:4000")}})
+	if err != nil || !strings.Contains(string(out), "c=IN IP4 192.0.2.7\r\n") {
+		t.Errorf("mapped address: %v\n%s", err, out)
+	}
+}
+
+func TestAcceptedMedia(t *testing.T) {
+	offer, err := Parse(desc("t=0 0",
+		"m=video 5000 RTP/AVP 96", "c=IN IP4 192.0.2.1",
+		"m=audio 4000 RTP/AVP 0", "c=IN IP6 2001:db8::1",
+		"m=audio 4002 RTP/AVP 0", "c=IN IP4 192.0.2.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addrs map[netaddr.Family]netip.AddrPort
+		want  int
+	}{{both, 1}, {only6, 1}, {only4, 2}} {
+		got, err := AcceptedMedia(offer, AnswerParams{Addrs: tc.addrs})
+		if err != nil || got != tc.want {
+			t.Errorf("AcceptedMedia(%v) = %d, %v; want %d", tc.addrs, got, err, tc.want)
+		}
+		out, err := BuildAnswer(offer, AnswerParams{Addrs: tc.addrs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, _ := Parse(out)
+		for i, m := range ans.Media {
+			if (m.Port != 0) != (i == tc.want) {
+				t.Errorf("answer m-line %d port %d, accepted index %d\n%s", i, m.Port, tc.want, out)
+			}
+		}
+	}
+	if _, err := AcceptedMedia(offer, AnswerParams{}); !errors.Is(err, ErrNoAddressOfFamily) {
+		t.Errorf("no addresses: %v", err)
+	}
 }

@@ -16,6 +16,7 @@
 //     relayed address) and a=candidate lines of both families.
 //   - BuildAnswer answers an offer keeping, per m-line, the offer's network
 //     type (RFC 6157 §4.1 rule 2) or fails with ErrNoAddressOfFamily.
+//     AcceptedMedia tells which offered m-line the answer accepts.
 //
 // # RFC 6157 §4.1
 //
@@ -30,7 +31,8 @@
 //
 // # What this package fixes in pion
 //
-// pion/sdp keeps the last of several c= lines in one section (Parse rejects
+// pion/sdp accepts an empty body or one that stops after v= (Parse requires
+// v=, o= and s=), keeps the last of several c= lines in one section (Parse rejects
 // them: ErrMultipleConnection), keeps "224.2.1.1/127/3" as one string and
 // never checks a c= address against its network type (Parse splits TTL and
 // count and rejects "c=IN IP4 2001:db8::1": ErrAddressMismatch), returns

@@ -1,6 +1,7 @@
 package sdpcand
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
+
+// errNoDefault is returned by BuildOffer when it has nothing to put in c=.
+var errNoDefault = errors.New("sdpcand: offer: no default address: set OfferParams.Default or pass a usable candidate")
 
 // OfferParams is what BuildOffer writes.
 type OfferParams struct {

@@ -2,7 +2,6 @@ package sdpcand
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -188,22 +187,22 @@ func directionOf(attrs []sdp.Attribute) string {
 // "a=rtpmap:107 H263-1998/90000 " yields no codec at all.
 func normalize(b []byte) (string, []string) {
 	var warnings []string
+	crlf := bytes.Count(b, []byte("\r\n"))
+	// A lone CR is a line end to pion/sdp as well; make it one here too so
+	// prescan sees the same lines pion does.
+	b = bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n")), []byte("\r"), []byte("\n"))
 	var out strings.Builder
 	out.Grow(len(b) + len(b)/16 + 2)
-	lf, trailing, blank := 0, 0, 0
 	lines := bytes.Split(b, []byte("\n"))
-	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
+	ends := len(lines) - 1 // line ends in the input
+	if len(lines[len(lines)-1]) == 0 {
 		lines = lines[:len(lines)-1]
 	} else if len(b) > 0 {
 		warnings = append(warnings, "no line end after the last line")
 	}
+	trailing, blank := 0, 0
 	for _, line := range lines {
-		if l, ok := bytes.CutSuffix(line, []byte("\r")); ok {
-			line = l
-		} else {
-			lf++
-		}
-		trimmed := bytes.TrimRight(line, " \t\r")
+		trimmed := bytes.TrimRight(line, " \t")
 		if len(trimmed) != len(line) {
 			trailing++
 		}
@@ -214,8 +213,8 @@ func normalize(b []byte) (string, []string) {
 		out.Write(trimmed)
 		out.WriteString("\r\n")
 	}
-	if lf > 0 {
-		warnings = append(warnings, fmt.Sprintf("%d line(s) end in LF instead of CRLF", lf))
+	if n := ends - crlf; n > 0 {
+		warnings = append(warnings, fmt.Sprintf("%d line(s) end in LF or CR instead of CRLF", n))
 	}
 	if trailing > 0 {
 		warnings = append(warnings, fmt.Sprintf("%d line(s) with trailing white space", trailing))
@@ -395,6 +394,3 @@ func isInvalidName(s string) bool {
 	s = strings.ToLower(strings.TrimSuffix(s, "."))
 	return s == "invalid" || strings.HasSuffix(s, ".invalid")
 }
-
-// errNoDefault is returned by BuildOffer when it has nothing to put in c=.
-var errNoDefault = errors.New("sdpcand: no default address: set OfferParams.Default or pass a usable candidate")

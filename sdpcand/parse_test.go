@@ -154,6 +154,11 @@ func TestParseRules(t *testing.T) {
 			wantErr: ErrMultipleConnection,
 		},
 		{
+			name:    "RFC8866 5.7: two c= lines separated by a lone CR are rejected",
+			in:      []byte("v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\rc=IN IP4 192.0.2.1\rc=IN IP6 2001:db8::1\r\n"),
+			wantErr: ErrMultipleConnection,
+		},
+		{
 			name:    "RFC8866 5.7: two session-level c= lines are rejected",
 			in:      desc("c=IN IP4 192.0.2.1", "c=IN IP4 192.0.2.2", "t=0 0", "m=audio 4000 RTP/AVP 0"),
 			wantErr: ErrMultipleConnection,

@@ -25,15 +25,19 @@ var (
 	ErrNoAcceptableMedia = errors.New("sdpcand: no acceptable media in the offer")
 	// ErrInvalidSDP wraps every reason Parse rejects a description for.
 	ErrInvalidSDP = errors.New("sdpcand: invalid SDP")
+	// The three below only ever come wrapped by ErrInvalidSDP, hence no
+	// "sdpcand:" prefix of their own.
+
 	// ErrAddressMismatch means a c= address does not belong to its network
-	// type, e.g. "c=IN IP4 2001:db8::1". It also wraps ErrInvalidSDP.
-	ErrAddressMismatch = errors.New("sdpcand: c= address does not match its network type")
+	// type, e.g. "c=IN IP4 2001:db8::1". Parse's error wraps it and ErrInvalidSDP.
+	ErrAddressMismatch = errors.New("c= address does not match its network type")
 	// ErrMultipleConnection means one section carries more than one c= line
-	// (pion/sdp silently keeps the last one). It also wraps ErrInvalidSDP.
-	ErrMultipleConnection = errors.New("sdpcand: more than one c= line in one section")
+	// (pion/sdp silently keeps the last one). Parse's error wraps it and
+	// ErrInvalidSDP.
+	ErrMultipleConnection = errors.New("more than one c= line in one section")
 	// ErrNoConnection means a media description has no c= line and the
-	// session has none to inherit. It also wraps ErrInvalidSDP.
-	ErrNoConnection = errors.New("sdpcand: media description without a c= line")
+	// session has none to inherit. Parse's error wraps it and ErrInvalidSDP.
+	ErrNoConnection = errors.New("media description without a c= line")
 )
 
 // Session is what Isthmus reads from (and writes into) one SDP description:
@@ -45,12 +49,16 @@ type Session struct {
 	Ufrag, Pwd string
 	// ICELite is true when a=ice-lite is present at session level.
 	ICELite bool
-	// NetType, Address, Addr and Unspecified describe the session-level c=
-	// line; NetType is "" when there is none.
-	NetType     string
-	Family      netaddr.Family
-	Address     string
-	Addr        netip.Addr
+	// NetType is the session-level c= network type, "IP4" or "IP6"; ""
+	// when there is no session-level c= line.
+	NetType string
+	// Family is the family NetType names.
+	Family netaddr.Family
+	// Address is the session-level c= address as written.
+	Address string
+	// Addr is Address parsed; zero when it is a name.
+	Addr netip.Addr
+	// Unspecified is true for 0.0.0.0, :: or a .invalid name.
 	Unspecified bool
 	// Media holds the m-lines in order.
 	Media []Media
@@ -97,9 +105,10 @@ type Media struct {
 	// Candidates are the a=candidate lines pion/ice could parse.
 	Candidates []ice.Candidate
 	// RawCandidates are every a=candidate value as written, parsed or not
-	// (pion/ice rejects some, e.g. .invalid names); CandidateErrors has one
-	// entry per candidate pion/ice rejected.
-	RawCandidates   []string
+	// (pion/ice rejects some, e.g. a relayed candidate with a .invalid name).
+	RawCandidates []string
+	// CandidateErrors has one entry per a=candidate line pion/ice rejected,
+	// naming the line.
 	CandidateErrors []error
 	// EndOfCandidates is true when a=end-of-candidates is present.
 	EndOfCandidates bool
@@ -131,11 +140,16 @@ func (s *Session) ICE() bool {
 // Codec is one RTP payload format: a=rtpmap:<PT> <Name>/<ClockRate>[/<Channels>]
 // plus an optional a=fmtp.
 type Codec struct {
+	// PayloadType is the RTP payload type, 0-127 (96+ dynamic).
 	PayloadType uint8
-	Name        string
-	ClockRate   uint32
-	Channels    uint16
-	Fmtp        string
+	// Name is the encoding name, e.g. "PCMU", "opus", "telephone-event".
+	Name string
+	// ClockRate is the RTP clock rate in Hz.
+	ClockRate uint32
+	// Channels is the audio channel count; 0 or 1 writes none.
+	Channels uint16
+	// Fmtp is the a=fmtp parameter string without the payload type.
+	Fmtp string
 }
 
 // DefaultCodecs is the audio codec list BuildOffer uses when

@@ -44,7 +44,7 @@ func connectionFor(family netaddr.Family, a netip.Addr, hold bool) (netType, add
 	netType = netTypeOf(family)
 	switch {
 	case !hold && a.IsValid():
-		return netType, a.WithZone("").String()
+		return netType, a.Unmap().WithZone("").String()
 	case family == netaddr.IPv6:
 		return netType, InvalidHost
 	default:

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +35,8 @@ type benchFlags struct {
 	setupConc, senders        int
 	user, realm               string
 	jsonOut, svgOut           string
+	cpuProfile                string
+	nice                      int
 }
 
 func (bf *benchFlags) register(fs *flag.FlagSet) {
@@ -59,6 +62,8 @@ func (bf *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&bf.realm, "realm", bench.DefaultRealm, "realm")
 	fs.StringVar(&bf.jsonOut, "json", "", "write the full report as JSON to this file")
 	fs.StringVar(&bf.svgOut, "svg", "", "write a plot of loss and p99 latency against calls to this SVG file")
+	fs.IntVar(&bf.nice, "nice", -10, "nice value for the generator and the relays it starts (0 keeps the current one); a negative value keeps unrelated work on a shared machine from starving the measurement")
+	fs.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to this file (go tool pprof)")
 }
 
 // config turns the shared flags into a bench.Config (without relays).
@@ -111,8 +116,22 @@ func (bf *benchFlags) spec(name string, kind bench.RelayKind, binary string) (be
 	}, nil
 }
 
-// pin pins the generator when asked and possible, and says what it did.
+// pin pins (and renices) the generator when asked and possible, and says
+// what it did.
 func (bf *benchFlags) pin(stderr io.Writer) (string, func()) {
+	desc, undo := bf.pinCPU(stderr)
+	if bf.nice == 0 {
+		return desc, undo
+	}
+	unnice, err := bench.Renice(bf.nice)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: %v; priority unchanged\n", err)
+		return desc, undo
+	}
+	return fmt.Sprintf("%s, nice %d (relays inherit it)", desc, bf.nice), func() { unnice(); undo() }
+}
+
+func (bf *benchFlags) pinCPU(stderr io.Writer) (string, func()) {
 	if bf.noPin {
 		return "unpinned (--no-pin)", func() {}
 	}
@@ -130,6 +149,27 @@ func (bf *benchFlags) pin(stderr io.Writer) (string, func()) {
 		return "unpinned (" + err.Error() + ")", func() {}
 	}
 	return desc, undo
+}
+
+// profile starts the generator CPU profile when asked; the returned func stops it.
+func (bf *benchFlags) profile(stderr io.Writer) func() {
+	if bf.cpuProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(bf.cpuProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: cpuprofile: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(stderr, "bench: cpuprofile: %v\n", err)
+		_ = f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 func (bf *benchFlags) write(rep *bench.Report, stdout, stderr io.Writer) int {
@@ -245,6 +285,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	desc, undo := bf.pin(stderr)
 	defer undo()
 	cfg.GeneratorPinning = desc
+	defer bf.profile(stderr)()
 	rep, err := bench.Bench(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "isthmus bench: %v\n", err)
@@ -308,6 +349,7 @@ func runBenchCompare(args []string, stdout, stderr io.Writer) int {
 	defer undo()
 	cfg.Relays[0].CPU, cfg.Relays[1].CPU = relayCPUOf(&bf), relayCPUOf(&bf)
 	cfg.GeneratorPinning = desc
+	defer bf.profile(stderr)()
 	rep, err := bench.Compare(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "isthmus bench compare: %v\n", err)

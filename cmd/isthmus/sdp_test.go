@@ -48,7 +48,7 @@ func TestSDPCheckTortureMessages(t *testing.T) {
 			if got := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("stdout:\n%s\nwant:\n%s", out, strings.Join(tc.want, "\n"))
 			}
-			if !strings.Contains(errOut, "SIP message") || !strings.Contains(errOut, "LF instead of CRLF") {
+			if !strings.Contains(errOut, "SIP message") || !strings.Contains(errOut, "instead of CRLF") {
 				t.Errorf("stderr does not report the SIP body and the LF line ends:\n%s", errOut)
 			}
 		})

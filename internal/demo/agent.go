@@ -2,8 +2,8 @@ package demo
 
 import (
 	"context"
-	"encoding/binary"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -170,8 +170,9 @@ func runEndpoint(ctx context.Context, o AgentOptions, ctl *controlChannel, log z
 	if err != nil {
 		return err
 	}
-	if pc, ok := conn.(*plainConn); ok {
-		stats.Invalid += int(pc.stray.Load())
+	// Datagrams the connection itself dropped for coming from elsewhere.
+	if sc, ok := conn.(interface{ Strangers() uint64 }); ok {
+		stats.Invalid += int(sc.Strangers())
 	}
 	if err := ctl.send(Message{Event: EventResult, Stats: &stats}); err != nil {
 		return err

@@ -94,8 +94,12 @@ func legacyRemote(b []byte) (netip.AddrPort, error) {
 type plainConn struct {
 	udp    *net.UDPConn
 	remote netip.AddrPort
-	stray  atomic.Int64
+	stray  atomic.Uint64
 }
+
+// Strangers returns how many datagrams came from another address than the
+// remote's and were dropped.
+func (c *plainConn) Strangers() uint64 { return c.stray.Load() }
 
 func (c *plainConn) Write(p []byte) (int, error) {
 	return c.udp.WriteToUDPAddrPort(p, c.remote)

@@ -1,0 +1,361 @@
+package dataplane
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+const (
+	tClient   = "[2001:db8::10]:40000"
+	tServer   = "[2001:db8::1]:3478"
+	tRelay    = "192.0.2.1:50000"
+	tPeer     = "198.51.100.7:6000"
+	tPeerIP   = "198.51.100.7"
+	tChannel  = 0x4001
+	tClient2  = "192.0.2.99:40002"
+	tServer4  = "192.0.2.1:3478"
+	tRelay6   = "[2001:db8::1]:50002"
+	tPeer6    = "[2001:db8::77]:7000"
+	tPeer6IP  = "2001:db8::77"
+	tChannel2 = 0x4FFF
+)
+
+// fixture: one IPv6 client through an IPv6 listener, relayed over IPv4
+// (the mission's case), with a permission and a channel to one peer.
+type fixture struct {
+	*harness
+	ln, relay       *Conn
+	lnFake, rlyFake *fakeBatch
+}
+
+func newFixture(t *testing.T, cfg Config) *fixture {
+	h := newHarness(t, cfg)
+	f := &fixture{harness: h}
+	f.ln, f.lnFake = h.conn(kindListener, tServer, "")
+	f.relay, f.rlyFake = h.conn(kindRelay, tRelay, "")
+	h.allocate(tClient, tServer, tRelay)
+	h.permit(tClient, tServer, tRelay, tPeerIP, true)
+	h.bind(tClient, tServer, tRelay, tPeer, tChannel, true)
+	return f
+}
+
+func TestChannelDataBothWays(t *testing.T) {
+	f := newFixture(t, Config{})
+	client, peer := netip.MustParseAddrPort(tClient), netip.MustParseAddrPort(tPeer)
+
+	// RFC 8656 12.5: over UDP the ChannelData MAY be padded; the padding is
+	// not relayed.
+	f.lnFake.push(channelData(tChannel, []byte("hello"), 3), client)
+	f.lnFake.push(channelData(tChannel, []byte("world!!!"), 0), client)
+	f.serve(f.ln)
+	got := f.rlyFake.take()
+	if len(got) != 2 || string(got[0].data) != "hello" || string(got[1].data) != "world!!!" ||
+		got[0].addr != peer || got[1].addr != peer {
+		t.Fatalf("client to peer: got %+v, want hello and world!!! to %v", got, peer)
+	}
+
+	// Peer to client: 4-byte header, no padding over UDP.
+	f.rlyFake.push([]byte("abc"), peer)
+	f.serve(f.relay)
+	out := f.lnFake.take()
+	want := []byte{0x40, 0x01, 0x00, 0x03, 'a', 'b', 'c'}
+	if len(out) != 1 || !bytes.Equal(out[0].data, want) || out[0].addr != client {
+		t.Fatalf("peer to client: got %+v, want % x to %v", out, want, client)
+	}
+
+	st := f.p.Stats()
+	// client IPv6 (1), relay IPv4 (0).
+	if st.Packets[ClientToPeer][1][0] != 2 || st.Bytes[ClientToPeer][1][0] != 13 ||
+		st.Packets[PeerToClient][1][0] != 1 || st.Bytes[PeerToClient][1][0] != 3 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if st.SlowListener != 0 || st.SlowRelay != 0 {
+		t.Fatalf("bound channel traffic went to pion: %+v", st)
+	}
+	a := f.relay.alloc.Load()
+	if a.dir[ClientToPeer].packets.Load() != 2 || a.dir[PeerToClient].bytes.Load() != 3 {
+		t.Fatalf("per-allocation counters: c2p %d pkts, p2c %d bytes",
+			a.dir[ClientToPeer].packets.Load(), a.dir[PeerToClient].bytes.Load())
+	}
+}
+
+func TestPermissionAndChannelRemoval(t *testing.T) {
+	client, peer := netip.MustParseAddrPort(tClient), netip.MustParseAddrPort(tPeer)
+	t.Run("RFC8656 9: expired permission stops both directions", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		f.permit(tClient, tServer, tRelay, tPeerIP, false)
+		f.lnFake.push(channelData(tChannel, []byte("x"), 0), client)
+		f.serve(f.ln)
+		f.rlyFake.push([]byte("y"), peer)
+		f.serve(f.relay)
+		if out := f.rlyFake.take(); len(out) != 0 {
+			t.Fatalf("client to peer forwarded without permission: %+v", out)
+		}
+		if out := f.lnFake.take(); len(out) != 0 {
+			t.Fatalf("peer to client forwarded without permission: %+v", out)
+		}
+		if _, _, ok := readQueued(f.relay); ok {
+			t.Fatal("unpermitted peer datagram handed to pion")
+		}
+		if d := f.p.Stats().Drops[DropNoPermission]; d != 2 {
+			t.Fatalf("no_permission drops = %d, want 2", d)
+		}
+	})
+	t.Run("RFC8656 12: unbound channel; permitted peer goes to pion as Data indication", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		f.bind(tClient, tServer, tRelay, tPeer, tChannel, false)
+		f.lnFake.push(channelData(tChannel, []byte("x"), 0), client)
+		f.serve(f.ln)
+		if out := f.rlyFake.take(); len(out) != 0 {
+			t.Fatalf("forwarded on deleted channel: %+v", out)
+		}
+		f.rlyFake.push([]byte("to-pion"), peer)
+		f.serve(f.relay)
+		if out := f.lnFake.take(); len(out) != 0 {
+			t.Fatalf("ChannelData sent for deleted channel: %+v", out)
+		}
+		data, from, ok := readQueued(f.relay)
+		if !ok || string(data) != "to-pion" || from != peer {
+			t.Fatalf("pion got %q from %v (%v), want to-pion from %v", data, from, ok, peer)
+		}
+		st := f.p.Stats()
+		if st.Drops[DropNoChannel] != 1 || st.SlowRelay != 1 {
+			t.Fatalf("stats: %+v", st)
+		}
+	})
+	t.Run("deleted allocation", func(t *testing.T) {
+		f := newFixture(t, Config{})
+		f.eh.OnAllocationDeleted(udpAddr(tClient), udpAddr(tServer), "UDP", "alice", "example.org")
+		f.lnFake.push(channelData(tChannel, []byte("x"), 0), client)
+		f.serve(f.ln)
+		if out := f.rlyFake.take(); len(out) != 0 {
+			t.Fatalf("forwarded after allocation deletion: %+v", out)
+		}
+		if d := f.p.Stats().Drops[DropNoAllocation]; d != 1 {
+			t.Fatalf("no_allocation drops = %d, want 1", d)
+		}
+		f.rlyFake.push([]byte("late"), peer)
+		f.serve(f.relay)
+		if _, _, ok := readQueued(f.relay); !ok {
+			t.Fatal("datagram on a relay socket without allocation must go to pion")
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	client := netip.MustParseAddrPort(tClient)
+	stun := []byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	cases := []struct {
+		name     string
+		in       fakeDatagram
+		toPion   bool
+		drop     DropReason
+		wantDrop bool
+	}{
+		{name: "empty datagram goes to pion", in: fakeDatagram{data: []byte{}}, toPion: true},
+		{name: "one byte goes to pion", in: fakeDatagram{data: []byte{0x40}}, toPion: true},
+		{name: "three bytes of a ChannelData header goes to pion", in: fakeDatagram{data: []byte{0x40, 0x01, 0}}, toPion: true},
+		{name: "STUN request goes to pion", in: fakeDatagram{data: stun}, toPion: true},
+		{name: "RFC8656 12: channel 0x5000 is not a channel", in: fakeDatagram{data: channelData(0x5000, []byte("x"), 0)}, toPion: true},
+		{name: "RFC8656 12: channel 0x3FFF is not a channel", in: fakeDatagram{data: channelData(0x3FFF, []byte("x"), 0)}, toPion: true},
+		{name: "RFC8656 12.5: length beyond datagram is discarded",
+			in: fakeDatagram{data: []byte{0x40, 0x01, 0x00, 0x10, 'a'}}, drop: DropMalformed, wantDrop: true},
+		{name: "unbound channel number", in: fakeDatagram{data: channelData(0x4002, []byte("x"), 0)}, drop: DropNoChannel, wantDrop: true},
+		{name: "truncated datagram", in: fakeDatagram{data: channelData(tChannel, []byte("x"), 0), trunc: true},
+			drop: DropTruncated, wantDrop: true},
+		{name: "ChannelData from a stranger", in: fakeDatagram{data: channelData(tChannel, []byte("x"), 0),
+			addr: netip.MustParseAddrPort("[2001:db8::66]:1")}, drop: DropNoAllocation, wantDrop: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			d := tc.in
+			if !d.addr.IsValid() {
+				d.addr = client
+			}
+			f.lnFake.mu.Lock()
+			f.lnFake.in = append(f.lnFake.in, d)
+			f.lnFake.mu.Unlock()
+			f.serve(f.ln)
+			if out := f.rlyFake.take(); len(out) != 0 {
+				t.Fatalf("forwarded: %+v", out)
+			}
+			data, _, queued := readQueued(f.ln)
+			if queued != tc.toPion || (queued && !bytes.Equal(data, d.data)) {
+				t.Fatalf("to pion = %v (%q), want %v", queued, data, tc.toPion)
+			}
+			st := f.p.Stats()
+			var total uint64
+			for _, n := range st.Drops {
+				total += n
+			}
+			if tc.wantDrop && (st.Drops[tc.drop] != 1 || total != 1) {
+				t.Fatalf("drops %v, want one %v", st.Drops, tc.drop)
+			}
+			if !tc.wantDrop && total != 0 {
+				t.Fatalf("unexpected drops %v", st.Drops)
+			}
+		})
+	}
+}
+
+func TestBandwidthQuota(t *testing.T) {
+	f := newFixture(t, Config{BandwidthLimit: 1000})
+	client := netip.MustParseAddrPort(tClient)
+	payload := make([]byte, 400)
+	for range 4 {
+		f.lnFake.push(channelData(tChannel, payload, 0), client)
+	}
+	f.serve(f.ln)
+	if out := f.rlyFake.take(); len(out) != 2 {
+		t.Fatalf("forwarded %d datagrams of 400 bytes under a 1000 B/s quota, want 2", len(out))
+	}
+	if d := f.p.Stats().Drops[DropQuota]; d != 2 {
+		t.Fatalf("quota drops = %d, want 2", d)
+	}
+	// One simulated second later the bucket is full again.
+	f.w.begin()
+	f.w.now += int64(time.Second)
+	f.lnFake.push(channelData(tChannel, payload, 0), client)
+	f.w.serveListener(f.ln)
+	f.w.end()
+	if out := f.rlyFake.take(); len(out) != 1 {
+		t.Fatalf("after refill forwarded %d, want 1", len(out))
+	}
+}
+
+func TestSendBufferFullIsCounted(t *testing.T) {
+	f := newFixture(t, Config{})
+	peer := netip.MustParseAddrPort(tPeer)
+	f.lnFake.accept = 1
+	for range 3 {
+		f.rlyFake.push([]byte("p"), peer)
+	}
+	f.serve(f.relay)
+	if out := f.lnFake.take(); len(out) != 1 {
+		t.Fatalf("sent %d, want 1", len(out))
+	}
+	if d := f.p.Stats().Drops[DropSend]; d != 2 {
+		t.Fatalf("send drops = %d, want 2", d)
+	}
+}
+
+func TestBatchAcrossAllocations(t *testing.T) {
+	// Two allocations on one listener address: their peers' datagrams leave
+	// in one WriteBatch toward the clients.
+	h := newHarness(t, Config{})
+	ln, lnFake := h.conn(kindListener, tServer4, "")
+	r1, r1Fake := h.conn(kindRelay, "192.0.2.1:50010", "")
+	r2, r2Fake := h.conn(kindRelay, "[2001:db8::1]:50012", "203.0.113.9:50012")
+	_ = ln
+	h.allocate("192.0.2.50:1000", tServer4, "192.0.2.1:50010")
+	h.allocate("192.0.2.51:1001", tServer4, "203.0.113.9:50012") // advertised address (1:1 NAT)
+	h.permit("192.0.2.50:1000", tServer4, "192.0.2.1:50010", "198.51.100.1", true)
+	h.bind("192.0.2.50:1000", tServer4, "192.0.2.1:50010", "198.51.100.1:9", 0x4000, true)
+	h.permit("192.0.2.51:1001", tServer4, "203.0.113.9:50012", "2001:db8::9", true)
+	h.bind("192.0.2.51:1001", tServer4, "203.0.113.9:50012", "[2001:db8::9]:9", 0x4000, true)
+	r1Fake.push([]byte("one"), netip.MustParseAddrPort("198.51.100.1:9"))
+	r2Fake.push([]byte("two"), netip.MustParseAddrPort("[2001:db8::9]:9"))
+	h.w.begin()
+	h.w.serveRelay(r1)
+	h.w.serveRelay(r2)
+	if n := len(lnFake.take()); n != 0 {
+		t.Fatalf("sent %d before the end of the wake-up, want batching", n)
+	}
+	h.w.end()
+	out := lnFake.take()
+	if len(out) != 2 || out[0].addr.String() != "192.0.2.50:1000" || out[1].addr.String() != "192.0.2.51:1001" {
+		t.Fatalf("batch toward clients: %+v", out)
+	}
+	st := h.p.Stats()
+	if st.Packets[PeerToClient][0][0] != 1 || st.Packets[PeerToClient][0][1] != 1 {
+		t.Fatalf("per-family counters: %+v", st.Packets)
+	}
+}
+
+func TestTCPClientAllocationGoesToPion(t *testing.T) {
+	h := newHarness(t, Config{})
+	r, rFake := h.conn(kindRelay, tRelay, "")
+	tcpClient := &net.TCPAddr{IP: net.ParseIP("192.0.2.5"), Port: 4000}
+	tcpServer := &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 3478}
+	h.eh.OnAllocationCreated(tcpClient, tcpServer, "UDP", "alice", "example.org", udpAddr(tRelay), 0)
+	h.eh.OnPermissionCreated(tcpClient, tcpServer, "UDP", "alice", "example.org", udpAddr(tRelay), net.ParseIP(tPeerIP))
+	h.eh.OnChannelCreated(tcpClient, tcpServer, "UDP", "alice", "example.org", udpAddr(tRelay), udpAddr(tPeer), tChannel)
+	rFake.push([]byte("for-tcp-client"), netip.MustParseAddrPort(tPeer))
+	h.serve(r)
+	if data, _, ok := readQueued(r); !ok || string(data) != "for-tcp-client" {
+		t.Fatalf("TCP client's peer datagram: pion got %q (%v)", data, ok)
+	}
+}
+
+func TestConnReadFromWriteTo(t *testing.T) {
+	f := newFixture(t, Config{})
+	from := netip.MustParseAddrPort("[2001:db8::20]:1234")
+	f.lnFake.push([]byte{0x00, 0x01, 0x00, 0x00}, from)
+	f.serve(f.ln)
+	buf := make([]byte, 100)
+	n, addr, err := f.ln.ReadFrom(buf)
+	if err != nil || n != 4 || addr.String() != from.String() {
+		t.Fatalf("ReadFrom = %d, %v, %v; want 4 bytes from %v", n, addr, err, from)
+	}
+	if _, err := f.ln.WriteTo([]byte("resp"), net.UDPAddrFromAddrPort(from)); err != nil {
+		t.Fatalf("WriteTo: %v", err)
+	}
+	if out := f.lnFake.take(); len(out) != 1 || string(out[0].data) != "resp" || out[0].addr != from {
+		t.Fatalf("WriteTo sent %+v", out)
+	}
+
+	// A deadline in the past unblocks a waiting reader.
+	errc := make(chan error, 1)
+	go func() {
+		_, _, err := f.ln.ReadFrom(buf)
+		errc <- err
+	}()
+	if err := f.ln.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("ReadFrom after deadline: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadFrom did not return after the deadline passed")
+	}
+	_ = f.ln.SetReadDeadline(time.Time{})
+
+	// Close unblocks a waiting reader with net.ErrClosed.
+	go func() {
+		_, _, err := f.ln.ReadFrom(buf)
+		errc <- err
+	}()
+	_ = f.ln.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("ReadFrom after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadFrom did not return after Close")
+	}
+	if _, err := f.ln.WriteTo([]byte("x"), net.UDPAddrFromAddrPort(from)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("WriteTo after Close: %v", err)
+	}
+}
+
+func TestSlowQueueFull(t *testing.T) {
+	f := newFixture(t, Config{QueueLen: 2})
+	for range 5 {
+		f.lnFake.push([]byte{0, 1, 0, 0}, netip.MustParseAddrPort(tClient))
+	}
+	f.serve(f.ln)
+	st := f.p.Stats()
+	if st.SlowListener != 2 || st.Drops[DropQueueFull] != 3 {
+		t.Fatalf("slow %d, queue_full %d; want 2 and 3", st.SlowListener, st.Drops[DropQueueFull])
+	}
+}
