@@ -68,11 +68,10 @@ const warmupSSRCBit = 1 << 31
 func isChannelData(b []byte) bool { return len(b) > 0 && b[0]&0xC0 == 0x40 }
 
 // clientSock is the TURN client leg's UDP socket, wrapped to count what pion
-// writes and reads through it by kind.
+// writes through it by kind; the bench's reader counts what it reads.
 type clientSock struct {
 	*net.UDPConn
 	chanOut, stunOut atomic.Uint64
-	chanIn, stunIn   atomic.Uint64
 }
 
 // WriteTo counts the datagram by kind and sends it.
@@ -83,19 +82,6 @@ func (c *clientSock) WriteTo(b []byte, addr net.Addr) (int, error) {
 		c.stunOut.Add(1)
 	}
 	return c.UDPConn.WriteTo(b, addr)
-}
-
-// ReadFrom reads a datagram and counts it by kind.
-func (c *clientSock) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, a, err := c.UDPConn.ReadFrom(b)
-	if n > 0 {
-		if isChannelData(b[:n]) {
-			c.chanIn.Add(1)
-		} else {
-			c.stunIn.Add(1)
-		}
-	}
-	return n, a, err
 }
 
 // stream is one direction of one call as its receiver sees it.
@@ -137,14 +123,20 @@ type call struct {
 	sock      *clientSock
 	client    *turn.Client
 	relayConn net.PacketConn
-	relayAddr netip.AddrPort
-	peer      *net.UDPConn
-	peerAddr  *net.UDPAddr // peer leg's address, as pion's WriteTo wants it
-	relayUDP  netip.AddrPort
-	up        stream // client -> relay -> peer, received on the peer leg
-	down      stream // peer -> relay -> client, received on the client leg
-	upSeq     uint64
-	downSeq   uint64
+	// relayed is relayConn for the client-leg reader, which starts before
+	// the allocation exists.
+	relayed  atomic.Pointer[net.PacketConn]
+	peer     *net.UDPConn
+	peerAddr *net.UDPAddr // peer leg's address, as pion's WriteTo wants it
+	relayUDP netip.AddrPort
+	up       stream // client -> relay -> peer, received on the peer leg
+	down     stream // peer -> relay -> client, received on the client leg
+	upSeq    uint64
+	downSeq  uint64
+	// chanIn and stunIn count what the client-leg reader read, by kind.
+	chanIn, stunIn atomic.Uint64
+	// rxStamps is set when both sockets deliver kernel receive times.
+	rxStamps bool
 }
 
 func (c *call) ssrc(up bool) uint32 {
@@ -177,8 +169,8 @@ const sockBuf = 256 << 10
 // quietLogs silences pion's logs: the bench counts what matters itself.
 var quietLogs = &logging.DefaultLoggerFactory{DefaultLogLevel: logging.LogLevelDisabled}
 
-// dial opens both legs of call c and sets up its allocation, permission and
-// channel. It leaves the receivers to the caller.
+// dial opens both legs of call c and creates its TURN client; [call.allocate]
+// continues once the receivers run.
 func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	server := cfg.Server4
 	if c.path.Client == netaddr.IPv6 {
@@ -194,6 +186,7 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	_ = conn.SetReadBuffer(sockBuf)
 	_ = conn.SetWriteBuffer(sockBuf)
 	c.sock = &clientSock{UDPConn: conn}
+	c.rxStamps = enableRxTimestamps(conn) == nil
 
 	peerIP := cfg.PeerIP4
 	if c.path.Relay == netaddr.IPv6 {
@@ -206,6 +199,7 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	_ = peer.SetReadBuffer(sockBuf)
 	_ = peer.SetWriteBuffer(sockBuf)
 	c.peer = peer
+	c.rxStamps = c.rxStamps && enableRxTimestamps(peer) == nil
 	c.peerAddr = net.UDPAddrFromAddrPort(peer.LocalAddr().(*net.UDPAddr).AddrPort())
 
 	family := turn.RequestedAddressFamilyIPv4
@@ -226,14 +220,19 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 		return fmt.Errorf("bench: call %d: turn client: %w", c.id, err)
 	}
 	c.client = cl
-	if err := cl.Listen(); err != nil {
-		return fmt.Errorf("bench: call %d: turn client listen: %w", c.id, err)
-	}
+	return nil
+}
+
+// allocate runs Allocate and CreatePermission; the client-leg reader must
+// be running (it feeds pion the responses).
+func (c *call) allocate(ctx context.Context) error {
+	cl := c.client
 	relayConn, err := cl.AllocateWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("bench: call %d: allocate via %s: %w", c.id, server, err)
+		return fmt.Errorf("bench: call %d: allocate via %s: %w", c.id, c.client.TURNServerAddr(), err)
 	}
 	c.relayConn = relayConn
+	c.relayed.Store(&relayConn)
 	ra, ok := relayConn.LocalAddr().(*net.UDPAddr)
 	if !ok {
 		return fmt.Errorf("bench: call %d: relayed address %v is not UDP", c.id, relayConn.LocalAddr())
@@ -260,13 +259,13 @@ var ErrChannelNotBound = errors.New("bench: channel binding did not complete")
 // ChannelData (pion binds the channel in the background after the first
 // WriteTo, sending Send indications meanwhile) and a peer packet arrived at
 // the client leg as ChannelData.
-func (c *call) warmUp(ctx context.Context, clock func() time.Duration) error {
+func (c *call) warmUp(ctx context.Context) error {
 	buf := make([]byte, PacketSize)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	var seq uint64
 	for {
-		n, err := marshalPacket(buf, c.ssrc(true)|warmupSSRCBit, seq, clock())
+		n, err := marshalPacket(buf, c.ssrc(true)|warmupSSRCBit, seq, wallNow())
 		if err != nil {
 			return err
 		}
@@ -274,11 +273,11 @@ func (c *call) warmUp(ctx context.Context, clock func() time.Duration) error {
 			return fmt.Errorf("bench: call %d: warm-up send via relay: %w", c.id, err)
 		}
 		if c.sock.chanOut.Load() > 0 {
-			n, _ = marshalPacket(buf, c.ssrc(false)|warmupSSRCBit, seq, clock())
+			n, _ = marshalPacket(buf, c.ssrc(false)|warmupSSRCBit, seq, wallNow())
 			if _, err := c.peer.WriteToUDPAddrPort(buf[:n], c.relayUDP); err != nil {
 				return fmt.Errorf("bench: call %d: warm-up send to %s: %w", c.id, c.relayUDP, err)
 			}
-			if c.sock.chanIn.Load() > 0 {
+			if c.chanIn.Load() > 0 {
 				return nil
 			}
 		}
@@ -286,7 +285,7 @@ func (c *call) warmUp(ctx context.Context, clock func() time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("bench: call %d: %w (client wrote %d ChannelData, read %d): %w",
-				c.id, ErrChannelNotBound, c.sock.chanOut.Load(), c.sock.chanIn.Load(), ctx.Err())
+				c.id, ErrChannelNotBound, c.sock.chanOut.Load(), c.chanIn.Load(), ctx.Err())
 		case <-tick.C:
 		}
 	}

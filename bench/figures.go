@@ -50,7 +50,7 @@ var columns = []column{
 	{"added latency p99 ms", "%.3f", func(f *Figures) *float64 { return &f.P99Ms }},
 	{"added latency p99.9 ms", "%.3f", func(f *Figures) *float64 { return &f.P999Ms }},
 	{"jitter (RFC 3550, mean) ms", "%.4f", func(f *Figures) *float64 { return &f.JitterMs }},
-	{"relay CPU us/pkt (utime+stime)", "%.2f", func(f *Figures) *float64 { return &f.CPUUsPkt }},
+	{"relay CPU us/pkt (process)", "%.2f", func(f *Figures) *float64 { return &f.CPUUsPkt }},
 	{"relay CPU us/pkt (+softirq of its CPU)", "%.2f", func(f *Figures) *float64 { return &f.CPUSoftUsPkt }},
 	{"relay CPU % of one core", "%.1f", func(f *Figures) *float64 { return &f.RelayCPUPct }},
 	{"relay RSS KiB per allocation", "%.1f", func(f *Figures) *float64 { return &f.RSSKBAlloc }},

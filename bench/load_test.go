@@ -47,8 +47,11 @@ func runTinyLoad(t *testing.T, v4, v6 netip.AddrPort, user, pass, realm string, 
 			t.Errorf("%s: latency quantiles not ordered: p50 %v p99 %v p99.9 %v max %v", name, ds.P50, ds.P99, ds.P999, ds.Max)
 		}
 	}
-	if tr.Misrouted != 0 {
-		t.Errorf("misrouted packets: %d", tr.Misrouted)
+	if tr.Misrouted != 0 || tr.ClientInErrors != 0 {
+		t.Errorf("misrouted packets: %d, datagrams pion rejected: %d", tr.Misrouted, tr.ClientInErrors)
+	}
+	if !tr.KernelRxTimestamps {
+		t.Errorf("some sockets gave no SO_TIMESTAMPNS receive times")
 	}
 	// Steady state: every measured client-leg packet went out as ChannelData
 	// and came back as ChannelData; STUN traffic did not grow during the run.

@@ -3,7 +3,9 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -162,4 +164,63 @@ func readUDPCounters() (UDPCounters, error) {
 		}
 	}
 	return c, nil
+}
+
+// readProcRuntime returns the CPU time of every current thread of pid with
+// nanosecond resolution: the sum of the first field (time spent on a CPU)
+// of /proc/PID/task/*/schedstat. It is finer than the 10 ms ticks of
+// /proc/PID/stat, which matters for short runs at low load; threads that
+// exited during the run are missing from it (relay threads are long-lived).
+func readProcRuntime(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("bench: read threads of pid %d: %w", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // thread exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, fmt.Errorf("bench: %s/%s/schedstat: empty", dir, t.Name())
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: %s/%s/schedstat %q: %w", dir, t.Name(), f[0], err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
+
+// IRQTimeAccounting reports the kernel's CONFIG_IRQ_TIME_ACCOUNTING from
+// /proc/config.gz: "on", "off" or "unknown". When it is off, softirq work
+// done while the relay was running counts in the relay's own CPU time and in
+// its CPU's softirq column alike, so process+softirq double counts it.
+func IRQTimeAccounting() string {
+	f, err := os.Open("/proc/config.gz")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return "unknown"
+	}
+	b, err := io.ReadAll(io.LimitReader(zr, 4<<20))
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		switch line {
+		case "CONFIG_IRQ_TIME_ACCOUNTING=y":
+			return "on"
+		case "# CONFIG_IRQ_TIME_ACCOUNTING is not set":
+			return "off"
+		}
+	}
+	return "unknown"
 }

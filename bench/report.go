@@ -19,7 +19,10 @@ type Report struct {
 	Limits           Limits        `json:"limits"`
 	Paths            []string      `json:"paths"`
 	GeneratorPinning string        `json:"generator_pinning"`
-	Relays           []RelayReport `json:"relays"`
+	// IRQTimeAccounting is the kernel's CONFIG_IRQ_TIME_ACCOUNTING ("on",
+	// "off", "unknown"); see the CPU figures in docs/bench.md.
+	IRQTimeAccounting string        `json:"irq_time_accounting"`
+	Relays            []RelayReport `json:"relays"`
 	// Ratios are first relay / second relay, per step both ran.
 	Ratios []StepRatio `json:"-"`
 	// CapacityRatio is first / second relay capacity (0 if either is 0).
@@ -114,6 +117,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, "; %s: %s", rr.Spec.Name, pin)
 	}
 	b.WriteString("\n")
+	switch r.IRQTimeAccounting {
+	case "off":
+		b.WriteString("CPU: kernel without IRQ time accounting: the process figure already holds the softirq work done in the relay's context; +softirq is an upper bound\n")
+	case "on":
+		b.WriteString("CPU: kernel with IRQ time accounting: softirq time is not in the process figure; +softirq adds the pinned CPU's softirq time\n")
+	}
 	if r.Partial {
 		b.WriteString("NOTE: the overall timeout ended the run early; later steps are missing\n")
 	}
@@ -211,7 +220,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		if c := r.lastCommonPass(); c > 0 {
 			a, bb := r.Relays[0].step(c), r.Relays[1].step(c)
-			fmt.Fprintf(&b, "CPU per relayed packet at %d calls (largest step both pass): %s/%s = %.2f (utime+stime), %.2f (with softirq)\n",
+			fmt.Fprintf(&b, "CPU per relayed packet at %d calls (largest step both pass): %s/%s = %.2f (process), %.2f (with softirq)\n",
 				c, names[0], names[1], a.Median.CPUUsPkt/bb.Median.CPUUsPkt, a.Median.CPUSoftUsPkt/bb.Median.CPUSoftUsPkt)
 		}
 	}

@@ -88,11 +88,15 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, ErrNoRelays
 	}
 	rep := &Report{
-		Started:          time.Now().UTC(),
-		Duration:         cfg.Duration,
-		Repeats:          cfg.Repeats,
-		Limits:           cfg.Limits,
-		GeneratorPinning: cfg.GeneratorPinning,
+		Started:           time.Now().UTC(),
+		Duration:          cfg.Duration,
+		Repeats:           cfg.Repeats,
+		Limits:            cfg.Limits,
+		GeneratorPinning:  cfg.GeneratorPinning,
+		IRQTimeAccounting: IRQTimeAccounting(),
+	}
+	if rep.GeneratorPinning == "" {
+		rep.GeneratorPinning = "not pinned by the caller"
 	}
 	for _, p := range cfg.Paths {
 		rep.Paths = append(rep.Paths, p.String())

@@ -47,8 +47,11 @@ type StepResult struct {
 	Pinning string  `json:"pinning"`
 	Setup   Setup   `json:"setup"`
 	Traffic Traffic `json:"traffic"`
-	// RelayCPU is the relay process's utime+stime during the traffic run.
-	RelayCPU time.Duration `json:"relay_cpu_ns"`
+	// RelayCPU is the relay process's CPU time during the traffic run, from
+	// /proc/PID/task/*/schedstat (ns resolution); RelayCPUTicks is the same
+	// from utime+stime in /proc/PID/stat (10 ms ticks), kept as a check.
+	RelayCPU      time.Duration `json:"relay_cpu_ns"`
+	RelayCPUTicks time.Duration `json:"relay_cpu_ticks_ns"`
 	// Softirq is the softirq time of the CPU the relay is pinned to during
 	// the run (0 when the relay is not pinned).
 	Softirq time.Duration `json:"softirq_ns"`
@@ -100,10 +103,11 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 	}
 	defer load.Close()
 	res.Setup = load.Setup()
-	var cpu0, cpu1, soft0, soft1 time.Duration
+	var cpu0, cpu1, tick0, tick1, soft0, soft1 time.Duration
 	if p.PID > 0 {
 		res.RSSLoaded, _ = readRSS(p.PID)
-		cpu0, _ = readProcCPU(p.PID)
+		cpu0, _ = readProcRuntime(p.PID)
+		tick0, _ = readProcCPU(p.PID)
 	}
 	pinned := spec.CPU >= 0 && p.Pinning != "unpinned"
 	if pinned {
@@ -119,13 +123,15 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 		soft1, _ = readCPUSoftirq(spec.CPU)
 	}
 	if p.PID > 0 {
-		cpu1, err = readProcCPU(p.PID)
+		tick1, _ = readProcCPU(p.PID)
+		cpu1, err = readProcRuntime(p.PID)
 		if err != nil && procErr == nil {
 			procErr = err
 		}
 	}
 	res.Traffic = tr
 	res.RelayCPU = cpu1 - cpu0
+	res.RelayCPUTicks = tick1 - tick0
 	res.Softirq = soft1 - soft0
 	res.UDP = udp1.Sub(udp0)
 	if p.Exited() {

@@ -36,6 +36,12 @@ type Traffic struct {
 	// Misrouted counts packets that arrived at the wrong call or were not
 	// bench packets.
 	Misrouted uint64 `json:"misrouted"`
+	// ClientInErrors counts datagrams pion's TURN client rejected.
+	ClientInErrors uint64 `json:"client_in_errors"`
+	// KernelRxTimestamps is set when every socket delivered kernel receive
+	// times (SO_TIMESTAMPNS); otherwise some arrivals were stamped in user
+	// space after the generator got a CPU.
+	KernelRxTimestamps bool `json:"kernel_rx_timestamps"`
 	// SendLateP99 and SendLateMax say how far behind schedule the senders
 	// were: large values mean the generator, not the relay, is saturated.
 	SendLateP99 time.Duration `json:"send_late_p99_ns"`
@@ -53,7 +59,8 @@ type Traffic struct {
 }
 
 func (l *Load) traffic(d time.Duration) Traffic {
-	t := Traffic{Calls: len(l.calls), Duration: d, Misrouted: l.misrouted.Load()}
+	t := Traffic{Calls: len(l.calls), Duration: d, Misrouted: l.misrouted.Load(),
+		ClientInErrors: l.clientInErrors.Load(), KernelRxTimestamps: l.noRxStamps.Load() == 0}
 	var all Histogram
 	all.Merge(&l.hUp)
 	all.Merge(&l.hDown)
@@ -63,8 +70,8 @@ func (l *Load) traffic(d time.Duration) Traffic {
 		addStream(&t.Down, &c.down, &jDown)
 		t.ChannelDataOut += c.sock.chanOut.Load()
 		t.StunOut += c.sock.stunOut.Load()
-		t.ChannelDataIn += c.sock.chanIn.Load()
-		t.StunIn += c.sock.stunIn.Load()
+		t.ChannelDataIn += c.chanIn.Load()
+		t.StunIn += c.stunIn.Load()
 	}
 	jAll = append(append(jAll, jUp...), jDown...)
 	finish(&t.Up, &l.hUp, jUp)

@@ -143,7 +143,12 @@ func (a *Agent) Close() error {
 		return nil
 	}
 	a.closed = true
-	cands := a.cands
+	var unowned []*localCandidate
+	for _, c := range a.cands {
+		if !c.owned {
+			unowned = append(unowned, c)
+		}
+	}
 	media := a.media
 	a.mu.Unlock()
 
@@ -156,11 +161,9 @@ func (a *Agent) Close() error {
 	if err := a.ice.Close(); err != nil && !errors.Is(err, ice.ErrClosed) {
 		errs = append(errs, err)
 	}
-	for _, c := range cands {
-		if !c.owned {
-			if err := c.release(); err != nil && !errors.Is(err, net.ErrClosed) {
-				errs = append(errs, err)
-			}
+	for _, c := range unowned {
+		if err := c.release(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -113,6 +113,13 @@ func forEachTURN(t *testing.T, f func(t *testing.T, srv turnServer)) {
 // coturn is not installed.
 func startCoturn(t *testing.T) turnServer {
 	t.Helper()
+	return startCoturnWith(t, func(int) string { return "no-tls\n" })
+}
+
+// startCoturnWith is startCoturn with extra configuration lines; extra
+// gets the chosen listening port and must say "no-tls" or configure TLS.
+func startCoturnWith(t *testing.T, extra func(port int) string) turnServer {
+	t.Helper()
 	if _, err := os.Stat(coturnBin); err != nil {
 		t.Skipf("coturn not installed (%s): %v", coturnBin, err)
 	}
@@ -128,7 +135,6 @@ lt-cred-mech
 user=%s:%s
 realm=%s
 allow-loopback-peers
-no-tls
 no-dtls
 no-cli
 no-multicast-peers
@@ -136,7 +142,7 @@ pidfile=%s
 userdb=%s
 log-file=stdout
 simple-log
-`, port, testUser, testPass, testRealm, filepath.Join(dir, "turnserver.pid"), filepath.Join(dir, "turndb"))
+`, port, testUser, testPass, testRealm, filepath.Join(dir, "turnserver.pid"), filepath.Join(dir, "turndb")) + extra(port)
 		confPath := filepath.Join(dir, "turnserver.conf")
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)

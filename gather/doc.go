@@ -74,6 +74,10 @@
 // Config.IncludeLinkLocal); IPv6 addresses the kernel marks temporary,
 // deprecated, tentative or DAD-failed (/proc/net/if_inet6) are skipped.
 // Config.HostAddrs replaces enumeration (loopback allowed, for tests).
+// Nothing assumes loopback: in a network namespace the agent sees that
+// namespace's interfaces. Run each agent in a process inside its namespace
+// (ip netns exec): gathering opens sockets from several goroutines, so
+// switching one locked OS thread with setns is not enough.
 //
 // Connectivity. The offerer is controlling (the answerer too when the
 // offer is ICE-lite). Consent freshness (RFC 7675) is pion/ice's keepalive

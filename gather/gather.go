@@ -138,6 +138,18 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 			results <- job(ctx)
 		}()
 	}
+	// abandon stops the attempts still running and releases whatever they
+	// found in the race: it is not offered, the offer is on its way.
+	abandon := func() {
+		cancel()
+		wg.Wait()
+		close(results)
+		for r := range results {
+			if r.cand != nil {
+				_ = r.cand.release()
+			}
+		}
+	}
 	for pending := len(jobs); pending > 0; pending-- {
 		var r jobResult
 		select {
@@ -147,16 +159,7 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 			a.stats.DeadlineHit = true
 			a.stats.Late += pending
 			a.mu.Unlock()
-			cancel()
-			wg.Wait()
-			// Whatever finished in the race with the deadline is
-			// released, not offered: the offer is already on its way.
-			close(results)
-			for r := range results {
-				if r.cand != nil {
-					_ = r.cand.release()
-				}
-			}
+			abandon()
 			return nil
 		}
 		switch {
@@ -169,8 +172,7 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 			a.mu.Unlock()
 		case r.cand != nil:
 			if !a.keep(r.cand) {
-				cancel()
-				wg.Wait()
+				abandon()
 				return ErrClosed
 			}
 			emit(r.cand.cand)

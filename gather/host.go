@@ -27,9 +27,10 @@ const (
 	ifaFlagsSkipped = ifaFlagTemporary | ifaFlagDADFailed | ifaFlagDeprecated | ifaFlagTentative
 )
 
-// procIfInet6 is where Linux lists IPv6 addresses with their flags (per
-// network namespace).
-const procIfInet6 = "/proc/net/if_inet6"
+// procIfInet6 lists where Linux shows IPv6 addresses with their flags, per
+// network namespace: the calling thread's first (what net.Interfaces sees
+// too), then the process's.
+var procIfInet6 = []string{"/proc/thread-self/net/if_inet6", "/proc/net/if_inet6"}
 
 // hostAddrs returns the addresses to offer as host candidates: cfg.HostAddrs
 // when set, else every usable address of the host's up, non-loopback
@@ -90,12 +91,15 @@ func hostAddrs(cfg *Config, fams []netaddr.Family) ([]netip.Addr, error) {
 // deprecated, tentative or DAD-failed. Without /proc (not Linux) it is
 // empty and every address is offered.
 func skippedIPv6() map[netip.Addr]bool {
-	f, err := os.Open(procIfInet6)
-	if err != nil {
-		return nil
+	for _, path := range procIfInet6 {
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		defer f.Close()
+		return parseIfInet6(f)
 	}
-	defer f.Close()
-	return parseIfInet6(f)
+	return nil
 }
 
 // parseIfInet6 reads /proc/net/if_inet6 lines:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,15 +228,19 @@ func (a *Agent) Connect(ctx context.Context) (*MediaConn, error) {
 
 func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bool) (*MediaConn, error) {
 	a.mu.Lock()
-	cands := a.cands
-	for _, lc := range cands {
-		lc.owned = true
-	}
+	cands := slices.Clone(a.cands)
 	a.mu.Unlock()
 	for _, lc := range cands {
-		if err := a.ice.AddVirtualCandidate(lc.cand, lc.conn); err != nil {
-			return nil, fmt.Errorf("gather: connect: local candidate %s: %w", lc.addr, err)
+		err := a.ice.AddVirtualCandidate(lc.cand, lc.conn)
+		if err == nil {
+			a.mu.Lock()
+			lc.owned = true // pion/ice closes it from now on
+			a.mu.Unlock()
+			continue
 		}
+		// Not fatal: the other candidates may still connect. pion/ice did
+		// not take this one, so Close releases it.
+		a.log.Debug().Err(err).Str("candidate", lc.addr.String()).Msg("local candidate not added")
 	}
 	added := 0
 	for _, rc := range m.Candidates {

@@ -89,8 +89,8 @@ func TestServerLocalPrefUnique(t *testing.T) {
 func TestFoundation(t *testing.T) {
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
 	srv := netip.MustParseAddr("198.51.100.7")
-	if foundation("host", a, netip.Addr{}, "udp") != foundation("host", a, netip.Addr{}, "udp") {
-		t.Error("RFC8445 5.1.1.3: same type and base must share a foundation")
+	if f1, f2 := foundation("host", a, netip.Addr{}, "udp"), foundation("host", a.WithZone("eth0"), netip.Addr{}, "udp"); f1 != f2 {
+		t.Errorf("RFC8445 5.1.1.3: same type and base must share a foundation: %s, %s", f1, f2)
 	}
 	for _, other := range []string{
 		foundation("host", b, netip.Addr{}, "udp"),

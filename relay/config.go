@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -188,11 +189,49 @@ func LoadConfigFile(path string) (Config, error) {
 func (c *Config) decodeYAML(b []byte) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // an empty file is the defaults
-		}
+	scratch := *c
+	err := dec.Decode(&scratch)
+	if errors.Is(err, io.EOF) {
+		return nil // an empty file is the defaults
+	}
+	if err == nil {
+		*c = scratch
+		return nil
+	}
+	// yaml.v3's type errors name a line, not the key: find the key.
+	if named := namedYAMLError(b); named != nil {
+		return named
+	}
+	return err
+}
+
+// namedYAMLError decodes each top-level key on its own and returns the
+// first failure as "key: problem (line N)".
+func namedYAMLError(b []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil || len(doc.Content) == 0 {
 		return err
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: the file must be a mapping of settings", top.Line)
+	}
+	var probe Config
+	v := reflect.ValueOf(&probe).Elem()
+	fields := map[string]int{}
+	for i := 0; i < v.NumField(); i++ {
+		tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+		fields[tag] = i
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, val := top.Content[i], top.Content[i+1]
+		idx, ok := fields[k.Value]
+		if !ok {
+			return fmt.Errorf("%s: unknown setting (line %d)", k.Value, k.Line)
+		}
+		if err := val.Decode(v.Field(idx).Addr().Interface()); err != nil {
+			return fmt.Errorf("%s: %w (line %d)", k.Value, err, val.Line)
+		}
 	}
 	return nil
 }

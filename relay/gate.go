@@ -104,6 +104,13 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 		return verdict{reply: buildError(msg, stun.CodeUnsupportedTransProto, key)}
 	}
 	if msg.Contains(stun.AttrReservationToken) {
+		if msg.Contains(stun.AttrRequestedAddressFamily) || msg.Contains(stun.AttrEvenPort) {
+			// RFC 6156 §4.2 and RFC 8656 §7.2 rule 5: 400, whether or not
+			// the token is known (pion would look the token up first and
+			// answer 508 for a token another socket's manager holds).
+			s.metrics.drops.gateReject.Inc()
+			return verdict{reply: buildError(msg, stun.CodeBadRequest, key)}
+		}
 		return verdict{rewrite: g.rewriteReservation(msg, userID, key, now)}
 	}
 	fam := netaddr.IPv4 // RFC 6156 §4.2: no attribute means IPv4
@@ -140,7 +147,7 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 // left to pion (508).
 func (g *gate) rewriteReservation(msg *stun.Message, userID string, key []byte, now time.Time) []byte {
 	tok, err := msg.Get(stun.AttrReservationToken)
-	if err != nil || msg.Contains(stun.AttrRequestedAddressFamily) || msg.Contains(stun.AttrEvenPort) {
+	if err != nil {
 		return nil // pion answers 400
 	}
 	port, ok := g.reservedPort(string(tok), now)

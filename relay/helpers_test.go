@@ -63,6 +63,18 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// failLogLines is how much of the relay's log a failing test prints.
+const failLogLines = 60
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // testConfig is the configuration every test starts from: loopback only, ephemeral
 // listen ports, a relay IP per family, one static user and one REST secret.
 func testConfig() relay.Config {
@@ -95,8 +107,11 @@ func startRelay(t testing.TB, mutate func(*relay.Config)) *testRelay {
 	tr := &testRelay{srv: srv, reg: reg, logs: logs}
 	t.Cleanup(func() {
 		tr.close(t)
-		if t.Failed() || os.Getenv("ISTHMUS_TEST_RELAY_LOG") != "" {
+		switch {
+		case os.Getenv("ISTHMUS_TEST_RELAY_LOG") != "":
 			t.Logf("relay log:\n%s", logs.String())
+		case t.Failed():
+			t.Logf("relay log (last %d lines; ISTHMUS_TEST_RELAY_LOG=1 prints all):\n%s", failLogLines, lastLines(logs.String(), failLogLines))
 		}
 	})
 	for _, ap := range srv.ListenAddrs() {

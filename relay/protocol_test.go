@@ -68,6 +68,11 @@ func TestAllocateAddressFamily(t *testing.T) {
 			transport: "udp", client: "6", attrs: []stun.Setter{requestedFamily(0x03)}, wantCode: 440},
 		{name: "RFC6156 4.2: unsupported REQUESTED-ADDRESS-FAMILY 0x00 -> 440",
 			transport: "udp", client: "4", attrs: []stun.Setter{requestedFamily(0x00)}, wantCode: 440},
+		// RFC 8656 §7.2 step 5 rejects the combination before it looks the token up.
+		{name: "RFC8656 7.2: REQUESTED-ADDRESS-FAMILY with an unknown RESERVATION-TOKEN -> 400",
+			transport: "udp", client: "6", attrs: []stun.Setter{requestedFamily(famIPv6), reservationToken([]byte("unknown!"))}, wantCode: 400},
+		{name: "RFC8656 7.2: EVEN-PORT with an unknown RESERVATION-TOKEN -> 400",
+			transport: "udp", client: "4", attrs: []stun.Setter{evenPort(false), reservationToken([]byte("unknown!"))}, wantCode: 400},
 	}
 	created := map[string]float64{} // allocations per client and relay family label so far
 	for _, tc := range cases {
@@ -188,37 +193,53 @@ func reservePair(t *testing.T, r *testRelay, client string, attrs []stun.Setter,
 }
 
 // TestPeerFamilyMismatch: a permission or channel for a peer of the other family
-// than the allocation's is refused with 443 (RFC 6156 §4.3, RFC 8656 §9.1/§12.2).
+// than the allocation's, or a Refresh asking for the other family, is refused
+// with 443 (RFC 6156 §4.3, §5.1; RFC 8656 §7.3, §9.1, §12.2).
 func TestPeerFamilyMismatch(t *testing.T) {
 	t.Parallel()
 	r := startRelay(t, nil)
+	v6peer, v4peer := peerAddress(netip.MustParseAddrPort("[::1]:5000")), peerAddress(netip.MustParseAddrPort("127.0.0.1:5000"))
 	for _, tc := range []struct {
 		name   string
-		attrs  []stun.Setter // allocation
+		alloc  []stun.Setter // Allocate attributes
 		method stun.Method
-		peer   netip.AddrPort
+		attrs  []stun.Setter
 	}{
 		{"RFC6156 4.3: CreatePermission to an IPv6 peer on an IPv4 relay -> 443",
-			nil, stun.MethodCreatePermission, netip.MustParseAddrPort("[::1]:5000")},
+			nil, stun.MethodCreatePermission, []stun.Setter{v6peer}},
 		{"RFC6156 4.3: CreatePermission to an IPv4 peer on an IPv6 relay -> 443",
-			[]stun.Setter{requestedFamily(famIPv6)}, stun.MethodCreatePermission, netip.MustParseAddrPort("127.0.0.1:5000")},
+			[]stun.Setter{requestedFamily(famIPv6)}, stun.MethodCreatePermission, []stun.Setter{v4peer}},
 		{"RFC6156 4.3: ChannelBind to an IPv6 peer on an IPv4 relay -> 443",
-			nil, stun.MethodChannelBind, netip.MustParseAddrPort("[::1]:5000")},
+			nil, stun.MethodChannelBind, []stun.Setter{v6peer, channelNumber(0x4000)}},
 		{"RFC6156 4.3: ChannelBind to an IPv4 peer on an IPv6 relay -> 443",
-			[]stun.Setter{requestedFamily(famIPv6)}, stun.MethodChannelBind, netip.MustParseAddrPort("127.0.0.1:5000")},
+			[]stun.Setter{requestedFamily(famIPv6)}, stun.MethodChannelBind, []stun.Setter{v4peer, channelNumber(0x4000)}},
+		{"RFC6156 4.3: Refresh asking for IPv6 on an IPv4 allocation -> 443",
+			nil, stun.MethodRefresh, []stun.Setter{requestedFamily(famIPv6), lifetime(600)}},
+		{"RFC6156 4.3: Refresh asking for IPv4 on an IPv6 allocation -> 443",
+			[]stun.Setter{requestedFamily(famIPv6)}, stun.MethodRefresh, []stun.Setter{requestedFamily(famIPv4), lifetime(600)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-			c.mustAllocate(tc.attrs...)
-			attrs := []stun.Setter{peerAddress(tc.peer)}
-			if tc.method == stun.MethodChannelBind {
-				attrs = append(attrs, channelNumber(0x4000))
-			}
-			res := c.request(tc.method, attrs...)
+			c.mustAllocate(tc.alloc...)
+			res := c.request(tc.method, tc.attrs...)
 			if got := errorCode(res); got != 443 {
-				t.Errorf("%v to %s: got %s, want 443 Peer Address Family Mismatch", tc.method, tc.peer, describe(res))
+				t.Errorf("%v: got %s, want 443 Peer Address Family Mismatch", tc.method, describe(res))
 			}
 		})
+	}
+}
+
+// TestAllocationMismatch: a second Allocate on the same 5-tuple, whatever family
+// it asks for, is refused with 437 (RFC 8656 §7.2 step 2).
+func TestAllocationMismatch(t *testing.T) {
+	t.Parallel()
+	r := startRelay(t, nil)
+	for _, fam := range []byte{famIPv4, famIPv6} {
+		c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
+		c.mustAllocate()
+		if res := c.allocate(requestedFamily(fam)); errorCode(res) != 437 {
+			t.Errorf("RFC8656 7.2: second Allocate (family 0x%02x) on the same 5-tuple: got %s, want 437", fam, describe(res))
+		}
 	}
 }
 
@@ -683,5 +704,22 @@ func exchange(t testing.TB, relayed net.PacketConn, peer *udpPeer, n int) {
 	}
 	if sent != n || echoed != n {
 		t.Errorf("sent %d, echoed %d, want %d each", sent, echoed, n)
+	}
+}
+
+// TestXORPeerAddressEncoding checks the test's own XOR-PEER-ADDRESS encoder
+// against pion's decoder, including the family-0x02 IPv4-mapped form pion's
+// encoder cannot produce.
+func TestXORPeerAddressEncoding(t *testing.T) {
+	for _, s := range []string{"127.0.0.1:4000", "[::1]:3478", "[::ffff:127.0.0.1]:9", "[64:ff9b::7f00:1]:65535"} {
+		want := netip.MustParseAddrPort(s)
+		m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodCreatePermission, stun.ClassRequest), peerAddress(want))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := xorAddr(m, stun.AttrXORPeerAddress)
+		if err != nil || got != want {
+			t.Errorf("%s: decoded %s (%v)", want, got, err)
+		}
 	}
 }

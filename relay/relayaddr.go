@@ -184,12 +184,13 @@ func (g *addrGenerator) takePending(userID string, f netaddr.Family, now time.Ti
 //     We answer from the pool without binding and hold the pair.
 //   - EVEN-PORT allocation (even RequestedPort): bind it with the requested
 //     family and hold port+1 for the RESERVATION-TOKEN, remembering the IP.
-//   - RESERVATION-TOKEN allocation (odd RequestedPort): pion forbids
-//     REQUESTED-ADDRESS-FAMILY here (RFC 6156 §4.2), so it passes the default
-//     "udp4" even when the first allocation was IPv6. The reserved port must
-//     keep the first allocation's family and IP (the RTCP pair), so the IP
-//     remembered by the hold wins over conf.Network. This is the seam that
-//     fixes pion handing out IPv4 for the second half of an IPv6 pair.
+//   - ordinary allocation (no port). When the request gate turned a
+//     RESERVATION-TOKEN request into an explicit one (gate.go,
+//     rewriteReservation), a pending reservation names the port, and the
+//     IP remembered by the hold is used: the RTCP half keeps the family and
+//     IP of the first allocation. (pion itself passes the default "udp4"
+//     for RESERVATION-TOKEN requests, even after an IPv6 first half; an odd
+//     RequestedPort that reaches us is still bound on the held IP.)
 func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	now := time.Now()
 	s := g.srv

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,7 +36,7 @@ type benchFlags struct {
 	setupConc, senders        int
 	user, realm               string
 	jsonOut, svgOut           string
-	cpuProfile                string
+	cpuProfile, traceOut      string
 	nice                      int
 }
 
@@ -62,6 +63,7 @@ func (bf *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&bf.realm, "realm", bench.DefaultRealm, "realm")
 	fs.StringVar(&bf.jsonOut, "json", "", "write the full report as JSON to this file")
 	fs.StringVar(&bf.svgOut, "svg", "", "write a plot of loss and p99 latency against calls to this SVG file")
+	fs.StringVar(&bf.traceOut, "trace", "", "write a Go execution trace of the generator to this file (go tool trace)")
 	fs.IntVar(&bf.nice, "nice", -10, "nice value for the generator and the relays it starts (0 keeps the current one); a negative value keeps unrelated work on a shared machine from starving the measurement")
 	fs.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to this file (go tool pprof)")
 }
@@ -153,22 +155,34 @@ func (bf *benchFlags) pinCPU(stderr io.Writer) (string, func()) {
 
 // profile starts the generator CPU profile when asked; the returned func stops it.
 func (bf *benchFlags) profile(stderr io.Writer) func() {
+	stopTrace := func() {}
+	if bf.traceOut != "" {
+		if f, err := os.Create(bf.traceOut); err != nil {
+			fmt.Fprintf(stderr, "bench: trace: %v\n", err)
+		} else if err := trace.Start(f); err != nil {
+			fmt.Fprintf(stderr, "bench: trace: %v\n", err)
+			_ = f.Close()
+		} else {
+			stopTrace = func() { trace.Stop(); _ = f.Close() }
+		}
+	}
 	if bf.cpuProfile == "" {
-		return func() {}
+		return stopTrace
 	}
 	f, err := os.Create(bf.cpuProfile)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: cpuprofile: %v\n", err)
-		return func() {}
+		return stopTrace
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		fmt.Fprintf(stderr, "bench: cpuprofile: %v\n", err)
 		_ = f.Close()
-		return func() {}
+		return stopTrace
 	}
 	return func() {
 		pprof.StopCPUProfile()
 		_ = f.Close()
+		stopTrace()
 	}
 }
 

@@ -38,7 +38,7 @@ func (f *feed) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 // benchPlane builds a plane with n allocations on one IPv6 listener, each
 // relayed over IPv4 with one bound channel, on feed sockets.
 func benchPlane(b *testing.B, n int) (*harness, *Conn, *feed, []*Conn, []*feed) {
-	h := newHarness(b, Config{BandwidthLimit: 1 << 30})
+	h := newHarness(b, Config{BandwidthLimit: maxQuotaRate}) // the quota code runs, nothing is dropped
 	lnFeed := &feed{}
 	ln := h.p.newConn(kindListener, lnFeed, -1, netip.MustParseAddrPort(tServer), netip.AddrPort{})
 	if err := h.p.register(ln); err != nil {

@@ -74,13 +74,10 @@ func (p *Plane) allocationCreated(src, dst, relay net.Addr) {
 		relay: c,
 		fast:  udp && adopted,
 		fam:   famIndex(srcAP.Addr())*2 + famIndex(c.local.Addr()),
+		limit: p.bandwidth.Load(),
 	}
 	a.state.Store(&allocState{})
-	now := p.now()
-	for d := range a.dir {
-		a.dir[d].quota.tokens.Store(p.cfg.BandwidthLimit)
-		a.dir[d].quota.last.Store(now)
-	}
+	a.quota.reset(p.now())
 	if old := p.allocs[a.ctl]; old != nil {
 		p.dropAllocLocked(old)
 	}

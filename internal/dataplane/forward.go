@@ -105,7 +105,7 @@ func (w *worker) serveListener(l *Conn) {
 			continue
 		}
 		d := &a.dir[ClientToPeer]
-		if !d.quota.allow(w.now, size, w.p.cfg.BandwidthLimit) {
+		if !a.quota.allow(w.now, size, a.limit) {
 			w.drop(DropQuota, 1)
 			continue
 		}
@@ -191,7 +191,7 @@ func (w *worker) serveRelay(r *Conn) {
 			}
 			continue
 		}
-		if !d.quota.allow(w.now, m.N, w.p.cfg.BandwidthLimit) {
+		if !a.quota.allow(w.now, m.N, a.limit) {
 			w.drop(DropQuota, 1)
 			continue
 		}

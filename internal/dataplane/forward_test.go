@@ -205,27 +205,62 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestBandwidthQuota(t *testing.T) {
-	f := newFixture(t, Config{BandwidthLimit: 1000})
-	client := netip.MustParseAddrPort(tClient)
-	payload := make([]byte, 400)
-	for range 4 {
+	const limit = 100_000 // bytes/s, both directions together; burst one second
+	f := newFixture(t, Config{BandwidthLimit: limit})
+	client, peer := netip.MustParseAddrPort(tClient), netip.MustParseAddrPort(tPeer)
+	payload := make([]byte, 2000)
+	for range 46 {
 		f.lnFake.push(channelData(tChannel, payload, 0), client)
 	}
 	f.serve(f.ln)
-	if out := f.rlyFake.take(); len(out) != 2 {
-		t.Fatalf("forwarded %d datagrams of 400 bytes under a 1000 B/s quota, want 2", len(out))
+	// 46 x 2000 = 92000 bytes pass; the peer's 8 x 2000 find 8000 left.
+	for range RelayReadBatch {
+		f.rlyFake.push(payload, peer)
 	}
-	if d := f.p.Stats().Drops[DropQuota]; d != 2 {
-		t.Fatalf("quota drops = %d, want 2", d)
+	f.serve(f.relay)
+	if c2p, p2c := len(f.rlyFake.take()), len(f.lnFake.take()); c2p != 46 || p2c != 4 {
+		t.Fatalf("forwarded %d to the peer and %d to the client, want 46 and 4", c2p, p2c)
 	}
-	// One simulated second later the bucket is full again.
+	if d := f.p.Stats().Drops[DropQuota]; d != RelayReadBatch-4 {
+		t.Fatalf("quota drops = %d, want %d", d, RelayReadBatch-4)
+	}
+	// Half a (simulated) second later, 50000 bytes are back.
 	f.w.begin()
-	f.w.now += int64(time.Second)
-	f.lnFake.push(channelData(tChannel, payload, 0), client)
+	f.w.now += int64(time.Second / 2)
+	for range 30 {
+		f.lnFake.push(channelData(tChannel, payload, 0), client)
+	}
 	f.w.serveListener(f.ln)
 	f.w.end()
-	if out := f.rlyFake.take(); len(out) != 1 {
-		t.Fatalf("after refill forwarded %d, want 1", len(out))
+	if n := len(f.rlyFake.take()); n != 25 {
+		t.Fatalf("after half a second forwarded %d of 2000 bytes, want 25", n)
+	}
+
+	// A new limit applies to new allocations only.
+	f.p.SetBandwidthLimit(0)
+	if a := f.relay.alloc.Load(); a.limit != limit {
+		t.Fatalf("live allocation's limit changed to %d", a.limit)
+	}
+}
+
+func TestBucketAccumulatesSmallRefills(t *testing.T) {
+	// At 1500 B/s a 16 us tick earns a fraction of a byte; the elapsed time
+	// must accumulate, not be lost at every packet.
+	const rate = 1500
+	var b bucket
+	b.reset(0)
+	if !b.allow(0, minQuotaBurst, rate) || b.allow(0, 1, rate) {
+		t.Fatal("the burst should pass whole and leave nothing")
+	}
+	passed := 0
+	const step int64 = 16384 // ns
+	for now := step; now <= int64(time.Second); now += step {
+		if b.allow(now, 1, rate) {
+			passed++
+		}
+	}
+	if passed < rate-1 || passed > rate {
+		t.Fatalf("one second of one-byte packets at %d B/s passed %d", rate, passed)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -39,20 +38,40 @@ func (g *planeRelays) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.
 	return c, addr, nil
 }
 
-// TestPionServerThroughPlane runs pion/turn's server on the data plane and
-// pion/turn's client against it: Allocate, then traffic both ways. pion's
-// client starts with Send indications and switches to ChannelData once its
-// ChannelBind succeeds; from then on the fast path carries everything.
-func TestPionServerThroughPlane(t *testing.T) {
-	p, err := New(Config{Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+// pionSetup is a pion/turn server on loopback, optionally on a data plane,
+// with a pion/turn client holding one allocation and a peer socket.
+type pionSetup struct {
+	plane     *Plane // nil: pion alone
+	relayConn net.PacketConn
+	peer      *net.UDPConn
+}
 
-	ln, err := p.Listener(listenUDP(t, "udp4", "127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
+func startPion(t testing.TB, withPlane bool) *pionSetup {
+	t.Helper()
+	s := &pionSetup{}
+	lnConn := listenUDP(t, "udp4", "127.0.0.1:0")
+	var ln net.PacketConn = lnConn
+	var gen turn.RelayAddressGenerator = &turn.RelayAddressGeneratorStatic{
+		RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1",
+	}
+	events := turn.EventHandler{}
+	if withPlane {
+		p, err := New(Config{Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close() })
+		s.plane = p
+		if ln, err = p.Listener(lnConn); err != nil {
+			t.Fatal(err)
+		}
+		gen = &planeRelays{
+			RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{
+				RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1",
+			},
+			plane: p,
+		}
+		events = p.EventHandler(events)
 	}
 	const realm = "isthmus.test"
 	key := turn.GenerateAuthKey("alice", realm, "secret")
@@ -64,27 +83,19 @@ func TestPionServerThroughPlane(t *testing.T) {
 		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
 			return ra.Username, key, ra.Username == "alice"
 		},
-		EventHandler: p.EventHandler(turn.EventHandler{}),
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: ln,
-			RelayAddressGenerator: &planeRelays{
-				RelayAddressGeneratorStatic: turn.RelayAddressGeneratorStatic{
-					RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1",
-				},
-				plane: p,
-			},
-		}},
+		EventHandler:      events,
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: ln, RelayAddressGenerator: gen}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
 
-	clientConn := listenUDP(t, "udp4", "127.0.0.1:0")
+	server := ln.LocalAddr().String()
 	client, err := turn.NewClient(&turn.ClientConfig{
-		TURNServerAddr: ln.local.String(),
-		STUNServerAddr: ln.local.String(),
-		Conn:           clientConn,
+		TURNServerAddr: server,
+		STUNServerAddr: server,
+		Conn:           listenUDP(t, "udp4", "127.0.0.1:0"),
 		Username:       "alice",
 		Password:       "secret",
 		Realm:          realm,
@@ -97,53 +108,67 @@ func TestPionServerThroughPlane(t *testing.T) {
 	if err := client.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	relayConn, err := client.Allocate()
-	if err != nil {
-		t.Fatalf("Allocate through the plane: %v", err)
+	if s.relayConn, err = client.Allocate(); err != nil {
+		t.Fatalf("Allocate: %v", err)
 	}
-	t.Cleanup(func() { _ = relayConn.Close() })
+	t.Cleanup(func() { _ = s.relayConn.Close() })
+	s.peer = listenUDP(t, "udp4", "127.0.0.1:0")
+	return s
+}
 
-	peer := listenUDP(t, "udp4", "127.0.0.1:0")
-	relayed := relayConn.LocalAddr()
+// exchange sends msg client to peer and reply back, and checks both.
+func (s *pionSetup) exchange(t testing.TB, msg, reply []byte, buf []byte) {
+	if _, err := s.relayConn.WriteTo(msg, s.peer.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from, err := s.peer.ReadFromUDPAddrPort(buf)
+	relayed := s.relayConn.LocalAddr().String()
+	if err != nil || !bytes.Equal(buf[:n], msg) || from.String() != relayed {
+		t.Fatalf("peer got %q from %v (%v), want %q from %v", buf[:n], from, err, msg, relayed)
+	}
+	if _, err := s.peer.WriteToUDPAddrPort(reply, from); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.relayConn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, from2, err := s.relayConn.ReadFrom(buf)
+	if err != nil || !bytes.Equal(buf[:n], reply) || from2.String() != s.peer.LocalAddr().String() {
+		t.Fatalf("client got %q from %v (%v), want %q from %v", buf[:n], from2, err, reply, s.peer.LocalAddr())
+	}
+}
+
+// TestPionServerThroughPlane runs pion/turn's server on the data plane and
+// pion/turn's client against it: Allocate, then traffic both ways. pion's
+// client starts with Send indications and switches to ChannelData once its
+// ChannelBind succeeds; from then on the fast path carries everything.
+func TestPionServerThroughPlane(t *testing.T) {
+	s := startPion(t, true)
+	p := s.plane
 	buf := make([]byte, 1500)
 
-	// Phase 1: until the channel is bound (Send/Data indications, pion's
-	// slow path); phase 2: counted exchanges that must use the fast path.
-	exchange := func(i int) {
-		t.Helper()
-		msg := fmt.Appendf(nil, "c2p-%d", i)
-		if _, err := relayConn.WriteTo(msg, peer.LocalAddr()); err != nil {
-			t.Fatal(err)
-		}
-		got, from := recv(t, peer)
-		if !bytes.Equal(got, msg) || from.String() != relayed.String() {
-			t.Fatalf("peer got %q from %v, want %q from %v", got, from, msg, relayed)
-		}
-		reply := fmt.Appendf(nil, "p2c-%d", i)
-		if _, err := peer.WriteToUDPAddrPort(reply, netip.MustParseAddrPort(relayed.String())); err != nil {
-			t.Fatal(err)
-		}
-		_ = relayConn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, from2, err := relayConn.ReadFrom(buf)
-		if err != nil || !bytes.Equal(buf[:n], reply) || from2.String() != peer.LocalAddr().String() {
-			t.Fatalf("client got %q from %v (%v), want %q from %v", buf[:n], from2, err, reply, peer.LocalAddr())
-		}
+	// Until pion's client has its ChannelBind answered it sends Send
+	// indications (pion's path). Exchange until one round trip is relayed
+	// on the fast path both ways.
+	warm := false
+	for i := 0; i < 200 && !warm; i++ {
+		b := p.Stats()
+		s.exchange(t, fmt.Appendf(nil, "warm-c2p-%d", i), fmt.Appendf(nil, "warm-p2c-%d", i), buf)
+		var c2p, p2c bool
+		eventually(t, "warm-up exchange counted", func() bool {
+			st := p.Stats()
+			c2p = st.Packets[ClientToPeer][0][0] > b.Packets[ClientToPeer][0][0]
+			p2c = st.Packets[PeerToClient][0][0] > b.Packets[PeerToClient][0][0]
+			return (c2p || st.SlowListener > b.SlowListener) && (p2c || st.SlowRelay > b.SlowRelay)
+		})
+		warm = c2p && p2c
 	}
-	exchange(-1)
-	eventually(t, "channel bound", func() bool {
-		a := p.allocByRelay(relayed)
-		return a != nil && len(a.state.Load().channels) == 1
-	})
-	// The first reply went either way (Data indication or ChannelData);
-	// wait until its wake-up's counters are published.
-	eventually(t, "first exchange counted", func() bool {
-		st := p.Stats()
-		return st.SlowRelay+st.Packets[PeerToClient][0][0] >= 1
-	})
+	if !warm {
+		t.Fatal("pion's client never switched to ChannelData")
+	}
 	before := p.Stats()
 	const n = 100
 	for i := range n {
-		exchange(i)
+		s.exchange(t, fmt.Appendf(nil, "c2p-%d", i), fmt.Appendf(nil, "p2c-%d", i), buf)
 	}
 	eventually(t, "fast-path counters", func() bool {
 		st := p.Stats()
@@ -151,11 +176,11 @@ func TestPionServerThroughPlane(t *testing.T) {
 			st.Packets[PeerToClient][0][0]-before.Packets[PeerToClient][0][0] == n
 	})
 	after := p.Stats()
-	// The ChannelBind request's wake-up may publish its slow-path count
-	// inside the window; nothing else of the client's should reach pion.
 	if slow := after.SlowRelay - before.SlowRelay; slow != 0 {
 		t.Errorf("%d peer datagrams of a bound channel reached pion", slow)
 	}
+	// The ChannelBind request's wake-up may publish its slow-path count
+	// inside the window; nothing else of the client's should reach pion.
 	if slow := after.SlowListener - before.SlowListener; slow > 2 {
 		t.Errorf("%d client datagrams reached pion during %d ChannelData exchanges", slow, n)
 	}
@@ -163,8 +188,38 @@ func TestPionServerThroughPlane(t *testing.T) {
 		n, n, after.SlowListener-before.SlowListener, after.SlowRelay-before.SlowRelay)
 
 	// Deallocation through pion reaches the plane.
-	_ = relayConn.Close()
+	_ = s.relayConn.Close()
 	eventually(t, "allocation removed", func() bool { return p.Stats().Allocations == 0 })
+}
+
+// BenchmarkPionRoundTrip is the before/after: pion/turn's client and a
+// peer exchange 172-byte datagrams over a bound channel through pion/turn's
+// server alone ("pion") and through pion/turn on the data plane ("plane").
+// One op is one round trip (two relayed datagrams); client and peer costs
+// are the same in both, so the difference is the server's.
+func BenchmarkPionRoundTrip(b *testing.B) {
+	for _, withPlane := range []bool{false, true} {
+		name := "pion"
+		if withPlane {
+			name = "plane"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := startPion(b, withPlane)
+			buf := make([]byte, 1500)
+			msg, reply := make([]byte, rtpSize), make([]byte, rtpSize)
+			msg[0], reply[0] = 1, 2
+			// Warm up until pion's client has its channel bound.
+			for range 20 {
+				s.exchange(b, msg, reply, buf)
+			}
+			time.Sleep(50 * time.Millisecond) // benchmark warm-up only: let the ChannelBind settle
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				s.exchange(b, msg, reply, buf)
+			}
+		})
+	}
 }
 
 // allocByRelay finds the allocation of a relayed address (tests).

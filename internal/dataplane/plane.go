@@ -36,8 +36,9 @@ type Config struct {
 	// QueueLen bounds each socket's slow-path queue to pion; 0 means
 	// DefaultQueueLen.
 	QueueLen int
-	// BandwidthLimit is the per-allocation quota in bytes per second, for
-	// each direction separately (as coturn's max-bps); 0 means unlimited.
+	// BandwidthLimit is the per-allocation quota in bytes per second of
+	// relayed application data, both directions together (the relay's
+	// allocation_bandwidth); 0 means unlimited. See SetBandwidthLimit.
 	BandwidthLimit int64
 	// Logger receives control-plane events (never per-packet).
 	Logger zerolog.Logger
@@ -62,8 +63,9 @@ type Plane struct {
 	conns     map[*Conn]struct{}
 	nextRelay int
 
-	table allocTable
-	lsnap atomic.Pointer[listenerSnap]
+	table     allocTable
+	lsnap     atomic.Pointer[listenerSnap]
+	bandwidth atomic.Int64
 }
 
 // ctlKey identifies an allocation in pion's events: server (listener)
@@ -97,7 +99,15 @@ func newPlane(cfg Config) *Plane {
 		conns:  make(map[*Conn]struct{}),
 	}
 	p.lsnap.Store(&listenerSnap{})
+	p.SetBandwidthLimit(cfg.BandwidthLimit)
 	return p
+}
+
+// SetBandwidthLimit sets the quota, in bytes per second for both directions
+// together, of allocations created from now on; live allocations keep
+// theirs (as the relay's Reload). 0 means unlimited.
+func (p *Plane) SetBandwidthLimit(bytesPerSecond int64) {
+	p.bandwidth.Store(min(max(bytesPerSecond, 0), maxQuotaRate))
 }
 
 // New starts a Plane with cfg.Workers forwarding loops. Adopt sockets with

@@ -74,14 +74,12 @@ func (s *allocState) permitted(ip netip.Addr) bool {
 	return false
 }
 
-// dirCounters are one direction of one allocation: its traffic and its
-// bandwidth bucket, on their own cache line (the two directions are usually
-// served by different cores).
+// dirCounters are one direction of one allocation, on their own cache line
+// (the two directions are usually served by different cores).
 type dirCounters struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
-	quota   bucket
-	_       [cacheLine - 32]byte
+	_       [cacheLine - 16]byte
 }
 
 // alloc is the data plane's view of one pion allocation.
@@ -95,8 +93,12 @@ type alloc struct {
 	fast bool
 	// fam indexes per-core counters: client family * 2 + relay family.
 	fam   int
+	// limit is the bandwidth quota in bytes per second, fixed when the
+	// allocation is created (0: unlimited).
+	limit int64
 	state atomic.Pointer[allocState]
 	dir   [numDirs]dirCounters
+	quota bucket
 }
 
 // update publishes a modified copy of the allocation's state. Callers hold

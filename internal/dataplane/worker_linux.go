@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -48,11 +49,18 @@ type command struct {
 // stay in blocking mode; every data-plane syscall passes MSG_DONTWAIT, and
 // pion's control-plane WriteTo may block briefly like any socket write.
 //
-// epoll_wait blocks an OS thread per worker; the runtime hands the P to
-// another thread meanwhile, which is the intended trade for GOMAXPROCS
-// workers.
+// The worker does not block an OS thread in epoll_wait: the epoll descriptor
+// itself (readable whenever one of its sockets is) is registered with Go's
+// netpoller through an *os.File, and the worker waits for it like any
+// network goroutine, then collects the ready sockets with a non-blocking
+// epoll_wait. A parked worker costs no thread, and its wake-up goes through
+// the scheduler's own netpoll instead of a thread hand-off. Should the
+// runtime refuse to poll the descriptor, the worker falls back to a blocking
+// epoll_wait.
 type epollState struct {
 	epfd, evfd int
+	epf        *os.File        // owns epfd once the worker runs
+	rc         syscall.RawConn // epf's, for netpoller waits
 	events     []unix.EpollEvent
 	slots      []*Conn
 	free       []int32
@@ -92,6 +100,11 @@ func (w *worker) open() error {
 	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return fmt.Errorf("dataplane: worker %d: epoll_create1: %w", w.id, err)
 	}
+	// O_NONBLOCK makes os.NewFile register the epoll descriptor with the
+	// netpoller (epoll_wait itself only honours its timeout argument).
+	if err = unix.SetNonblock(w.epfd, true); err != nil {
+		return fmt.Errorf("dataplane: worker %d: epoll nonblock: %w", w.id, err)
+	}
 	if w.evfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fmt.Errorf("dataplane: worker %d: eventfd: %w", w.id, err)
 	}
@@ -100,11 +113,19 @@ func (w *worker) open() error {
 		return fmt.Errorf("dataplane: worker %d: epoll_ctl eventfd: %w", w.id, err)
 	}
 	w.events = make([]unix.EpollEvent, MaxEvents)
+	w.epf = os.NewFile(uintptr(w.epfd), "dataplane-epoll")
+	if w.rc, err = w.epf.SyscallConn(); err != nil {
+		return fmt.Errorf("dataplane: worker %d: epoll raw conn: %w", w.id, err)
+	}
 	return nil
 }
 
 func (w *worker) closeFDs() {
-	if w.epfd >= 0 {
+	if w.epf != nil {
+		_ = w.epf.Close()
+		w.epf = nil
+		w.epfd = -1
+	} else if w.epfd >= 0 {
 		_ = unix.Close(w.epfd)
 		w.epfd = -1
 	}
@@ -118,13 +139,34 @@ func (w *worker) closeFDs() {
 // each once, flush the batches toward clients, then run control commands.
 func (w *worker) run() {
 	defer close(w.exited)
+	var (
+		n       int
+		waitErr error
+	)
+	// poll collects ready sockets without blocking; false asks the
+	// netpoller to park the worker until the epoll descriptor is readable.
+	poll := func(fd uintptr) bool {
+		n, waitErr = unix.EpollWait(int(fd), w.events, 0)
+		return waitErr != nil || n > 0
+	}
+	blocking := false
 	for {
-		n, err := unix.EpollWait(w.epfd, w.events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
+		if blocking {
+			n, waitErr = unix.EpollWait(w.epfd, w.events, -1)
+		} else if err := w.rc.Read(poll); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			// The runtime cannot poll this descriptor: block instead.
+			w.p.log.Warn().Err(err).Int("worker", w.id).Msg("dataplane: epoll not pollable, worker blocks in epoll_wait")
+			blocking = true
+			continue
+		}
+		if waitErr != nil {
+			if errors.Is(waitErr, unix.EINTR) {
 				continue
 			}
-			w.p.log.Error().Err(err).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+			w.p.log.Error().Err(waitErr).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
 			return
 		}
 		w.begin()

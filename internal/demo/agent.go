@@ -119,7 +119,7 @@ func RunAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	log := zerolog.New(stderr).With().Timestamp().Str("role", o.Role).Logger()
+	log := zerolog.New(stderr).Level(zerolog.InfoLevel).With().Timestamp().Str("role", o.Role).Logger()
 	ctl := newControlChannel(stdin, stdout)
 	if err := runEndpoint(ctx, o, ctl, log); err != nil {
 		log.Error().Err(err).Msg("endpoint failed")

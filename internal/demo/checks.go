@@ -219,6 +219,10 @@ func expectIPv4OfferToIPv6(r *Result) {
 	checkRelayedICEPair(r)
 }
 
+// CheckIPv6Preferred names the check that two dual-stack agents end up on
+// the IPv6 host pair (RFC 8421: IPv6 preferred, the higher priority).
+const CheckIPv6Preferred = "RFC 8421: the selected pair is IPv6"
+
 // expectDirectIPv6 is scenario 4: two dual-stack agents pick the direct
 // IPv6 host pair and leave the relay alone.
 func expectDirectIPv6(r *Result) {
@@ -233,9 +237,12 @@ func expectDirectIPv6(r *Result) {
 	}
 	for _, e := range []*EndpointResult{&r.Offerer, &r.Answerer} {
 		p := e.Path
-		r.Check("RFC 8421: "+e.Host+" selected the direct IPv6 host pair",
-			p.ICE && p.Local.Type == "host" && p.Remote.Type == "host" && p.Local.Family == "IPv6" && p.Remote.Family == "IPv6",
+		r.Check("ICE: "+e.Host+" selected a direct host pair",
+			p.ICE && p.Local.Type == "host" && p.Remote.Type == "host",
 			"%s %s %s -> %s %s %s", p.Local.Type, p.Local.Family, p.Local.Addr, p.Remote.Type, p.Remote.Family, p.Remote.Addr)
+		r.Check(CheckIPv6Preferred+" ("+e.Host+")",
+			p.Local.Family == "IPv6" && p.Remote.Family == "IPv6",
+			"pair %s -> %s", p.Local.Family, p.Remote.Family)
 	}
 	u := r.RelayUDP
 	r.Check("no media through the relay", u.In4+u.In6 < uint64(r.Packets),

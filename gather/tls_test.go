@@ -1,0 +1,134 @@
+package gather
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+	"github.com/isthmusrelay/isthmus/relay"
+)
+
+// testCert writes a self-signed certificate for 127.0.0.1 and ::1 and
+// returns the PEM paths and a client config trusting it.
+func testCert(t *testing.T) (certFile, keyFile string, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "isthmus test relay"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// TestTURNOverTLS: an IPv6-only agent reaches the TURN server with TLS
+// over IPv6 ("turns:"), gets an IPv4 relayed candidate whose relay
+// protocol is "tls", and calls an IPv4-only agent through it.
+func TestTURNOverTLS(t *testing.T) {
+	certFile, keyFile, clientTLS := testCert(t)
+	servers := map[string]func(t *testing.T) string{
+		"coturn": func(t *testing.T) string {
+			var tlsPort int
+			startCoturnWith(t, func(port int) string {
+				tlsPort = freeDualPort(t)
+				return fmt.Sprintf("tls-listening-port=%d\ncert=%s\npkey=%s\n", tlsPort, certFile, keyFile)
+			})
+			return fmt.Sprintf("turns:[::1]:%d?transport=tcp", tlsPort)
+		},
+		"isthmus": func(t *testing.T) string {
+			port := freeDualPort(t)
+			cfg := relay.DefaultConfig()
+			cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
+			cfg.TLSListen = []string{fmt.Sprintf("[::1]:%d", port)}
+			cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+			cfg.RelayIPs = []string{"127.0.0.1", "::1"}
+			cfg.Realm = testRealm
+			cfg.Users = []string{testUser + ":" + testPass}
+			cfg.AllowLoopbackPeers = true
+			srv, err := relay.New(cfg, zerolog.New(io.Discard), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatalf("relay.New: %v", err)
+			}
+			t.Cleanup(func() { _ = srv.Close() })
+			return fmt.Sprintf("turns:[::1]:%d?transport=tcp", port)
+		},
+	}
+	for _, name := range []string{"coturn", "isthmus"} {
+		t.Run(name, func(t *testing.T) {
+			url := servers[name](t)
+			off := newTestAgent(t, Config{
+				HostAddrs: []netip.Addr{lo6}, Families: []netaddr.Family{netaddr.IPv6},
+				RelayFamilies: []netaddr.Family{netaddr.IPv4},
+				TURN:          []string{url}, Username: testUser, Password: testPass,
+				TLSConfig: clientTLS, Timeout: 3 * time.Second,
+			})
+			cands, err := off.Gather(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var relayed *ice.CandidateRelay
+			for _, c := range cands {
+				if r, ok := c.(*ice.CandidateRelay); ok {
+					relayed = r
+				}
+			}
+			if relayed == nil || candFamily(t, relayed) != netaddr.IPv4 || relayed.RelayProtocol() != "tls" {
+				t.Fatalf("want an IPv4 relayed candidate over TLS, got %v (stats %+v)", cands, off.Stats())
+			}
+			ans := newTestAgent(t, Config{HostAddrs: []netip.Addr{lo4}, Families: []netaddr.Family{netaddr.IPv4}})
+			om, am := connectPair(t, off, ans)
+			exchangeRTP(t, om, am)
+			if p := om.Selected(); p.LocalType != "relay" || p.RelayProtocol != "tls" || p.LocalFamily != netaddr.IPv4 {
+				t.Errorf("path %s %+v", p, p)
+			}
+		})
+	}
+}
