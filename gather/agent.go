@@ -72,6 +72,7 @@ type Agent struct {
 	cands        []*localCandidate
 	controlling  bool
 	remote       *sdpcand.Session
+	remoteMedia  int // index of the m-line media uses in remote; -1: first active
 	offered      bool
 	offerDefault netip.AddrPort
 	media        *MediaConn

@@ -280,3 +280,46 @@ func (c *fixedPeerConn) Read(p []byte) (int, error) {
 		}
 	}
 }
+
+// An offer whose first m-line has no codec in common is answered on the
+// second one (RFC 3264 §6: the first is rejected with port 0), and media
+// must flow to the second m-line's address, not the first's.
+func TestConnectUsesAcceptedMedia(t *testing.T) {
+	srv := startOurRelay(t)
+	phone, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = phone.Close() })
+	phoneAP := phone.LocalAddr().(*net.UDPAddr).AddrPort()
+	// The first m-line points at a port nobody listens on.
+	offer := fmt.Sprintf("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 96\r\na=rtpmap:96 NOSUCH/8000\r\n"+
+		"m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n", phoneAP.Port()+1, phoneAP.Port())
+	a := newTestAgent(t, Config{
+		HostAddrs: []netip.Addr{lo6}, Families: []netaddr.Family{netaddr.IPv6},
+		TURN: []string{srv.url("::1", "udp")}, Username: testUser, Password: testPass,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	answer, err := a.Answer(ctx, []byte(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := sdpcand.Parse(answer)
+	if err != nil {
+		t.Fatalf("answer does not parse: %v\n%s", err, answer)
+	}
+	if len(sess.Media) != 2 || sess.Media[0].Port != 0 || sess.Media[1].Port == 0 {
+		t.Fatalf("want m-line 0 rejected and m-line 1 accepted:\n%s", answer)
+	}
+	media, err := a.Connect(ctx)
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	if p := media.Selected(); p.Remote != phoneAP {
+		t.Fatalf("media goes to %s, want the accepted m-line's %s", p.Remote, phoneAP)
+	}
+	ourAP := netip.AddrPortFrom(sess.Media[1].Addr, uint16(sess.Media[1].Port))
+	exchangeRTP(t, media, &fixedPeerConn{UDPConn: phone, peer: ourAP})
+}

@@ -101,14 +101,23 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 			addrs[f] = lc.addr
 		}
 	}
-	b, err := sdpcand.BuildAnswer(offer, sdpcand.AnswerParams{
+	params := sdpcand.AnswerParams{
 		Ufrag: a.ufrag, Pwd: a.pwd, Candidates: a.localCandidates(), Addrs: addrs, Codecs: a.cfg.Codecs,
-	})
+	}
+	b, err := sdpcand.BuildAnswer(offer, params)
+	if err != nil {
+		return nil, fmt.Errorf("gather: answer: %w", err)
+	}
+	// Media flows on the m-line the answer accepted, which need not be the
+	// offer's first active one (an earlier one may have no common codec or
+	// a family we lack).
+	accepted, err := sdpcand.AcceptedMedia(offer, params)
 	if err != nil {
 		return nil, fmt.Errorf("gather: answer: %w", err)
 	}
 	a.mu.Lock()
 	a.remote = offer
+	a.remoteMedia = accepted
 	a.controlling = offer.ICELite
 	a.mu.Unlock()
 	return b, nil
@@ -126,6 +135,7 @@ func (a *Agent) SetRemoteAnswer(answerSDP []byte) error {
 		return err
 	}
 	a.remote = ans
+	a.remoteMedia = -1 // the answer rejects (port 0) every m-line but the accepted one
 	return nil
 }
 
@@ -173,8 +183,12 @@ func (a *Agent) legacyCandidate(f netaddr.Family, want netip.AddrPort) *localCan
 	return best
 }
 
-// firstMedia returns the first m-line that carries media (port not 0).
-func firstMedia(s *sdpcand.Session) (*sdpcand.Media, bool) {
+// activeMedia returns m-line idx of s when idx >= 0, else the first m-line
+// that carries media (port not 0).
+func activeMedia(s *sdpcand.Session, idx int) (*sdpcand.Media, bool) {
+	if idx >= 0 && idx < len(s.Media) {
+		return &s.Media[idx], s.Media[idx].Port != 0
+	}
 	for i := range s.Media {
 		if s.Media[i].Port != 0 {
 			return &s.Media[i], true
@@ -197,7 +211,7 @@ func (a *Agent) Connect(ctx context.Context) (*MediaConn, error) {
 		a.mu.Unlock()
 		return nil, err
 	}
-	remote, controlling := a.remote, a.controlling
+	remote, remoteMedia, controlling := a.remote, a.remoteMedia, a.controlling
 	if a.media != nil {
 		a.mu.Unlock()
 		return nil, fmt.Errorf("gather: connect: %w", ice.ErrMultipleStart)
@@ -206,7 +220,7 @@ func (a *Agent) Connect(ctx context.Context) (*MediaConn, error) {
 	if remote == nil {
 		return nil, ErrNoRemote
 	}
-	m, ok := firstMedia(remote)
+	m, ok := activeMedia(remote, remoteMedia)
 	if !ok {
 		return nil, ErrNoMedia
 	}

@@ -2,7 +2,7 @@ package relay
 
 import (
 	"crypto/hmac"
-	"crypto/md5" //nolint:gosec // RFC 8489 long-term key
+	"crypto/md5"  //nolint:gosec // RFC 8489 long-term key
 	"crypto/sha1" //nolint:gosec // the TURN REST API is HMAC-SHA1
 	"encoding/base64"
 	"encoding/hex"

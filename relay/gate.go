@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -96,7 +98,21 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 	_ = user.GetFrom(msg)
 	s.verified.put(src, string(user), verifiedKey{userID: userID, key: key, at: now})
 
-	if mt.Method != stun.MethodAllocate {
+	switch mt.Method {
+	case stun.MethodChannelBind:
+		// RFC 8656 §12: channel numbers are 0x4000-0x4FFF; pion accepts
+		// others.
+		if v, err := msg.Get(stun.AttrChannelNumber); err == nil && len(v) >= 2 {
+			if n := binary.BigEndian.Uint16(v); n < 0x4000 || n > 0x4FFF {
+				s.metrics.drops.gateReject.Inc()
+				return verdict{reply: buildError(msg, stun.CodeBadRequest, key)}
+			}
+		}
+		return g.checkPeers(msg, src, key)
+	case stun.MethodCreatePermission:
+		return g.checkPeers(msg, src, key)
+	case stun.MethodAllocate:
+	default:
 		return verdict{}
 	}
 	if v, err := msg.Get(stun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == 6 {
@@ -132,6 +148,40 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 	}
 	return verdict{}
 }
+
+// checkPeers applies the peer policy to every XOR-PEER-ADDRESS of a
+// CreatePermission or ChannelBind and answers 403 for a denied one. pion's
+// PermissionHandler alone is not enough: pion answers a denied ChannelBind
+// with 401, and refuses an IPv4-mapped IPv6 peer with 443 (its family check
+// runs first) where the policy must say 403.
+func (g *gate) checkPeers(msg *stun.Message, src net.Addr, key []byte) verdict {
+	s := g.srv
+	pol := s.policy.Load()
+	denied := false
+	_ = msg.ForEach(stun.AttrXORPeerAddress, func(m *stun.Message) error {
+		var pa stun.XORMappedAddress
+		if pa.GetFromAs(m, stun.AttrXORPeerAddress) != nil {
+			return nil // pion answers 400
+		}
+		a, ok := netip.AddrFromSlice(pa.IP)
+		if !ok {
+			return nil
+		}
+		if v := pol.Check(a); !v.Allowed {
+			s.noteDenied(src, a, v)
+			denied = true
+			return errPeerDenied
+		}
+		return nil
+	})
+	if denied {
+		s.metrics.drops.gateReject.Inc()
+		return verdict{reply: buildError(msg, stun.CodeForbidden, key)}
+	}
+	return verdict{}
+}
+
+var errPeerDenied = errors.New("relay: peer denied by policy")
 
 // rewriteReservation fixes pion's family for the second half of an
 // EVEN-PORT pair. RFC 6156 §4.2 forbids REQUESTED-ADDRESS-FAMILY next to

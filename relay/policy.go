@@ -34,9 +34,14 @@ func (s *Server) permit(client net.Addr, peerIP net.IP) bool {
 	if v.Allowed {
 		return true
 	}
-	s.metrics.peerDenials.WithLabelValues(v.Reason).Inc()
-	// Sampled: a client can ask for many denied peers.
-	s.denyLog.Info().Str("client", client.String()).Str("peer", a.String()).
-		Str("reason", v.Reason).Str("decided_by", v.Addr.String()).Msg("peer denied")
+	s.noteDenied(client, a, v)
 	return false
+}
+
+// noteDenied counts and logs (sampled: a client can ask for many denied
+// peers) one policy denial.
+func (s *Server) noteDenied(client net.Addr, peer netip.Addr, v netaddr.Verdict) {
+	s.metrics.peerDenials.WithLabelValues(v.Reason).Inc()
+	s.denyLog.Info().Str("client", client.String()).Str("peer", peer.String()).
+		Str("reason", v.Reason).Str("decided_by", v.Addr.String()).Msg("peer denied")
 }

@@ -44,6 +44,8 @@ type pionSetup struct {
 	plane     *Plane // nil: pion alone
 	relayConn net.PacketConn
 	peer      *net.UDPConn
+	server    string
+	logs      logging.LoggerFactory
 }
 
 func startPion(t testing.TB, withPlane bool) *pionSetup {
@@ -91,15 +93,22 @@ func startPion(t testing.TB, withPlane bool) *pionSetup {
 	}
 	t.Cleanup(func() { _ = srv.Close() })
 
-	server := ln.LocalAddr().String()
+	s.server, s.logs = ln.LocalAddr().String(), logs
+	s.relayConn, s.peer = s.allocate(t)
+	return s
+}
+
+// allocate runs one more pion/turn client with an allocation, and a peer.
+func (s *pionSetup) allocate(t testing.TB) (net.PacketConn, *net.UDPConn) {
+	t.Helper()
 	client, err := turn.NewClient(&turn.ClientConfig{
-		TURNServerAddr: server,
-		STUNServerAddr: server,
+		TURNServerAddr: s.server,
+		STUNServerAddr: s.server,
 		Conn:           listenUDP(t, "udp4", "127.0.0.1:0"),
 		Username:       "alice",
 		Password:       "secret",
-		Realm:          realm,
-		LoggerFactory:  logs,
+		Realm:          "isthmus.test",
+		LoggerFactory:  s.logs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -108,12 +117,12 @@ func startPion(t testing.TB, withPlane bool) *pionSetup {
 	if err := client.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	if s.relayConn, err = client.Allocate(); err != nil {
+	relayConn, err := client.Allocate()
+	if err != nil {
 		t.Fatalf("Allocate: %v", err)
 	}
-	t.Cleanup(func() { _ = s.relayConn.Close() })
-	s.peer = listenUDP(t, "udp4", "127.0.0.1:0")
-	return s
+	t.Cleanup(func() { _ = relayConn.Close() })
+	return relayConn, listenUDP(t, "udp4", "127.0.0.1:0")
 }
 
 // exchange sends msg client to peer and reply back, and checks both.
@@ -227,4 +236,87 @@ func (p *Plane) allocByRelay(relay net.Addr) *alloc {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.allocByRelayLocked(relay)
+}
+
+// BenchmarkPionLoad is the before/after under load: 32 pion/turn clients
+// with a bound channel each, 64 datagrams in flight, peers echoing. One op
+// is one round trip (two relayed 172-byte datagrams). Run with
+// -cpuprofile and look at the server's share (pion's readLoop and
+// packetConnHandler, or the plane's workers) in go tool pprof -top.
+func BenchmarkPionLoad(b *testing.B) {
+	const legs, window = 32, 64
+	for _, withPlane := range []bool{false, true} {
+		name := map[bool]string{false: "pion", true: "plane"}[withPlane]
+		b.Run(name, func(b *testing.B) {
+			s := startPion(b, withPlane)
+			relays := []net.PacketConn{s.relayConn}
+			peers := []*net.UDPConn{s.peer}
+			for len(relays) < legs {
+				r, p := s.allocate(b)
+				relays, peers = append(relays, r), append(peers, p)
+			}
+			msg := make([]byte, rtpSize)
+			buf := make([]byte, 1500)
+			for i := range legs { // warm up: permissions and channels
+				w := &pionSetup{relayConn: relays[i], peer: peers[i]}
+				for range 20 {
+					w.exchange(b, msg, msg, buf)
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // benchmark warm-up only: let the ChannelBinds settle
+			credits := make(chan struct{}, window)
+			for range window {
+				credits <- struct{}{}
+			}
+			stop := make(chan struct{})
+			for i := range legs {
+				go func() { // peer: echo to the relayed address
+					buf := make([]byte, 1500)
+					for {
+						n, from, err := peers[i].ReadFromUDPAddrPort(buf)
+						if err != nil {
+							return
+						}
+						_, _ = peers[i].WriteToUDPAddrPort(buf[:n], from)
+					}
+				}()
+				go func() { // client: each echo returns a credit
+					buf := make([]byte, 1500)
+					for {
+						if _, _, err := relays[i].ReadFrom(buf); err != nil {
+							return
+						}
+						select {
+						case credits <- struct{}{}:
+						case <-stop:
+							return
+						}
+					}
+				}()
+			}
+			for i := range legs {
+				_ = peers[i].SetReadDeadline(time.Time{})
+				_ = relays[i].SetReadDeadline(time.Time{})
+			}
+			b.Cleanup(func() { close(stop) })
+			b.ReportAllocs()
+			b.SetBytes(2 * rtpSize)
+			b.ResetTimer()
+			timeout := time.NewTimer(time.Minute)
+			defer timeout.Stop()
+			for i := range b.N + window {
+				select {
+				case <-credits:
+				case <-timeout.C:
+					b.Fatalf("round trip %d: no echo within a minute (datagram lost?)", i)
+				}
+				if i < b.N {
+					leg := i % legs
+					if _, err := relays[leg].WriteTo(msg, peers[leg].LocalAddr()); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }

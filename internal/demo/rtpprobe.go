@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"sync"
@@ -298,9 +296,4 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(s)
 	rank := int(math.Ceil(q*float64(len(s)))) - 1
 	return s[max(0, min(rank, len(s)-1))]
-}
-
-// errClosed reports whether err is the normal end of a connection we closed.
-func errClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe)
 }

@@ -1,0 +1,67 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/netip"
+	"time"
+
+	"github.com/isthmusrelay/isthmus/bench"
+	"github.com/isthmusrelay/isthmus/relay"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// ExampleNewLoad places two calls (one IPv6 client with an IPv4 relay, one
+// mirrored) on an in-process relay and runs paced RTP through them.
+func ExampleNewLoad() {
+	cfg := relay.DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
+	cfg.RelayIPs = []string{"127.0.0.1", "::1"}
+	cfg.Realm = "example.org"
+	cfg.Users = []string{"alice:secret"}
+	cfg.AllowLoopbackPeers = true
+	cfg.MinPort, cfg.MaxPort = 31000, 31999
+	cfg.LogLevel = "warn"
+	srv, err := relay.New(cfg, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	load, err := bench.NewLoad(context.Background(), bench.LoadConfig{
+		Server4:  firstV4(srv),
+		Server6:  lastV6(srv),
+		Username: "alice", Password: "secret", Realm: "example.org",
+		Calls: 2,
+		Paths: []bench.Path{bench.PathV6toV4, bench.PathV4toV6},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer load.Close()
+	tr, err := load.Run(context.Background(), 200*time.Millisecond)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("sent %d, received %d, lost %d\n", tr.All.Sent, tr.All.Received, tr.All.Lost)
+	// Output: sent 40, received 40, lost 0
+}
+
+func firstV4(srv *relay.Server) netip.AddrPort {
+	for _, a := range srv.ListenAddrs() {
+		if a.Addr().Is4() {
+			return a
+		}
+	}
+	return netip.AddrPort{}
+}
+
+func lastV6(srv *relay.Server) (ap netip.AddrPort) {
+	for _, a := range srv.ListenAddrs() {
+		if a.Addr().Is6() {
+			ap = a
+		}
+	}
+	return ap
+}
