@@ -126,13 +126,17 @@ type call struct {
 	// relayed is relayConn for the client-leg reader, which starts before
 	// the allocation exists.
 	relayed  atomic.Pointer[net.PacketConn]
-	peer     *net.UDPConn
+	peer     *peerSock    // shared by every call of the relayed family
 	peerAddr *net.UDPAddr // peer leg's address, as pion's WriteTo wants it
 	relayUDP netip.AddrPort
-	up       stream // client -> relay -> peer, received on the peer leg
-	down     stream // peer -> relay -> client, received on the client leg
-	upSeq    uint64
-	downSeq  uint64
+	// relayUDPAddr is relayUDP for sendmmsg, built once.
+	relayUDPAddr *net.UDPAddr
+	// allocated publishes relayUDP to the shared peer reader.
+	allocated atomic.Bool
+	up        stream // client -> relay -> peer, received on the peer leg
+	down      stream // peer -> relay -> client, received on the client leg
+	upSeq     uint64
+	downSeq   uint64
 	// chanIn and stunIn count what the client-leg reader read, by kind.
 	chanIn, stunIn atomic.Uint64
 	// rxStamps is set when both sockets deliver kernel receive times.
@@ -169,8 +173,8 @@ const sockBuf = 256 << 10
 // quietLogs silences pion's logs: the bench counts what matters itself.
 var quietLogs = &logging.DefaultLoggerFactory{DefaultLogLevel: logging.LogLevelDisabled}
 
-// dial opens both legs of call c and creates its TURN client; [call.allocate]
-// continues once the receivers run.
+// dial opens the client leg of call c and creates its TURN client;
+// [call.allocate] continues once its reader runs. c.peer is set by the load.
 func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	server := cfg.Server4
 	if c.path.Client == netaddr.IPv6 {
@@ -188,19 +192,8 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	c.sock = &clientSock{UDPConn: conn}
 	c.rxStamps = enableRxTimestamps(conn) == nil
 
-	peerIP := cfg.PeerIP4
-	if c.path.Relay == netaddr.IPv6 {
-		peerIP = cfg.PeerIP6
-	}
-	peer, err := net.ListenUDP(udpNet(c.path.Relay), net.UDPAddrFromAddrPort(netip.AddrPortFrom(peerIP, 0)))
-	if err != nil {
-		return fmt.Errorf("bench: call %d: peer socket: %w", c.id, err)
-	}
-	_ = peer.SetReadBuffer(sockBuf)
-	_ = peer.SetWriteBuffer(sockBuf)
-	c.peer = peer
-	c.rxStamps = c.rxStamps && enableRxTimestamps(peer) == nil
-	c.peerAddr = net.UDPAddrFromAddrPort(peer.LocalAddr().(*net.UDPAddr).AddrPort())
+	c.peerAddr = c.peer.addr
+	c.rxStamps = c.rxStamps && c.peer.stamps
 
 	family := turn.RequestedAddressFamilyIPv4
 	if c.path.Relay == netaddr.IPv6 {
@@ -239,6 +232,10 @@ func (c *call) allocate(ctx context.Context) error {
 	}
 	rap := ra.AddrPort()
 	c.relayUDP = netip.AddrPortFrom(rap.Addr().Unmap(), rap.Port())
+	c.relayUDPAddr = net.UDPAddrFromAddrPort(c.relayUDP)
+	c.allocated.Store(true)
+	c.relayUDPAddr = net.UDPAddrFromAddrPort(c.relayUDP)
+	c.allocated.Store(true)
 	if got := netaddr.FamilyOf(c.relayUDP.Addr()); got != c.path.Relay {
 		return fmt.Errorf("bench: call %d: relayed address %s is %s, asked for %s: %w", c.id, c.relayUDP, got, c.path.Relay, ErrWrongFamily)
 	}
@@ -274,7 +271,7 @@ func (c *call) warmUp(ctx context.Context) error {
 		}
 		if c.sock.chanOut.Load() > 0 {
 			n, _ = marshalPacket(buf, c.ssrc(false)|warmupSSRCBit, seq, wallNow())
-			if _, err := c.peer.WriteToUDPAddrPort(buf[:n], c.relayUDP); err != nil {
+			if _, err := c.peer.conn.WriteToUDPAddrPort(buf[:n], c.relayUDP); err != nil {
 				return fmt.Errorf("bench: call %d: warm-up send to %s: %w", c.id, c.relayUDP, err)
 			}
 			if c.chanIn.Load() > 0 {
@@ -291,7 +288,8 @@ func (c *call) warmUp(ctx context.Context) error {
 	}
 }
 
-// close releases the allocation and both sockets. Safe on a partly dialled call.
+// close releases the allocation and the client socket (the peer socket is
+// the load's). Safe on a partly dialled call.
 func (c *call) close() {
 	if c.relayConn != nil {
 		_ = c.relayConn.Close() // Refresh with lifetime 0, not waited for
@@ -301,8 +299,5 @@ func (c *call) close() {
 	}
 	if c.sock != nil {
 		_ = c.sock.Close()
-	}
-	if c.peer != nil {
-		_ = c.peer.Close()
 	}
 }

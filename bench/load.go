@@ -77,6 +77,7 @@ func (cfg *LoadConfig) setDefaults() error {
 // Load is a set of established calls on one relay.
 type Load struct {
 	cfg   LoadConfig
+	peers map[netaddr.Family]*peerSock
 	base  time.Time
 	calls []*call
 	setup Setup
@@ -115,10 +116,30 @@ func NewLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	l := &Load{cfg: cfg, base: time.Now()}
+	l := &Load{cfg: cfg, base: time.Now(), peers: map[netaddr.Family]*peerSock{}}
+	for _, p := range cfg.Paths {
+		if l.peers[p.Relay] != nil {
+			continue
+		}
+		ip := cfg.PeerIP4
+		if p.Relay == netaddr.IPv6 {
+			ip = cfg.PeerIP6
+		}
+		ps, err := newPeerSock(p.Relay, ip)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		l.peers[p.Relay] = ps
+	}
 	l.calls = make([]*call, cfg.Calls)
 	for i := range l.calls {
-		l.calls[i] = &call{id: i, path: cfg.Paths[i%len(cfg.Paths)]}
+		path := cfg.Paths[i%len(cfg.Paths)]
+		l.calls[i] = &call{id: i, path: path, peer: l.peers[path.Relay]}
+	}
+	for _, ps := range l.peers {
+		l.wg.Add(1)
+		go l.receivePeer(ps)
 	}
 	sctx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
 	defer cancel()
@@ -162,9 +183,8 @@ func (l *Load) open(ctx context.Context, c *call) error {
 		c.close()
 		return err
 	}
-	l.wg.Add(2)
+	l.wg.Add(1)
 	go l.receiveClient(c)
-	go l.receivePeer(c)
 	if err := c.allocate(ctx); err != nil {
 		return err
 	}
@@ -220,24 +240,6 @@ func (l *Load) receiveClient(c *call) {
 			return // closed
 		}
 		l.accept(&c.down, c.ssrc(false), pay[:m], arrived, &l.hDown, &l.warmDown)
-	}
-}
-
-// receivePeer reads the client->peer stream on the peer leg.
-func (l *Load) receivePeer(c *call) {
-	defer l.wg.Done()
-	buf := make([]byte, 1500)
-	oob := make([]byte, oobSize)
-	for {
-		n, oobn, _, _, err := c.peer.ReadMsgUDPAddrPort(buf, oob)
-		if err != nil {
-			return // closed
-		}
-		arrived, ok := rxTime(oob[:oobn])
-		if !ok {
-			arrived = wallNow()
-		}
-		l.accept(&c.up, c.ssrc(true), buf[:n], arrived, &l.hUp, &l.warmUp)
 	}
 }
 
@@ -347,6 +349,18 @@ const sendSlack = 250 * time.Microsecond
 // packet interval, sleeping until each event is due.
 func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Duration, late *Histogram) {
 	buf := make([]byte, PacketSize)
+	outs := map[*peerSock]*peerOut{}
+	for _, p := range l.peers {
+		outs[p] = newPeerOut(p)
+	}
+	flush := func() {
+		for _, o := range outs {
+			if len(o.ms) > 0 {
+				o.flush()
+			}
+		}
+	}
+	defer flush()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for cycle := time.Duration(0); ; cycle++ {
@@ -358,6 +372,7 @@ func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Durati
 			}
 			now := l.clock()
 			if wait := due - now; wait > sendSlack {
+				flush() // what is due goes out before sleeping
 				timer.Reset(wait)
 				select {
 				case <-ctx.Done():
@@ -367,36 +382,30 @@ func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Durati
 				now = l.clock()
 			}
 			late.Record(now - due)
-			l.sendOne(e, buf, wallNow())
+			c := e.c
+			if e.up {
+				l.sendUp(c, buf)
+				continue
+			}
+			outs[c.peer].add(c, c.downSeq)
+			c.downSeq++
 		}
 	}
 }
 
-func (l *Load) sendOne(e sendEvent, buf []byte, now time.Duration) {
-	c := e.c
-	if e.up {
-		n, err := marshalPacket(buf, c.ssrc(true), c.upSeq, now)
-		c.upSeq++
-		if err == nil {
-			_, err = c.relayConn.WriteTo(buf[:n], c.peerAddr)
-		}
-		if err != nil {
-			c.up.sendErrors++
-			return
-		}
-		c.up.sent++
-		return
-	}
-	n, err := marshalPacket(buf, c.ssrc(false), c.downSeq, now)
-	c.downSeq++
+// sendUp sends one client->peer packet through pion's relayed conn, which
+// frames it as ChannelData once the channel is bound.
+func (l *Load) sendUp(c *call, buf []byte) {
+	n, err := marshalPacket(buf, c.ssrc(true), c.upSeq, wallNow())
+	c.upSeq++
 	if err == nil {
-		_, err = c.peer.WriteToUDPAddrPort(buf[:n], c.relayUDP)
+		_, err = c.relayConn.WriteTo(buf[:n], c.peerAddr)
 	}
 	if err != nil {
-		c.down.sendErrors++
+		c.up.sendErrors++
 		return
 	}
-	c.down.sent++
+	c.up.sent++
 }
 
 // Close tears every call down (allocations are released with a Refresh of
@@ -421,6 +430,9 @@ func (l *Load) Close() {
 			}()
 		}
 		wg.Wait()
+		for _, p := range l.peers {
+			_ = p.conn.Close()
+		}
 		l.wg.Wait()
 	})
 }

@@ -308,10 +308,12 @@ func StartRelay(ctx context.Context, spec RelaySpec) (*RelayProc, error) {
 	return p, nil
 }
 
-// pinPID pins every thread of pid to cpu.
-func pinPID(pid, cpu int) error {
+// pinPID pins every thread of pid to cpus.
+func pinPID(pid int, cpus ...int) error {
 	var set unix.CPUSet
-	set.Set(cpu)
+	for _, cpu := range cpus {
+		set.Set(cpu)
+	}
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return err

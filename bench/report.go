@@ -38,6 +38,9 @@ type RelayReport struct {
 	// Capacity is the last passing step before the first failing one (0
 	// when the first step failed).
 	Capacity int `json:"capacity_calls"`
+	// CapacityNote says when the step that ended the series had a saturated
+	// generator, so the relay's true capacity may be higher.
+	CapacityNote string `json:"capacity_note,omitempty"`
 }
 
 // StepSummary is one relay at one step: its runs and their medians.
@@ -48,7 +51,15 @@ type StepSummary struct {
 	Errors int          `json:"errors"`
 	Pass   bool         `json:"pass"`
 	Reason string       `json:"reason,omitempty"`
+	// GeneratorBound is set when the generator used at least
+	// GeneratorSaturatedPct of its CPU (median): the load, not only the
+	// relay, was at its limit.
+	GeneratorBound bool `json:"generator_bound"`
 }
+
+// GeneratorSaturatedPct is the generator CPU use (percent of one core) from
+// which a step counts as generator-bound.
+const GeneratorSaturatedPct = 90
 
 // StepRatio is first/second relay for every figure at one step.
 type StepRatio struct {
@@ -168,14 +179,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		line := "verdict\t"
 		for _, s := range sums {
-			switch {
-			case s == nil:
-				line += "not run\t"
-			case s.Pass:
-				line += "PASS\t"
-			default:
-				line += "FAIL\t"
-			}
+			line += verdict(s) + "\t"
 		}
 		fmt.Fprintln(tw, line)
 		_ = tw.Flush()
@@ -202,17 +206,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 				continue
 			}
 			m := s.Median
-			v := "PASS"
-			if !s.Pass {
-				v = "FAIL"
-			}
+			v := verdict(s)
 			fmt.Fprintf(tw, "%d\t%s\t%.4f\t%.3f\t%.3f\t%.2f\t%.2f\t%.1f\t%.0f\t%s\t\n",
 				calls, rr.Spec.Name, m.LossPct, m.P99Ms, m.P999Ms, m.CPUUsPkt, m.CPUSoftUsPkt, m.RSSKBAlloc, m.SetupPerSec, v)
 		}
 	}
 	_ = tw.Flush()
+	b.WriteString("(gen) = generator at >= 90% of its CPU: the load generator, not only the relay, was at its limit\n")
 	for _, rr := range r.Relays {
-		fmt.Fprintf(&b, "capacity %s: %d calls\n", rr.Spec.Name, rr.Capacity)
+		fmt.Fprintf(&b, "capacity %s: %d calls%s\n", rr.Spec.Name, rr.Capacity, rr.CapacityNote)
 	}
 	if len(r.Relays) == 2 {
 		if r.CapacityRatio > 0 {
@@ -226,6 +228,21 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// verdict is PASS, FAIL or "not run"; "(gen)" marks a generator-bound step.
+func verdict(s *StepSummary) string {
+	v := "PASS"
+	switch {
+	case s == nil:
+		return "not run"
+	case !s.Pass:
+		v = "FAIL"
+	}
+	if s.GeneratorBound {
+		v += " (gen)"
+	}
+	return v
 }
 
 func firstLine(s string) string {

@@ -159,9 +159,13 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			st.Median = median(figs)
 			st.Pass, st.Reason = cfg.Limits.judge(st)
+			st.GeneratorBound = st.Median.GenCPUPct >= GeneratorSaturatedPct
 			rep.Relays[i].Steps = append(rep.Relays[i].Steps, st)
 			if st.Pass && !failed[i] {
 				rep.Relays[i].Capacity = calls
+			}
+			if !st.Pass && !failed[i] && st.GeneratorBound {
+				rep.Relays[i].CapacityNote = fmt.Sprintf(" or more: the generator was saturated at %d calls", calls)
 			}
 			if !st.Pass {
 				failed[i] = true

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -143,23 +144,26 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 	return res, nil
 }
 
-// PinSelf pins every thread of this process to cpu and sets GOMAXPROCS to
-// 1, so the generator uses one core. It returns a description for reports
-// and a function that undoes both.
-func PinSelf(cpu int) (string, func(), error) {
+// PinSelf pins every thread of this process to cpus and sets GOMAXPROCS
+// to their number, so the generator uses exactly those cores. It returns a
+// description for reports and a function that undoes both.
+func PinSelf(cpus ...int) (string, func(), error) {
+	if len(cpus) == 0 {
+		return "unpinned", func() {}, errors.New("bench: pin generator: no CPU given")
+	}
 	var old unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &old); err != nil {
 		return "unpinned", func() {}, fmt.Errorf("bench: pin generator: %w", err)
 	}
-	if err := pinPID(os.Getpid(), cpu); err != nil {
-		return "unpinned", func() {}, fmt.Errorf("bench: pin generator to cpu %d: %w", cpu, err)
+	if err := pinPID(os.Getpid(), cpus...); err != nil {
+		return "unpinned", func() {}, fmt.Errorf("bench: pin generator to cpus %v: %w", cpus, err)
 	}
-	prev := runtime.GOMAXPROCS(1)
+	prev := runtime.GOMAXPROCS(len(cpus))
 	undo := func() {
 		runtime.GOMAXPROCS(prev)
 		restoreAffinity(old)
 	}
-	return "sched_setaffinity cpu " + strconv.Itoa(cpu) + ", GOMAXPROCS 1", undo, nil
+	return fmt.Sprintf("sched_setaffinity cpus %v, GOMAXPROCS %d", cpus, len(cpus)), undo, nil
 }
 
 func restoreAffinity(set unix.CPUSet) {

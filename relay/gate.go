@@ -86,6 +86,7 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 	userID, key, reason := creds.authenticate(msg, now)
 	if reason != "" {
 		s.metrics.authFailures.WithLabelValues(reason).Inc()
+		s.denyLog.Debug().Str("client", src.String()).Str("reason", reason).Str("method", mt.Method.String()).Msg("auth failure")
 		if reason == authMalformed {
 			return verdict{} // pion answers 400
 		}
@@ -94,16 +95,27 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 		_ = nonce.GetFrom(msg)
 		return verdict{reply: buildError(msg, stun.CodeUnauthorized, nil, stun.NewRealm(creds.realm), nonce)}
 	}
-	var user stun.Username
-	_ = user.GetFrom(msg)
-	s.verified.put(src, string(user), verifiedKey{userID: userID, key: key, at: now})
+	v := g.authenticated(msg, mt.Method, src, userID, key, now)
+	if v.reply == nil {
+		// pion handles it next and asks the AuthHandler for the key.
+		var user stun.Username
+		_ = user.GetFrom(msg)
+		s.verified.put(src, string(user), verifiedKey{userID: userID, key: key, at: now})
+	}
+	return v
+}
 
-	switch mt.Method {
+// authenticated decides on a request whose credentials checked out.
+func (g *gate) authenticated(msg *stun.Message, method stun.Method, src net.Addr, userID string, key []byte, now time.Time) verdict {
+	s := g.srv
+	switch method {
 	case stun.MethodChannelBind:
-		// RFC 8656 §12: channel numbers are 0x4000-0x4FFF; pion accepts
-		// others.
+		// Channel numbers start at 0x4000; pion accepts lower ones. RFC 8656
+		// §12 ends the range at 0x4FFF, but RFC 5766 allowed up to 0x7FFF
+		// and coturn's clients still use that range, so we do too (such
+		// numbers remain unambiguous ChannelData on the wire).
 		if v, err := msg.Get(stun.AttrChannelNumber); err == nil && len(v) >= 2 {
-			if n := binary.BigEndian.Uint16(v); n < 0x4000 || n > 0x4FFF {
+			if n := binary.BigEndian.Uint16(v); n < 0x4000 || n > 0x7FFF {
 				s.metrics.drops.gateReject.Inc()
 				return verdict{reply: buildError(msg, stun.CodeBadRequest, key)}
 			}

@@ -85,7 +85,7 @@ func keyLines(out string) string {
 	var keep []string
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, "relay addr") || strings.Contains(l, "tot_send_msgs=") && !strings.Contains(l, "msz=") ||
-			strings.Contains(l, "lost packets") || strings.Contains(l, "ERROR") || strings.Contains(l, "rror") {
+			strings.Contains(l, "lost packets") || strings.Contains(strings.ToLower(l), "error") {
 			keep = append(keep, strings.TrimSpace(l))
 		}
 	}

@@ -35,7 +35,9 @@ type dropCounters struct {
 	bandwidth    prometheus.Counter // over allocation_bandwidth
 	sendError    prometheus.Counter // the kernel refused a relay send
 	requestError prometheus.Counter // pion could not handle a client datagram
-	gateReject   prometheus.Counter // answered by the request gate (401/440/442)
+	gateReject   prometheus.Counter // answered by the request gate (401/403/400/440/442)
+	noPermission prometheus.Counter // a peer datagram with no permission (pion drops it)
+	oversized    prometheus.Counter // a client datagram over pion's 1600-byte MTU
 }
 
 // metrics holds every collector of one Server.
@@ -65,10 +67,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "allocations_created_total", Help: "Allocations created, by client and relayed address family."},
 			[]string{"client_family", "relay_family"}),
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "packets_total", Help: "Relayed datagrams by direction and relayed address family."},
+			Name: "packets_total", Help: "Datagrams on relay sockets by relayed address family: sent to peers (client_to_peer), received from peers (peer_to_client; those then dropped are also in drops_total)."},
 			[]string{"direction", "family"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "bytes_total", Help: "Relayed payload bytes by direction and relayed address family."},
+			Name: "bytes_total", Help: "Payload bytes on relay sockets, as packets_total."},
 			[]string{"direction", "family"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "auth_failures_total", Help: "Rejected credentials by reason (never by user)."},
@@ -112,6 +114,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sendError:    m.dropsVec.WithLabelValues("send_error"),
 		requestError: m.dropsVec.WithLabelValues("request_error"),
 		gateReject:   m.dropsVec.WithLabelValues("rejected_request"),
+		noPermission: m.dropsVec.WithLabelValues("no_permission"),
+		oversized:    m.dropsVec.WithLabelValues("oversized"),
 	}
 	for _, r := range []string{authUnknownUser, authExpired, authBadIntegrity, authWrongRealm, authMalformed} {
 		m.authFailures.WithLabelValues(r)

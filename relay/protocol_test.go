@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -721,5 +722,132 @@ func TestXORPeerAddressEncoding(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("%s: decoded %s (%v)", want, got, err)
 		}
+	}
+}
+
+// TestEvenPortSkipsBusyPorts: other sockets on the host (client ephemeral ports
+// overlap the default relay range) may hold relay ports. With every even port of
+// a small range held but one, an EVEN-PORT Allocate must still get that one and
+// its successor must serve the RESERVATION-TOKEN (RFC 8656 §7.2: 508 only when
+// the server truly cannot satisfy the request).
+func TestEvenPortSkipsBusyPorts(t *testing.T) {
+	t.Parallel()
+	const span = 32
+	base, free, holders := busyEvenPortBlock(t, span)
+	defer func() {
+		for _, h := range holders {
+			_ = h.Close()
+		}
+	}()
+	r := startRelay(t, func(c *relay.Config) { c.MinPort, c.MaxPort = base, base+span-1 })
+	rtp := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
+	res := rtp.allocate(evenPort(true))
+	if res.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("EVEN-PORT Allocate with ports %d..%d held by other sockets except %d/%d: got %s, want success on %d",
+			base, base+span-1, free, free+1, describe(res), free)
+	}
+	first, err := xorAddr(res, stun.AttrXORRelayedAddress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(first.Port()) != free {
+		t.Errorf("EVEN-PORT Allocate: relayed %s, want port %d (the only free even port)", first, free)
+	}
+	tok, err := res.Get(stun.AttrReservationToken)
+	if err != nil {
+		t.Fatalf("no RESERVATION-TOKEN: %v", err)
+	}
+	rtcp := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
+	second, _ := rtcp.mustAllocate(reservationToken(tok))
+	if second != netip.AddrPortFrom(first.Addr(), first.Port()+1) {
+		t.Errorf("RESERVATION-TOKEN Allocate: relayed %s, want %s:%d", second, first.Addr(), first.Port()+1)
+	}
+}
+
+// busyEvenPortBlock finds span consecutive UDP ports on 127.0.0.1, above the
+// kernel's usual ephemeral range, that are all free; it then holds every even
+// port but one (returned as free) with sockets the caller closes.
+func busyEvenPortBlock(t *testing.T, span int) (base, free int, holders []net.PacketConn) {
+	t.Helper()
+	for attempt := 0; attempt < 20; attempt++ {
+		base = 61000 + 2*mrand.IntN((65535-61000-span)/2)
+		var conns []net.PacketConn
+		ok := true
+		for p := base; p < base+span; p++ {
+			c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			conns = append(conns, c)
+		}
+		if !ok {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			continue
+		}
+		free = base + 2*mrand.IntN(span/2)
+		for i, c := range conns {
+			p := base + i
+			if p%2 == 0 && p != free {
+				holders = append(holders, c)
+				continue
+			}
+			_ = c.Close()
+		}
+		return base, free, holders
+	}
+	t.Skip("no block of free UDP ports found on 127.0.0.1 above 61000")
+	return 0, 0, nil
+}
+
+// TestAllocationBandwidth: with allocation_bandwidth set, a burst far above it is
+// cut, and every datagram not relayed is counted as a drop (no silent drops).
+func TestAllocationBandwidth(t *testing.T) {
+	t.Parallel()
+	const (
+		limit = 1500 // bytes per second, the smallest the config accepts
+		// 240 KB at once: above any sensible token-bucket burst at 1500 B/s.
+		burst = 200
+		size  = 1200
+	)
+	r := startRelay(t, func(c *relay.Config) { c.AllocationBandwidth = limit })
+	peer := listenPeer(t, "127.0.0.1:0")
+	// Room for the whole burst, so the kernel never drops what the relay sent.
+	if err := peer.conn.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
+	c.mustAllocate()
+	if res := c.request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("CreatePermission: %s", describe(res))
+	}
+	dropsBefore, _ := r.metricSum(t, []string{"drops"}, "reason=bandwidth")
+	payload := bytes.Repeat([]byte{'b'}, size)
+	for i := 0; i < burst; i++ {
+		c.indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr(payload))
+	}
+	// Count what arrives until the relay has been quiet for a while.
+	received := 0
+	buf := make([]byte, 2*size)
+	for {
+		if err := peer.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := peer.conn.ReadFromUDPAddrPort(buf); err != nil {
+			break
+		}
+		received++
+	}
+	if received == burst {
+		t.Fatalf("all %d datagrams of %d bytes were relayed at once with allocation_bandwidth=%d B/s", burst, size, limit)
+	}
+	if received == 0 {
+		t.Errorf("nothing relayed: the first datagram fits within allocation_bandwidth=%d B/s", limit)
+	}
+	want := dropsBefore + float64(burst-received)
+	if n, ok := r.waitMetric(t, func(v float64) bool { return v >= want }, []string{"drops"}, "reason=bandwidth"); !ok {
+		t.Errorf("drops{reason=bandwidth} = %v after %d of %d datagrams were cut, want %v", n, burst-received, burst, want)
 	}
 }

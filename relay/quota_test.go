@@ -55,14 +55,13 @@ func (s *Server) udpAddr(t *testing.T, f netaddr.Family) netip.AddrPort {
 // encoding), for the cases pion's client cannot express (EVEN-PORT,
 // RESERVATION-TOKEN, no REQUESTED-ADDRESS-FAMILY).
 type rawClient struct {
-	t           *testing.T
-	c           *net.UDPConn
-	server      *net.UDPAddr
-	user, pass  string
-	realm       string
-	nonce       string
-	integrity   stun.MessageIntegrity
-	lastFailure int
+	t          *testing.T
+	c          *net.UDPConn
+	server     *net.UDPAddr
+	user, pass string
+	realm      string
+	nonce      string
+	integrity  stun.MessageIntegrity
 }
 
 func newRawClient(t *testing.T, server netip.AddrPort, user, pass string) *rawClient {

@@ -199,7 +199,7 @@ func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 		return nil, nil, ErrDraining
 	}
 	if conf.UserID == "" && conf.RequestedPort == 0 {
-		port, err := g.pool.takeEvenPair(now)
+		port, err := g.evenPair(now)
 		if err != nil {
 			s.metrics.quotaRejected("ports")
 			return nil, nil, err
@@ -263,6 +263,49 @@ func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 	return rc, net.UDPAddrFromAddrPort(info.advertise), nil
 }
 
+// evenPair answers pion's EVEN-PORT probe: an even port whose successor is
+// free too, in our pool and on the host. pion asks before it knows which
+// family the allocation gets, so the pair must be bindable on every relay IP;
+// a pair some other program holds is skipped (the holds lapse).
+func (g *addrGenerator) evenPair(now time.Time) (int, error) {
+	tries := min(g.pool.pairs(), maxBindTries)
+	for try := 0; try < tries; try++ {
+		port, err := g.pool.takeEvenPair(now)
+		if err != nil {
+			return 0, err
+		}
+		if g.pairBindable(port) {
+			return port, nil
+		}
+	}
+	return 0, errPortsExhausted
+}
+
+func (g *addrGenerator) pairBindable(port int) bool {
+	var held []*net.UDPConn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	for _, l := range g.byFamily {
+		for _, r := range l {
+			for _, p := range []int{port, port + 1} {
+				c, err := net.ListenUDP(udpNetwork(r.bind), net.UDPAddrFromAddrPort(netip.AddrPortFrom(r.bind, uint16(p)))) //nolint:gosec // pool range
+				if err != nil {
+					return false
+				}
+				held = append(held, c)
+			}
+		}
+	}
+	return true
+}
+
+// maxBindTries bounds how many ports one allocation tries when other
+// programs hold ports inside min_port..max_port.
+const maxBindTries = 64
+
 // bind takes a port (the requested one, or the next free) and binds it.
 // A port some other process holds is skipped, a few times.
 func (g *addrGenerator) bind(rip relayIP, requested int, now time.Time, limit int) (*net.UDPConn, int, error) {
@@ -280,7 +323,7 @@ func (g *addrGenerator) bind(rip relayIP, requested int, now time.Time, limit in
 		}
 		return c, requested, nil
 	}
-	const tries = 16
+	tries := min(g.pool.len(), maxBindTries)
 	var lastErr error
 	for try := 0; try < tries; try++ {
 		port, err := g.pool.take(now, limit)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/turn/v5"
@@ -123,7 +124,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
-		LoggerFactory:       newPionLoggerFactory(log, res.logLevel == zerolog.TraceLevel),
+		LoggerFactory:       newPionLoggerFactory(log, res.logLevel == zerolog.TraceLevel, &s.metrics.drops),
 		Realm:               cfg.Realm,
 		AuthHandler:         s.authHandle,
 		QuotaHandler:        s.allowAllocation,
@@ -223,7 +224,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 	n := s.socketsPerAddress()
 	var granted bufResult
 	for _, ap := range s.res.listen {
-		conns, g, err := listenUDP(ap, n, bufs)
+		conns, tl, g, err := listenPair(ap, n, bufs)
 		if err != nil {
 			if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) && len(s.res.listen) > 1 {
 				s.log.Warn().Err(err).Str("listen", ap.String()).Msg("address family unavailable on this host; skipping listener")
@@ -233,8 +234,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		}
 		granted = g
 		s.udp = append(s.udp, conns...)
-		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		bound := netip.AddrPortFrom(ap.Addr(), port)
+		bound := netip.AddrPortFrom(ap.Addr(), conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port())
 		s.listenAddrs = append(s.listenAddrs, bound)
 		for _, c := range conns {
 			s.readers.Add(1)
@@ -244,13 +244,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				PermissionHandler:     s.permit,
 			})
 		}
-		// TCP on the same port as UDP (port 0: the port UDP got).
-		tl, err := listenTCP(bound)
-		if err != nil {
-			return err
-		}
 		s.addStreamListener(sc, tl)
-		s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
 	}
 	if len(s.udp) == 0 {
 		return fieldErr("listen", "no listener could be bound")
@@ -284,6 +278,33 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		}
 	}
 	return nil
+}
+
+// listenPair binds the UDP sockets and the TCP listener of one listen
+// address on the same port. With port 0 the kernel picks the UDP port, which
+// may be taken for TCP: then it tries another, a few times.
+func listenPair(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, *net.TCPListener, bufResult, error) {
+	const tries = 8
+	var lastErr error
+	for try := 0; try < tries; try++ {
+		conns, g, err := listenUDP(ap, n, bufs)
+		if err != nil {
+			return nil, nil, g, err
+		}
+		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
+		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port))
+		if err == nil {
+			return conns, tl, g, nil
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		lastErr = err
+		if ap.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, nil, bufResult{}, lastErr
 }
 
 func (s *Server) addStreamListener(sc *turn.ServerConfig, l net.Listener) {

@@ -1,10 +1,20 @@
 package relay_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +234,97 @@ func TestReloadKeepsAllocations(t *testing.T) {
 	}
 	if srv.ListenAddrs()[0].Port() == 1 {
 		t.Error("listen address changed without a restart")
+	}
+}
+
+// srvSelfSigned writes a throw-away certificate for 127.0.0.1 and ::1.
+func srvSelfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "isthmus test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TURN over TLS (RFC 8656 §3.1): an IPv6 client over TLS gets an IPv4 relay.
+func TestTLSListener(t *testing.T) {
+	certFile, keyFile, pool := srvSelfSigned(t)
+	cfg := relay.DefaultConfig()
+	cfg.Listen = []string{"[::1]:0"}
+	cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+	cfg.Users = []string{"alice:secret"}
+	cfg.RelayIPs = []string{"127.0.0.1", "::1"}
+	cfg.AllowLoopbackPeers = true
+	cfg.ListenerSockets = 1
+	srv, err := relay.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	addrs := srv.ListenAddrs()
+	if len(addrs) != 2 || addrs[1].Port() == addrs[0].Port() {
+		t.Fatalf("ListenAddrs = %v, want the UDP/TCP address and a TLS address on another port", addrs)
+	}
+	tlsAddr := addrs[1]
+
+	tc, err := tls.Dial("tcp", tlsAddr.String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tc.Close() })
+	c, err := turn.NewClient(&turn.ClientConfig{
+		TURNServerAddr:         tlsAddr.String(),
+		STUNServerAddr:         tlsAddr.String(),
+		Username:               "alice",
+		Password:               "secret",
+		Conn:                   turn.NewSTUNConn(tc),
+		RequestedAddressFamily: turn.RequestedAddressFamilyIPv4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.Allocate()
+	if err != nil {
+		t.Fatalf("allocate over TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = rc.Close() })
+	if !rc.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap().Is4() {
+		t.Fatalf("relayed %s, want IPv4", rc.LocalAddr())
+	}
+	if err := srvExchange(t, rc, srvPeer(t, netaddr.IPv4), "over tls"); err != nil {
+		t.Fatal(err)
 	}
 }

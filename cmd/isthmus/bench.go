@@ -30,7 +30,8 @@ type benchFlags struct {
 	steps, paths              string
 	duration, timeout, maxP99 time.Duration
 	maxLoss                   float64
-	relayCPU, genCPU          int
+	relayCPU                  int
+	genCPUs                   string
 	noPin, keepGoing, quiet   bool
 	minPort, maxPort          int
 	setupConc, senders        int
@@ -51,7 +52,7 @@ func (bf *benchFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&bf.maxLoss, "max-loss", 0.1, "a step fails above this loss, in percent")
 	fs.DurationVar(&bf.maxP99, "max-p99", 5*time.Millisecond, "a step fails above this p99 added latency")
 	fs.IntVar(&bf.relayCPU, "relay-cpu", 1, "CPU the relay is pinned to (taskset -c)")
-	fs.IntVar(&bf.genCPU, "gen-cpu", 0, "CPU the generator (this process) is pinned to")
+	fs.StringVar(&bf.genCPUs, "gen-cpus", "0", "CPUs the generator (this process) is pinned to, e.g. 0 or 0,2,3")
 	fs.BoolVar(&bf.noPin, "no-pin", false, "do not pin relay and generator to CPUs")
 	fs.BoolVar(&bf.keepGoing, "keep-going", false, "run every step even after a relay failed one")
 	fs.BoolVar(&bf.quiet, "quiet", false, "no progress line per run on stderr")
@@ -145,7 +146,16 @@ func (bf *benchFlags) pinCPU(stderr io.Writer) (string, func()) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		fmt.Fprintln(stderr, "bench: taskset not found: relays are pinned with sched_setaffinity after they start")
 	}
-	desc, undo, err := bench.PinSelf(bf.genCPU)
+	var cpus []int
+	for _, f := range strings.Split(bf.genCPUs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n == bf.relayCPU {
+			fmt.Fprintf(stderr, "bench: --gen-cpus %q: want CPU numbers other than --relay-cpu %d; generator left unpinned\n", bf.genCPUs, bf.relayCPU)
+			return "unpinned (bad --gen-cpus)", func() {}
+		}
+		cpus = append(cpus, n)
+	}
+	desc, undo, err := bench.PinSelf(cpus...)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v; generator left unpinned\n", err)
 		return "unpinned (" + err.Error() + ")", func() {}

@@ -275,4 +275,3 @@ func randomPassword() (string, error) {
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
-

@@ -74,7 +74,7 @@ func (p *Plane) allocationCreated(src, dst, relay net.Addr) {
 		relay: c,
 		fast:  udp && adopted,
 		fam:   famIndex(srcAP.Addr())*2 + famIndex(c.local.Addr()),
-		limit: p.bandwidth.Load(),
+		limit: p.bandwidthLimit(),
 	}
 	a.state.Store(&allocState{})
 	a.quota.reset(p.now())

@@ -28,6 +28,7 @@ func newWorker(p *Plane, id int) *worker {
 func (w *worker) begin() {
 	w.now = w.p.now()
 	w.snap = w.p.lsnap.Load()
+	w.ctr[ctrWakeups]++
 }
 
 // end finishes a wake-up: ChannelData queued toward clients goes out in one
@@ -63,6 +64,7 @@ func (w *worker) serveListener(l *Conn) {
 		ms.M[i].Buf = ms.M[i].mem
 	}
 	n, err := l.b.ReadBatch(ms, 0, len(ms.M))
+	w.ctr[ctrReadCalls]++
 	if err != nil {
 		w.ctr[ctrReadErrors]++
 		return
@@ -134,6 +136,7 @@ func (w *worker) serveListener(l *Conn) {
 // write writes ms.M[lo:hi] on c and counts what the kernel refused.
 func (w *worker) write(c *Conn, ms *Msgs, lo, hi int) {
 	sent, _ := c.b.WriteBatch(ms, lo, hi)
+	w.ctr[ctrWriteCalls]++
 	if sent < hi-lo {
 		w.drop(DropSend, hi-lo-sent)
 	}
@@ -164,6 +167,7 @@ func (w *worker) serveRelay(r *Conn) {
 		tx.M[i].Buf = tx.M[i].mem[channelDataHeaderLen:]
 	}
 	n, err := r.b.ReadBatch(tx, k, hi)
+	w.ctr[ctrReadCalls]++
 	if err != nil {
 		w.ctr[ctrReadErrors]++
 		return
@@ -218,6 +222,7 @@ func (w *worker) relayToPion(r *Conn) {
 		ms.M[i].Buf = ms.M[i].mem
 	}
 	n, err := r.b.ReadBatch(ms, 0, RelayReadBatch)
+	w.ctr[ctrReadCalls]++
 	if err != nil {
 		w.ctr[ctrReadErrors]++
 		return

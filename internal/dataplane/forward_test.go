@@ -241,6 +241,19 @@ func TestBandwidthQuota(t *testing.T) {
 	if a := f.relay.alloc.Load(); a.limit != limit {
 		t.Fatalf("live allocation's limit changed to %d", a.limit)
 	}
+	r2, _ := f.conn(kindRelay, "192.0.2.1:50001", "")
+	f.allocate("[2001:db8::10]:40001", tServer, "192.0.2.1:50001")
+	if a := r2.alloc.Load(); a.limit != 0 {
+		t.Fatalf("new allocation's limit = %d after SetBandwidthLimit(0)", a.limit)
+	}
+}
+
+func TestBandwidthFunc(t *testing.T) {
+	limit := int64(5000)
+	f := newFixture(t, Config{BandwidthFunc: func() int64 { return limit }})
+	if a := f.relay.alloc.Load(); a.limit != 5000 {
+		t.Fatalf("limit = %d, want 5000 from BandwidthFunc", a.limit)
+	}
 }
 
 func TestBucketAccumulatesSmallRefills(t *testing.T) {

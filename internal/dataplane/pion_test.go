@@ -304,6 +304,10 @@ func BenchmarkPionLoad(b *testing.B) {
 			b.ResetTimer()
 			timeout := time.NewTimer(time.Minute)
 			defer timeout.Stop()
+			var before Stats
+			if s.plane != nil {
+				before = s.plane.Stats()
+			}
 			for i := range b.N + window {
 				select {
 				case <-credits:
@@ -315,6 +319,18 @@ func BenchmarkPionLoad(b *testing.B) {
 					if _, err := relays[leg].WriteTo(msg, peers[leg].LocalAddr()); err != nil {
 						b.Fatal(err)
 					}
+				}
+			}
+			if s.plane != nil {
+				b.StopTimer()
+				st := s.plane.Stats()
+				var pkts uint64
+				for d := range numDirs {
+					pkts += st.Packets[d][0][0] - before.Packets[d][0][0]
+				}
+				if w := st.Wakeups - before.Wakeups; w > 0 {
+					b.ReportMetric(float64(pkts)/float64(w), "pkts/wakeup")
+					b.ReportMetric(float64(pkts)/float64(st.ReadCalls-before.ReadCalls+st.WriteCalls-before.WriteCalls), "pkts/call")
 				}
 			}
 		})

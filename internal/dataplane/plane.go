@@ -40,6 +40,10 @@ type Config struct {
 	// relayed application data, both directions together (the relay's
 	// allocation_bandwidth); 0 means unlimited. See SetBandwidthLimit.
 	BandwidthLimit int64
+	// BandwidthFunc, when set, is asked for the quota of each new allocation
+	// (on pion's event, never per packet) instead of BandwidthLimit, so a
+	// relay that reloads its limits needs no extra call.
+	BandwidthFunc func() int64
 	// Logger receives control-plane events (never per-packet).
 	Logger zerolog.Logger
 }
@@ -119,6 +123,14 @@ func New(cfg Config) (*Plane, error) {
 	}
 	p.log.Debug().Int("workers", len(p.workers)).Msg("dataplane started")
 	return p, nil
+}
+
+// bandwidthLimit is the quota for an allocation created now.
+func (p *Plane) bandwidthLimit() int64 {
+	if p.cfg.BandwidthFunc != nil {
+		return min(max(p.cfg.BandwidthFunc(), 0), maxQuotaRate)
+	}
+	return p.bandwidth.Load()
 }
 
 // now is the plane's monotonic clock in nanoseconds.

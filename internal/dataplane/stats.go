@@ -62,7 +62,10 @@ const (
 	ctrDrops      = ctrBytes + numDirs*4      // + reason
 	ctrSlow       = ctrDrops + NumDropReasons // + socket kind
 	ctrReadErrors = ctrSlow + 2               // one
-	numCounters   = ctrReadErrors + 1
+	ctrWakeups    = ctrReadErrors + 1
+	ctrReadCalls  = ctrWakeups + 1
+	ctrWriteCalls = ctrReadCalls + 1
+	numCounters   = ctrWriteCalls + 1
 )
 
 // counters are a worker's private tallies for the current wake-up, plain
@@ -102,6 +105,10 @@ type Stats struct {
 	SlowListener, SlowRelay uint64
 	// ReadErrors counts failed batch reads.
 	ReadErrors uint64
+	// Wakeups, ReadCalls and WriteCalls count worker wake-ups and batch
+	// reads and writes (recvmmsg, sendmmsg): relayed datagrams divided by
+	// these is the batching actually achieved.
+	Wakeups, ReadCalls, WriteCalls uint64
 	// Allocations is the number of allocations the data plane knows.
 	Allocations int
 }
@@ -125,6 +132,9 @@ func (p *Plane) Stats() Stats {
 	st.SlowListener = sum[ctrSlow+kindListener]
 	st.SlowRelay = sum[ctrSlow+kindRelay]
 	st.ReadErrors = sum[ctrReadErrors]
+	st.Wakeups = sum[ctrWakeups]
+	st.ReadCalls = sum[ctrReadCalls]
+	st.WriteCalls = sum[ctrWriteCalls]
 	p.mu.Lock()
 	st.Allocations = len(p.allocs)
 	p.mu.Unlock()
@@ -142,6 +152,10 @@ var (
 		"Datagrams handed to pion/turn (control plane), by socket kind.", []string{"socket"}, nil)
 	descReadErrors = prometheus.NewDesc("isthmus_dataplane_read_errors_total",
 		"Failed batch reads.", nil, nil)
+	descWakeups = prometheus.NewDesc("isthmus_dataplane_wakeups_total",
+		"Worker wake-ups (one batch of ready sockets each).", nil, nil)
+	descCalls = prometheus.NewDesc("isthmus_dataplane_batch_calls_total",
+		"Batch socket calls (recvmmsg, sendmmsg).", []string{"op"}, nil)
 	descAllocs = prometheus.NewDesc("isthmus_dataplane_allocations",
 		"Allocations known to the data plane.", nil, nil)
 )
@@ -153,7 +167,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (p *Plane) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descSlow, descReadErrors, descAllocs} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descSlow, descReadErrors, descWakeups, descCalls, descAllocs} {
 		ch <- d
 	}
 }
@@ -177,5 +191,8 @@ func (p *Plane) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(st.SlowListener), "listener")
 	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(st.SlowRelay), "relay")
 	ch <- prometheus.MustNewConstMetric(descReadErrors, prometheus.CounterValue, float64(st.ReadErrors))
+	ch <- prometheus.MustNewConstMetric(descWakeups, prometheus.CounterValue, float64(st.Wakeups))
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.ReadCalls), "read")
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.WriteCalls), "write")
 	ch <- prometheus.MustNewConstMetric(descAllocs, prometheus.GaugeValue, float64(st.Allocations))
 }

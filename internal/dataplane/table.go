@@ -92,7 +92,7 @@ type alloc struct {
 	// Otherwise (TCP/TLS clients) every datagram goes to pion.
 	fast bool
 	// fam indexes per-core counters: client family * 2 + relay family.
-	fam   int
+	fam int
 	// limit is the bandwidth quota in bytes per second, fixed when the
 	// allocation is created (0: unlimited).
 	limit int64

@@ -127,12 +127,16 @@ type endpointProc struct {
 	stdin  io.WriteCloser
 	msgs   chan Message
 	stderr *tailBuffer
-	exited chan struct{}
-	err    error // from Wait, valid after exited is closed
+	// quit tells the stdout reader to drop messages nobody will read, so
+	// it always reaches Wait.
+	quit     chan struct{}
+	quitOnce sync.Once
+	exited   chan struct{}
+	err      error // from Wait, valid after exited is closed
 }
 
 func startEndpoint(name string, cmd *exec.Cmd) (*endpointProc, error) {
-	e := &endpointProc{name: name, cmd: cmd, msgs: make(chan Message, 8), stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
+	e := &endpointProc{name: name, cmd: cmd, msgs: make(chan Message, 8), stderr: &tailBuffer{max: 16 << 10}, quit: make(chan struct{}), exited: make(chan struct{})}
 	var err error
 	if e.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("demo: %s: %w", name, err)
@@ -153,7 +157,10 @@ func startEndpoint(name string, cmd *exec.Cmd) (*endpointProc, error) {
 			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 				m = Message{Event: EventError, Error: fmt.Sprintf("unreadable control line %q", sc.Text())}
 			}
-			e.msgs <- m
+			select {
+			case e.msgs <- m:
+			case <-e.quit:
+			}
 		}
 		close(e.msgs)
 		e.err = cmd.Wait()
@@ -197,6 +204,7 @@ func (e *endpointProc) expect(ctx context.Context, event string) (Message, error
 func (e *endpointProc) finish(ctx context.Context) error {
 	_ = e.send(Message{Event: EventExit})
 	_ = e.stdin.Close()
+	e.quitOnce.Do(func() { close(e.quit) })
 	select {
 	case <-e.exited:
 	case <-ctx.Done():
@@ -213,6 +221,12 @@ func (e *endpointProc) finish(ctx context.Context) error {
 // kill ends the process at once; used on the error path.
 func (e *endpointProc) kill() {
 	_ = e.stdin.Close()
+	e.quitOnce.Do(func() { close(e.quit) })
+	select {
+	case <-e.exited:
+		return // already reaped: its pid may belong to someone else now
+	default:
+	}
 	_ = e.cmd.Cancel()
 	<-e.exited
 }

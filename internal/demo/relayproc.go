@@ -168,6 +168,11 @@ func (r *relayProc) stop() {
 	if r == nil || r.cmd == nil || r.cmd.Process == nil {
 		return
 	}
+	select {
+	case <-r.exited:
+		return // already reaped: its pid may belong to someone else now
+	default:
+	}
 	_ = r.cmd.Cancel()
 	<-r.exited
 }
@@ -234,6 +239,9 @@ func coturnConfig(dir, pass string) string {
 		"user=" + demoUser + ":" + pass,
 		"allowed-peer-ip=192.0.2.0-192.0.2.255",
 		"allowed-peer-ip=2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+		// coturn checks allowed-peer-ip first: everything else is denied.
+		"denied-peer-ip=0.0.0.0-255.255.255.255",
+		"denied-peer-ip=::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
 		"no-multicast-peers",
 		"no-tls",
 		"no-dtls",

@@ -30,9 +30,9 @@ const (
 
 // Topology is the seed's network, built in namespaces of one run:
 //
-//	ua4 192.0.2.10 ─┐                         ┌─ ua6 2001:db8::10
-//	legacy4 .20   ──┤ br4 [relay] br6 ├──
-//	(ds1, ds2) ─────┘ 192.0.2.1  2001:db8::1 └── (ds1, ds2)
+//	ua4      192.0.2.10 --+                                              +-- ua6 2001:db8::10
+//	legacy4  192.0.2.20 --+-- br4 192.0.2.1/24 [relay] br6 2001:db8::1/64 --+
+//	ds1/ds2  .31 / .32  --+                                              +-- ds1/ds2 ::31 / ::32
 //
 // The relay namespace holds two bridges, one per family, each with the
 // relay's address of that family; every host hangs off the bridge of its

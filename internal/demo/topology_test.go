@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,6 +118,27 @@ func TestTopology(t *testing.T) {
 		}
 		if r, err := topo.UA4.Output(ctx, "-4", "route", "show", "default"); err != nil || strings.TrimSpace(r) != "" {
 			t.Errorf("ua4 has a default route %q (%v)", r, err)
+		}
+	})
+
+	t.Run("nothing in the root namespace", func(t *testing.T) {
+		links, err := exec.CommandContext(ctx, "ip", "-o", "link", "show").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, port := range []string{"p0-ua6", "p0-ua4", "p0-legacy4", "p4-ds1", "p6-ds2"} {
+			if strings.Contains(string(links), port+"@") || strings.Contains(string(links), port+":") {
+				t.Errorf("veth end %s is in the root namespace", port)
+			}
+		}
+		addrs, err := exec.CommandContext(ctx, "ip", "-o", "addr", "show").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{RelayIPv4.String() + "/", RelayIPv6.String() + "/", UA6Addr.String() + "/", UA4Addr.String() + "/"} {
+			if strings.Contains(string(addrs), a) {
+				t.Errorf("address %s found in the root namespace", a)
+			}
 		}
 	})
 

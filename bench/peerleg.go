@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// peerBatch bounds one recvmmsg/sendmmsg on a peer socket.
+const peerBatch = 64
+
+// peerBuf is the receive buffer asked for on a shared peer socket: it takes
+// every call's client->peer stream of its family (the kernel caps it at
+// net.core.rmem_max).
+const peerBuf = 4 << 20
+
+// batchConn is what *ipv4.PacketConn and *ipv6.PacketConn share: batched
+// UDP I/O (recvmmsg/sendmmsg on Linux); their Message types are one type.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// peerSock is the peer side of every call of one family: one UDP socket
+// served with batched I/O. Each call still has its own 5-tuple, because
+// each allocation has its own relayed transport address; sharing the peer
+// socket keeps the generator's cost per packet well below the relay's, so
+// the relay, not the load, is what runs out first.
+type peerSock struct {
+	fam   netaddr.Family
+	conn  *net.UDPConn
+	batch batchConn
+	addr  *net.UDPAddr // local address, as pion's WriteTo and permissions want it
+	// stamps is set when the socket delivers kernel receive times.
+	stamps bool
+	// wrongSource counts bench packets whose source was not their call's
+	// relayed address.
+	wrongSource atomic.Uint64
+}
+
+func newPeerSock(fam netaddr.Family, ip netip.Addr) (*peerSock, error) {
+	conn, err := net.ListenUDP(udpNet(fam), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s peer socket: %w", fam, err)
+	}
+	_ = conn.SetReadBuffer(peerBuf)
+	_ = conn.SetWriteBuffer(peerBuf)
+	p := &peerSock{fam: fam, conn: conn, addr: conn.LocalAddr().(*net.UDPAddr)}
+	if fam == netaddr.IPv6 {
+		p.batch = ipv6.NewPacketConn(conn)
+	} else {
+		p.batch = ipv4.NewPacketConn(conn)
+	}
+	p.stamps = enableRxTimestamps(conn) == nil
+	return p, nil
+}
+
+// receive reads batches until the socket closes and hands every packet, with
+// its kernel receive time, to the call its SSRC names.
+func (l *Load) receivePeer(p *peerSock) {
+	defer l.wg.Done()
+	ms := make([]ipv4.Message, peerBatch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 1500)}
+		ms[i].OOB = make([]byte, oobSize)
+	}
+	for {
+		n, err := p.batch.ReadBatch(ms, 0)
+		if err != nil {
+			return // closed
+		}
+		for i := range ms[:n] {
+			m := &ms[i]
+			arrived, ok := rxTime(m.OOB[:m.NN])
+			if !ok {
+				arrived = wallNow()
+			}
+			b := m.Buffers[0][:m.N]
+			st, err := parsePacket(b)
+			if err != nil {
+				l.misrouted.Add(1)
+				continue
+			}
+			id := int(st.ssrc&^warmupSSRCBit) >> 1
+			if id >= len(l.calls) || st.ssrc&1 != 0 {
+				l.misrouted.Add(1)
+				continue
+			}
+			c := l.calls[id]
+			if ua, ok := m.Addr.(*net.UDPAddr); !ok || !c.allocated.Load() || !sameAddrPort(ua.AddrPort(), c.relayUDP) {
+				p.wrongSource.Add(1)
+				l.misrouted.Add(1)
+				continue
+			}
+			l.accept(&c.up, c.ssrc(true), b, arrived, &l.hUp, &l.warmUp)
+		}
+	}
+}
+
+func sameAddrPort(a, b netip.AddrPort) bool {
+	return a.Port() == b.Port() && a.Addr().Unmap() == b.Addr().Unmap()
+}
+
+// peerOut is one sender goroutine's pending batch of peer->client packets
+// for one peer socket.
+type peerOut struct {
+	p     *peerSock
+	ms    []ipv4.Message
+	calls []*call
+}
+
+func newPeerOut(p *peerSock) *peerOut {
+	o := &peerOut{p: p, ms: make([]ipv4.Message, 0, peerBatch), calls: make([]*call, 0, peerBatch)}
+	return o
+}
+
+// add queues one packet of call c (marshalled into the message's own
+// buffer) and flushes when the batch is full.
+func (o *peerOut) add(c *call, seq uint64) {
+	i := len(o.ms)
+	o.ms = o.ms[:i+1]
+	m := &o.ms[i]
+	if m.Buffers == nil {
+		m.Buffers = [][]byte{make([]byte, PacketSize)}
+	}
+	n, err := marshalPacket(m.Buffers[0][:PacketSize], c.ssrc(false), seq, wallNow())
+	if err != nil {
+		o.ms = o.ms[:i]
+		c.down.sendErrors++
+		return
+	}
+	m.Buffers[0] = m.Buffers[0][:n]
+	m.Addr = c.relayUDPAddr
+	o.calls = append(o.calls, c)
+	if len(o.ms) == peerBatch {
+		o.flush()
+	}
+}
+
+// flush sends the pending batch with as few sendmmsg calls as it takes.
+func (o *peerOut) flush() {
+	sent := 0
+	for sent < len(o.ms) {
+		n, err := o.p.batch.WriteBatch(o.ms[sent:], 0)
+		if n > 0 {
+			for _, c := range o.calls[sent : sent+n] {
+				c.down.sent++
+			}
+			sent += n
+		}
+		if err != nil || n == 0 {
+			// Count the message that failed and go on with the rest.
+			o.calls[sent].down.sendErrors++
+			sent++
+		}
+	}
+	o.ms = o.ms[:0]
+	o.calls = o.calls[:0]
+}
