@@ -25,6 +25,8 @@ type Figures struct {
 	RSSKBAlloc   float64 `json:"rss_kb_per_alloc"`
 	SetupPerSec  float64 `json:"setup_per_s"`
 	RcvbufErrs   float64 `json:"rcvbuf_errors"`
+	RelayDrops   float64 `json:"relay_socket_drops"`
+	GenDrops     float64 `json:"generator_socket_drops"`
 	InErrs       float64 `json:"in_errors"`
 	GenCPUPct    float64 `json:"generator_cpu_pct"`
 	SendLateMs   float64 `json:"send_late_p99_ms"`
@@ -57,6 +59,8 @@ var columns = []column{
 	{"call setups/s (alloc+perm+chan)", "%.0f", func(f *Figures) *float64 { return &f.SetupPerSec }},
 	{"UDP RcvbufErrors (v4+v6)", "%.0f", func(f *Figures) *float64 { return &f.RcvbufErrs }},
 	{"UDP InErrors (v4+v6)", "%.0f", func(f *Figures) *float64 { return &f.InErrs }},
+	{"drops at relay sockets", "%.0f", func(f *Figures) *float64 { return &f.RelayDrops }},
+	{"drops at generator sockets", "%.0f", func(f *Figures) *float64 { return &f.GenDrops }},
 	{"generator CPU % of one core", "%.1f", func(f *Figures) *float64 { return &f.GenCPUPct }},
 	{"generator send lateness p99 ms", "%.3f", func(f *Figures) *float64 { return &f.SendLateMs }},
 }
@@ -82,6 +86,8 @@ func (r *StepResult) figures() Figures {
 		GenCPUPct:   100 * t.GeneratorCPU,
 		SendLateMs:  ms(t.SendLateP99),
 		SetupPerSec: r.Setup.RatePerSec,
+		RelayDrops:  float64(r.RelayDrops),
+		GenDrops:    float64(r.GeneratorDrops),
 	}
 	if r.Error != "" && t.All.Sent == 0 {
 		// The step never ran: count it as total loss so it fails.

@@ -224,3 +224,52 @@ func IRQTimeAccounting() string {
 	}
 	return "unknown"
 }
+
+// socketInodes returns the inodes of the sockets process pid holds open.
+func socketInodes(pid int) (map[string]bool, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("bench: list fds of pid %d: %w", pid, err)
+	}
+	out := make(map[string]bool, len(fds))
+	for _, fd := range fds {
+		link, err := os.Readlink(dir + "/" + fd.Name())
+		if err != nil {
+			continue
+		}
+		if ino, ok := strings.CutPrefix(link, "socket:["); ok {
+			out[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	return out, nil
+}
+
+// socketDrops sums the per-socket drop counters (the last column of
+// /proc/net/udp and /proc/net/udp6) of the sockets pid holds. Sockets live
+// for one run, so the total is the drops of that run.
+func socketDrops(pid int) (uint64, error) {
+	inodes, err := socketInodes(pid)
+	if err != nil {
+		return 0, err
+	}
+	var sum uint64
+	for _, name := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return 0, fmt.Errorf("bench: read %s: %w", name, err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if i == 0 || len(f) < 13 || !inodes[f[9]] {
+				continue
+			}
+			n, err := strconv.ParseUint(f[len(f)-1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: %s drops %q: %w", name, f[len(f)-1], err)
+			}
+			sum += n
+		}
+	}
+	return sum, nil
+}

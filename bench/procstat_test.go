@@ -26,6 +26,9 @@ func TestProcReaders(t *testing.T) {
 	if _, err := readUDPCounters(); err != nil {
 		t.Errorf("readUDPCounters: %v", err)
 	}
+	if _, err := socketDrops(os.Getpid()); err != nil {
+		t.Errorf("socketDrops(self): %v", err)
+	}
 	if _, err := readProcCPU(-1); err == nil {
 		t.Errorf("readProcCPU(-1) succeeded")
 	}

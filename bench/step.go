@@ -61,9 +61,14 @@ type StepResult struct {
 	RSSIdle   int64 `json:"rss_idle_bytes"`
 	RSSLoaded int64 `json:"rss_loaded_bytes"`
 	// UDP is the change of the system-wide UDP error counters during the run.
-	UDP     UDPCounters `json:"udp"`
-	Figures Figures     `json:"figures"`
-	Error   string      `json:"error,omitempty"`
+	UDP UDPCounters `json:"udp"`
+	// RelayDrops and GeneratorDrops are the receive-buffer drops counted on
+	// the relay's and on the generator's own sockets (per-socket counters of
+	// /proc/net/udp{,6}), which tells where loss happened.
+	RelayDrops     uint64  `json:"relay_socket_drops"`
+	GeneratorDrops uint64  `json:"generator_socket_drops"`
+	Figures        Figures `json:"figures"`
+	Error          string  `json:"error,omitempty"`
 }
 
 // RunStep starts the relay, sets up cfg.Calls calls, runs traffic for
@@ -120,6 +125,10 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 		return res, err
 	}
 	udp1, _ := readUDPCounters()
+	if p.PID > 0 {
+		res.RelayDrops, _ = socketDrops(p.PID)
+	}
+	res.GeneratorDrops, _ = socketDrops(os.Getpid())
 	if pinned {
 		soft1, _ = readCPUSoftirq(spec.CPU)
 	}

@@ -52,7 +52,8 @@ type Config struct {
 	TLSListen []string `yaml:"tls_listen"`
 	// TLSCert and TLSKey are PEM files; both set enables TLS.
 	TLSCert string `yaml:"tls_cert"`
-	TLSKey  string `yaml:"tls_key"`
+	// TLSKey is the PEM private key of TLSCert.
+	TLSKey string `yaml:"tls_key"`
 	// ListenerSockets is the number of SO_REUSEPORT UDP sockets per listen
 	// address; 0 means GOMAXPROCS.
 	ListenerSockets int `yaml:"listener_sockets"`
@@ -68,6 +69,7 @@ type Config struct {
 	// MinPort and MaxPort bound the relay ports (inclusive), shared by all
 	// relay IPs.
 	MinPort int `yaml:"min_port"`
+	// MaxPort is the highest relay port (inclusive).
 	MaxPort int `yaml:"max_port"`
 
 	// Realm is the long-term credential realm.
@@ -84,7 +86,8 @@ type Config struct {
 	// AllowPeers and DenyPeers are CIDRs (or single addresses) that
 	// override the default peer policy; deny wins over allow.
 	AllowPeers []string `yaml:"allow_peers"`
-	DenyPeers  []string `yaml:"deny_peers"`
+	// DenyPeers are CIDRs always denied as peers.
+	DenyPeers []string `yaml:"deny_peers"`
 
 	// MaxAllocations caps all allocations of this relay (508 beyond); 0
 	// means only the port range limits it.
@@ -99,6 +102,7 @@ type Config struct {
 	// RecvBuffer and SendBuffer are the socket buffer sizes, in bytes, asked
 	// of the kernel for listener and relay sockets.
 	RecvBuffer int `yaml:"recv_buffer"`
+	// SendBuffer is the socket send buffer size, in bytes.
 	SendBuffer int `yaml:"send_buffer"`
 
 	// Metrics is the listen address of the HTTP server for /metrics,

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -357,5 +359,39 @@ func TestDetectRelayIPs(t *testing.T) {
 				t.Errorf("loopback fallback for %v, want %d families", fb, tt.fallback)
 			}
 		})
+	}
+}
+
+// The data plane (issue 5) plugs in through installHooks: it must see every
+// listener socket and every relay socket, and its EventHandler must run
+// after the relay's own.
+func TestDataPlaneHooks(t *testing.T) {
+	var listeners, relays, created atomic.Int32
+	installHooks = func(*Server) hooks {
+		h := defaultHooks()
+		h.wrapListener = func(c *net.UDPConn) net.PacketConn { listeners.Add(1); return c }
+		h.wrapRelay = func(c *net.UDPConn, info relayInfo) net.PacketConn {
+			if info.userID != "alice" || !info.bind.IsValid() {
+				t.Errorf("relayInfo %+v", info)
+			}
+			relays.Add(1)
+			return c
+		}
+		h.events.OnAllocationCreated = func(net.Addr, net.Addr, string, string, string, net.Addr, int) { created.Add(1) }
+		return h
+	}
+	t.Cleanup(func() { installHooks = nil })
+	s := startTestServer(t, func(c *Config) { c.ListenerSockets = 3 })
+	if got := listeners.Load(); got != 6 {
+		t.Errorf("wrapListener saw %d sockets, want 3 per listen address x 2", got)
+	}
+	if _, code := newRawClient(t, s.udpAddr(t, netaddr.IPv6), "alice", "secret").request(stun.MethodAllocate, transportUDP()); code != 0 {
+		t.Fatal(code)
+	}
+	if relays.Load() != 1 || created.Load() != 1 {
+		t.Errorf("wrapRelay %d, chained OnAllocationCreated %d; want 1, 1", relays.Load(), created.Load())
+	}
+	if v := counterValue(t, s.metrics.allocations.WithLabelValues("ip6", "ip4")); v != 1 {
+		t.Errorf("the relay's own handler did not run: gauge %v", v)
 	}
 }

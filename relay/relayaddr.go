@@ -338,8 +338,8 @@ func (g *addrGenerator) bind(rip relayIP, requested int, now time.Time, limit in
 			return c, port, nil
 		}
 		lastErr = err
-		// Leave the port marked used-by-someone-else for now: release it so
-		// the next-fit cursor moves on; it is retried only after a full lap.
+		// Another program holds it: give it back; the next-fit cursor has
+		// moved on, so it is tried again only after a full lap.
 		g.pool.release(port)
 	}
 	return nil, 0, lastErr

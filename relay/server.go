@@ -194,6 +194,12 @@ func (s *Server) pickRelayIPs() error {
 		}
 	}
 	for _, ip := range ips {
+		// Fail at start, naming the field, rather than at the first Allocate.
+		probe, err := net.ListenUDP(udpNetwork(ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		if err != nil {
+			return fieldErr("relay_ips", "%s cannot be bound on this host: %v", ip, err)
+		}
+		_ = probe.Close()
 		adv := ip
 		if e, ok := s.res.external[ip]; ok {
 			adv = e

@@ -328,3 +328,18 @@ func TestTLSListener(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestNewRejectsUnbindableRelayIP(t *testing.T) {
+	cfg := relay.DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.Users = []string{"alice:secret"}
+	cfg.RelayIPs = []string{"192.0.2.254"} // TEST-NET-1, not on this host
+	srv, err := relay.New(cfg, zerolog.Nop(), nil)
+	if err == nil {
+		_ = srv.Close()
+		t.Fatal("New accepted a relay IP the host does not have")
+	}
+	if !strings.Contains(err.Error(), "relay_ips:") {
+		t.Fatalf("error %q does not name relay_ips", err)
+	}
+}

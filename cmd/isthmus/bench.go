@@ -332,7 +332,7 @@ func runBenchCompare(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: isthmus bench compare [flags]")
 		fmt.Fprintln(stderr, "Starts our relay and coturn with equivalent settings, pins each relay to --relay-cpu and the")
-		fmt.Fprintln(stderr, "generator to --gen-cpu, alternates them ABAB (--repeats, at least 3) per step and prints")
+		fmt.Fprintln(stderr, "generator to --gen-cpus, alternates them ABAB (--repeats, at least 3) per step and prints")
 		fmt.Fprintln(stderr, "medians and the ratio isthmus/coturn for every figure.")
 		fs.PrintDefaults()
 	}

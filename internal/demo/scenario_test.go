@@ -85,8 +85,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 // instead of failing, and every other check of the scenario still counts.
 // Delete the entry as soon as the bug is fixed.
 var knownIssues = map[string]string{
-	CheckIPv6Preferred: "gather sets no host acceptance wait, so pion/ice nominates the first host pair " +
-		"whose check succeeds; IPv4 wins about half the runs although IPv6 has the higher priority",
+	CheckIPv6Preferred: "gather: the offerer hands pion its local candidates before the remote ones, so the " +
+		"answerer's first (IPv6) check makes a peer-reflexive remote of lower priority and the IPv4 host pair " +
+		"wins about half the runs; see docs/demo.md, Known issue",
 }
 
 func knownIssue(check string) (string, bool) {

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestBenchFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{"help exits 0", []string{"bench", "--help"}, 0, "isthmus bench compare [flags]"},
+		{"compare help exits 0", []string{"bench", "compare", "--help"}, 0, "ratio isthmus/coturn"},
+		{"bad steps", []string{"bench", "--steps", "10,x"}, 2, `--steps: "x"`},
+		{"bad path", []string{"bench", "--paths", "ip6"}, 2, "--paths"},
+		{"port range smaller than max calls", []string{"bench", "--min-port", "20000", "--max-port", "20099", "--max-calls", "500"}, 2, "fewer relay ports"},
+		{"unknown relay", []string{"bench", "--relay", "nginx"}, 2, `--relay "nginx"`},
+		{"external needs a target", []string{"bench", "--relay", "external"}, 2, "need --target"},
+		{"bad user", []string{"bench", "--user", "nopassword"}, 2, "NAME:PASSWORD"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := dispatch(tc.args, &out, &errb); code != tc.code {
+				t.Errorf("exit %d, want %d; stderr: %s", code, tc.code, errb.String())
+			}
+			if !strings.Contains(errb.String(), tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, errb.String())
+			}
+		})
+	}
+}
