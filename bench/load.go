@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,10 @@ type LoadConfig struct {
 	SetupConcurrency int
 	// SetupTimeout bounds the whole ramp-up (default 30 s + 20 ms per call).
 	SetupTimeout time.Duration
-	// Senders is the number of sender goroutines sharing the schedule (default 2).
+	// Senders is the number of sender goroutines sharing the schedule
+	// (default GOMAXPROCS at Run time: more senders than Ps only take turns
+	// on the same P, and a sender that is behind schedule does not yield, so
+	// the other one falls behind too).
 	Senders int
 	// Drain is how long receivers may take to see the last packets after the
 	// senders stop (default 300 ms).
@@ -64,9 +68,6 @@ func (cfg *LoadConfig) setDefaults() error {
 	}
 	if cfg.SetupTimeout <= 0 {
 		cfg.SetupTimeout = 30*time.Second + time.Duration(cfg.Calls)*20*time.Millisecond
-	}
-	if cfg.Senders <= 0 {
-		cfg.Senders = 2
 	}
 	if cfg.Drain <= 0 {
 		cfg.Drain = 300 * time.Millisecond
@@ -295,7 +296,11 @@ func (l *Load) Run(ctx context.Context, d time.Duration) (Traffic, error) {
 			sendEvent{phase: time.Duration(2*i+1) * slot, c: c, up: false})
 	}
 	sort.SliceStable(events, func(a, b int) bool { return events[a].phase < events[b].phase })
-	senders := min(l.cfg.Senders, len(events))
+	senders := l.cfg.Senders
+	if senders <= 0 {
+		senders = runtime.GOMAXPROCS(0)
+	}
+	senders = max(1, min(senders, len(events)))
 	parts := make([][]sendEvent, senders)
 	for i, e := range events {
 		parts[i%senders] = append(parts[i%senders], e)

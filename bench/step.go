@@ -80,7 +80,15 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 	if cfg.Duration <= 0 {
 		cfg.Duration = 5 * time.Second
 	}
-	p, err := StartRelay(ctx, spec)
+	// A relay that fails to start is retried on a fresh port: freePort
+	// cannot reserve the port it found.
+	var p *RelayProc
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if p, err = StartRelay(ctx, spec); err == nil || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		return res, err
 	}
@@ -167,7 +175,7 @@ func PinSelf(cpus ...int) (string, func(), error) {
 	if err := pinPID(os.Getpid(), cpus...); err != nil {
 		return "unpinned", func() {}, fmt.Errorf("bench: pin generator to cpus %v: %w", cpus, err)
 	}
-	prev := runtime.GOMAXPROCS(len(cpus))
+	prev := runtime.GOMAXPROCS(len(cpus) + 1)
 	undo := func() {
 		runtime.GOMAXPROCS(prev)
 		restoreAffinity(old)

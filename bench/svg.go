@@ -8,8 +8,12 @@ import (
 	"strings"
 )
 
-// plotColors are the series colours, one per relay.
-var plotColors = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd"}
+// plotColors and plotDashes tell the series apart, one per relay; the
+// dashes keep a series visible where it lies on top of another.
+var (
+	plotColors = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd"}
+	plotDashes = []string{"none", "7,4", "2,3", "9,3,2,3"}
+)
 
 // panel is one log-log chart of a figure against calls.
 type panel struct {
@@ -74,7 +78,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	for i, n := range names {
 		y := 395
 		x := 70 + i*200
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`, x, y, x+30, y, plotColors[i%len(plotColors)])
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2" stroke-dasharray="%s"/>`, x, y, x+30, y, plotColors[i%len(plotColors)], plotDashes[i%len(plotDashes)])
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s (capacity %d)</text>`+"\n", x+36, y+4, html.EscapeString(n), r.Relays[i].Capacity)
 	}
 	b.WriteString("</svg>\n")
@@ -105,16 +109,20 @@ func (r *Report) drawPanel(b *strings.Builder, p *panel, steps []int) {
 	fmt.Fprintf(b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#888" stroke-dasharray="6,4"/><text x="%.0f" y="%.1f" fill="#888">limit</text>`+"\n",
 		p.x0, ly, p.x0+p.w, ly, p.x0+p.w-30, ly-4)
 	for i, rr := range r.Relays {
-		col := plotColors[i%len(plotColors)]
+		col, dash := plotColors[i%len(plotColors)], plotDashes[i%len(plotDashes)]
 		var pts []string
 		for _, s := range rr.Steps {
 			x, y := p.px(float64(s.Calls)), p.py(p.value(&s.Median))
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
-			fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s %d calls: %.4g %s</title></circle>`+"\n",
-				x, y, col, html.EscapeString(rr.Spec.Name), s.Calls, p.value(&s.Median), p.unit)
+			title := html.EscapeString(fmt.Sprintf("%s %d calls: %.4g %s", rr.Spec.Name, s.Calls, p.value(&s.Median), p.unit))
+			if i%2 == 0 {
+				fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"><title>%s</title></circle>`+"\n", x, y, col, title)
+			} else {
+				fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="7" height="7" fill="none" stroke="%s" stroke-width="1.5"><title>%s</title></rect>`+"\n", x-3.5, y-3.5, col, title)
+			}
 		}
 		if len(pts) > 1 {
-			fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(pts, " "), col)
+			fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2" stroke-dasharray="%s"/>`+"\n", strings.Join(pts, " "), col, dash)
 		}
 	}
 }

@@ -367,6 +367,7 @@ func TestDetectRelayIPs(t *testing.T) {
 // after the relay's own.
 func TestDataPlaneHooks(t *testing.T) {
 	var listeners, relays, created atomic.Int32
+	prev := installHooks // the data plane's (dataplane.go), restored for the tests after this one
 	installHooks = func(*Server) hooks {
 		h := defaultHooks()
 		h.wrapListener = func(c *net.UDPConn) net.PacketConn { listeners.Add(1); return c }
@@ -380,7 +381,7 @@ func TestDataPlaneHooks(t *testing.T) {
 		h.events.OnAllocationCreated = func(net.Addr, net.Addr, string, string, string, net.Addr, int) { created.Add(1) }
 		return h
 	}
-	t.Cleanup(func() { installHooks = nil })
+	t.Cleanup(func() { installHooks = prev })
 	s := startTestServer(t, func(c *Config) { c.ListenerSockets = 3 })
 	if got := listeners.Load(); got != 6 {
 		t.Errorf("wrapListener saw %d sockets, want 3 per listen address x 2", got)

@@ -336,6 +336,9 @@ func (s *Server) cleanupFailedStart() {
 		}
 	}
 	s.stopHTTP()
+	if s.hooks.close != nil {
+		_ = s.hooks.close() // the data plane's workers and sockets
+	}
 	s.wg.Wait()
 	if s.metrics != nil {
 		s.metrics.unregister(s.reg)

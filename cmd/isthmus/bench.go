@@ -59,7 +59,7 @@ func (bf *benchFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&bf.minPort, "min-port", bench.DefaultMinPort, "lowest relay port of a started relay")
 	fs.IntVar(&bf.maxPort, "max-port", bench.DefaultMaxPort, "highest relay port of a started relay")
 	fs.IntVar(&bf.setupConc, "setup-concurrency", 16, "calls set up in parallel during ramp-up")
-	fs.IntVar(&bf.senders, "senders", 2, "sender goroutines sharing the 20 ms schedule")
+	fs.IntVar(&bf.senders, "senders", 0, "sender goroutines sharing the 20 ms schedule (default: one per generator CPU)")
 	fs.StringVar(&bf.user, "user", bench.DefaultUsername+":"+bench.DefaultPassword, "long-term credential NAME:PASSWORD (given to started relays)")
 	fs.StringVar(&bf.realm, "realm", bench.DefaultRealm, "realm")
 	fs.StringVar(&bf.jsonOut, "json", "", "write the full report as JSON to this file")

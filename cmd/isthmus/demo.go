@@ -92,6 +92,9 @@ outside the namespaces it creates, and removes them all, also on Ctrl-C.
 		fmt.Fprintf(stderr, "isthmus demo: %v\n", err)
 		return 2
 	}
+	if opt.Turnserver == "" {
+		fmt.Fprintln(stderr, "isthmus demo: coturn's turnserver not found: the coturn scenarios (5.x) are skipped (apt-get install coturn)")
+	}
 
 	// Ctrl-C or SIGTERM cancels the scenarios; each tears its namespaces
 	// down on the way out.

@@ -27,10 +27,16 @@ const (
 	// the kernel and dropped with a counter.
 	SlotSize = 2048
 
-	// DefaultQueueLen bounds the slow-path queue of one socket: datagrams the
-	// fast path hands to pion/turn (STUN requests, Send indications, peers
-	// without a channel). A full queue drops and counts.
-	DefaultQueueLen = 256
+	// DefaultQueueLen bounds the slow-path queue of one listener socket:
+	// client datagrams the fast path hands to pion/turn (STUN requests:
+	// Allocate, Refresh, CreatePermission, ChannelBind), enough for a burst
+	// of call set-ups. A full queue drops and counts.
+	DefaultQueueLen = 1024
+
+	// DefaultRelayQueueLen bounds the slow-path queue of one relay socket
+	// (datagrams for TCP clients, or before pion reports the allocation).
+	// Kept small: there is one per allocation.
+	DefaultRelayQueueLen = 32
 )
 
 // Message is one datagram slot of a batch.

@@ -30,7 +30,9 @@ func (h *sysHeaders) init(n int) {
 
 // fdBatch is Batch on a raw, non-netpoller socket descriptor. Every call
 // passes MSG_DONTWAIT, so the descriptor itself may stay in blocking mode
-// (which keeps pion's control-plane WriteTo simple).
+// (which keeps pion's control-plane WriteTo simple), and the calls are raw
+// syscalls: they never block, so the scheduler need not be told (saving
+// entersyscall/exitsyscall per call).
 type fdBatch struct {
 	fd int
 	v6 bool // AF_INET6 socket: destinations are written as sockaddr_in6
@@ -56,7 +58,7 @@ func (b *fdBatch) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
 		hd.Len = 0
 	}
 	for {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(b.fd),
+		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(b.fd),
 			uintptr(unsafe.Pointer(&h.hdrs[lo])), uintptr(hi-lo), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
@@ -100,7 +102,7 @@ func (b *fdBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 	sent := 0
 	var lastErr error
 	for i := lo; i < hi; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(b.fd),
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(b.fd),
 			uintptr(unsafe.Pointer(&h.hdrs[i])), uintptr(hi-i), unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:

@@ -112,3 +112,54 @@ func BenchmarkForwardPeerToClient(b *testing.B) {
 		b.Fatalf("forwarded %d of %d", lnFeed.sent, b.N)
 	}
 }
+
+// BenchmarkForwardSendIndication is BenchmarkForwardClientToPeer with Send
+// indications instead of ChannelData (decoded in place by pion/stun).
+func BenchmarkForwardSendIndication(b *testing.B) {
+	h, ln, lnFeed, _, feeds := benchPlane(b, 1)
+	lnFeed.tmpl = sendInd(b, netip.MustParseAddrPort("198.51.100.7:6000"), make([]byte, rtpSize))
+	lnFeed.from = netip.MustParseAddrPort("[2001:db8::10]:40000")
+	b.ReportAllocs()
+	b.SetBytes(rtpSize)
+	b.ResetTimer()
+	lnFeed.left = b.N
+	for lnFeed.left > 0 {
+		h.w.begin()
+		h.w.serveListener(ln)
+		h.w.end()
+	}
+	b.StopTimer()
+	if feeds[0].sent != b.N {
+		b.Fatalf("forwarded %d of %d", feeds[0].sent, b.N)
+	}
+}
+
+// BenchmarkForwardDataIndication is BenchmarkForwardPeerToClient for
+// permitted peers without a channel: each datagram leaves as a Data
+// indication encoded by pion/stun into the slot.
+func BenchmarkForwardDataIndication(b *testing.B) {
+	const allocs = 64
+	h, _, lnFeed, relays, feeds := benchPlane(b, allocs)
+	for i := range feeds {
+		feeds[i].from = netip.AddrPortFrom(feeds[i].from.Addr(), 1) // no channel to port 1
+	}
+	b.ReportAllocs()
+	b.SetBytes(rtpSize)
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		h.w.begin()
+		for i, r := range relays {
+			if done == b.N {
+				break
+			}
+			feeds[i].left = 1
+			h.w.serveRelay(r)
+			done++
+		}
+		h.w.end()
+	}
+	b.StopTimer()
+	if lnFeed.sent != b.N {
+		b.Fatalf("forwarded %d of %d", lnFeed.sent, b.N)
+	}
+}

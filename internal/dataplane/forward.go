@@ -1,5 +1,7 @@
 package dataplane
 
+import "net/netip"
+
 // worker is one per-core forwarding loop. Everything here runs on the
 // worker's own goroutine; nothing in it is shared with other workers except
 // the published counters and the read-only table snapshots.
@@ -14,11 +16,16 @@ type worker struct {
 	now   int64
 	snap  *listenerSnap
 
+	ind *indications // STUN scratch for Send/Data indications
+	// more records, during a wake-up, that some socket read filled its
+	// batch and may hold more.
+	more bool
+
 	epollState // platform part: epoll set, wake-up descriptor, commands
 }
 
 func newWorker(p *Plane, id int) *worker {
-	w := &worker{id: id, p: p, rx: NewMsgs(IdealBatchSize), stats: new(coreStats)}
+	w := &worker{id: id, p: p, rx: NewMsgs(IdealBatchSize), stats: new(coreStats), ind: newIndications()}
 	w.initEpollState()
 	return w
 }
@@ -51,8 +58,9 @@ func (w *worker) count(dir, fam, bytes int) {
 }
 
 // serveListener reads one batch of client datagrams from l and relays the
-// ChannelData on bound, permitted channels to their peers; everything else
-// that is not ChannelData (STUN) goes to pion.
+// ChannelData on bound, permitted channels, and the Send indications to
+// permitted peers, to their peers; everything else (STUN requests) goes to
+// pion.
 //
 // Client to peer: recvmmsg fills rx; for each ChannelData the (listener,
 // client) key finds the allocation, the channel number its peer; the slot
@@ -69,6 +77,9 @@ func (w *worker) serveListener(l *Conn) {
 		w.ctr[ctrReadErrors]++
 		return
 	}
+	if n == len(ms.M) {
+		w.more = true
+	}
 	var runRelay *Conn
 	runLo, k := 0, 0
 	for i := 0; i < n; i++ {
@@ -77,45 +88,23 @@ func (w *worker) serveListener(l *Conn) {
 			w.drop(DropTruncated, 1)
 			continue
 		}
-		data := m.mem[:m.N]
-		num, size, isCD := parseChannelData(data)
-		if !isCD {
-			if l.enqueue(data, m.Addr) {
-				w.ctr[ctrSlow+kindListener]++
-			} else {
-				w.drop(DropQueueFull, 1)
-			}
-			continue
-		}
-		if size < 0 {
-			w.drop(DropMalformed, 1)
-			continue
-		}
-		a := w.p.table.lookup(clientKey{listener: l.lidx, client: m.Addr})
-		if a == nil {
-			w.drop(DropNoAllocation, 1)
-			continue
-		}
-		st := a.state.Load()
-		peer, ok := st.peerOf(num)
+		a, payload, peer, ind, ok := w.clientDatagram(l, m)
 		if !ok {
-			w.drop(DropNoChannel, 1)
-			continue
-		}
-		if !st.permitted(peer.Addr()) {
-			w.drop(DropNoPermission, 1)
 			continue
 		}
 		d := &a.dir[ClientToPeer]
-		if !a.quota.allow(w.now, size, a.limit) {
+		if !a.quota.allow(w.now, len(payload), a.limit) {
 			w.drop(DropQuota, 1)
 			continue
 		}
+		if ind {
+			w.ctr[ctrIndications+ClientToPeer]++
+		}
 		d.packets.Add(1)
-		d.bytes.Add(uint64(size))
-		w.count(ClientToPeer, a.fam, size)
+		d.bytes.Add(uint64(len(payload)))
+		w.count(ClientToPeer, a.fam, len(payload))
 
-		m.Buf = m.mem[channelDataHeaderLen : channelDataHeaderLen+size]
+		m.Buf = payload
 		m.Addr = peer
 		if a.relay != runRelay {
 			if k > runLo {
@@ -130,6 +119,57 @@ func (w *worker) serveListener(l *Conn) {
 	}
 	if k > runLo {
 		w.write(runRelay, ms, runLo, k)
+	}
+}
+
+// clientDatagram classifies one client datagram. For ChannelData on a bound,
+// permitted channel and for a Send indication (ind) to a permitted peer it
+// returns the allocation, the application data (inside the slot) and the
+// peer; otherwise it has already dropped and counted the datagram or handed
+// it to pion, and ok is false.
+func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, peer netip.AddrPort, ind, ok bool) {
+	data := m.mem[:m.N]
+	num, size, isCD := parseChannelData(data)
+	indication := !isCD && isSendIndication(data)
+	if !isCD && !indication {
+		w.toPion(l, data, m.Addr, kindListener)
+		return nil, nil, peer, false, false
+	}
+	if isCD && size < 0 {
+		w.drop(DropMalformed, 1)
+		return nil, nil, peer, false, false
+	}
+	a = w.p.table.lookup(clientKey{listener: l.lidx, client: m.Addr})
+	if a == nil {
+		w.drop(DropNoAllocation, 1)
+		return nil, nil, peer, false, false
+	}
+	st := a.state.Load()
+	if isCD {
+		if peer, ok = st.peerOf(num); !ok {
+			w.drop(DropNoChannel, 1)
+			return nil, nil, peer, false, false
+		}
+		payload = m.mem[channelDataHeaderLen : channelDataHeaderLen+size]
+	} else {
+		if peer, payload, ok = w.ind.parseSend(data); !ok {
+			w.toPion(l, data, m.Addr, kindListener)
+			return nil, nil, peer, false, false
+		}
+	}
+	if !st.permitted(peer.Addr()) {
+		w.drop(DropToUnpermittedPeer, 1)
+		return nil, nil, peer, false, false
+	}
+	return a, payload, peer, indication, true
+}
+
+// toPion queues a datagram for pion's reader of c, or counts the drop.
+func (w *worker) toPion(c *Conn, data []byte, from netip.AddrPort, kind int) {
+	if c.enqueue(data, from) {
+		w.ctr[ctrSlow+kind]++
+	} else {
+		w.drop(DropQueueFull, 1)
 	}
 }
 
@@ -172,6 +212,9 @@ func (w *worker) serveRelay(r *Conn) {
 		w.ctr[ctrReadErrors]++
 		return
 	}
+	if n == hi-k {
+		w.more = true
+	}
 	st := a.state.Load()
 	d := &a.dir[PeerToClient]
 	end := k + n
@@ -183,28 +226,28 @@ func (w *worker) serveRelay(r *Conn) {
 		}
 		if !st.permitted(m.Addr.Addr()) {
 			w.drop(DropNoPermission, 1)
-			continue
-		}
-		num, bound := st.channelOf(m.Addr)
-		if !bound {
-			// Permitted but no channel: pion sends it as a Data indication.
-			if r.enqueue(m.mem[channelDataHeaderLen:channelDataHeaderLen+m.N], m.Addr) {
-				w.ctr[ctrSlow+kindRelay]++
-			} else {
-				w.drop(DropQueueFull, 1)
-			}
+			w.ctr[ctrUnpermPkts+a.fam]++
+			w.ctr[ctrUnpermBytes+a.fam] += uint64(m.N)
 			continue
 		}
 		if !a.quota.allow(w.now, m.N, a.limit) {
 			w.drop(DropQuota, 1)
 			continue
 		}
+		if num, bound := st.channelOf(m.Addr); bound {
+			putChannelDataHeader(m.mem, num, m.N)
+			m.Buf = m.mem[:channelDataHeaderLen+m.N]
+		} else if ind, ok := w.ind.buildData(m.mem, m.N, m.Addr); ok {
+			// Permitted, no channel: a Data indication (RFC 8656 11.6).
+			m.Buf = ind
+			w.ctr[ctrIndications+PeerToClient]++
+		} else {
+			w.toPion(r, m.mem[channelDataHeaderLen:channelDataHeaderLen+m.N], m.Addr, kindRelay)
+			continue
+		}
 		d.packets.Add(1)
 		d.bytes.Add(uint64(m.N))
 		w.count(PeerToClient, a.fam, m.N)
-
-		putChannelDataHeader(m.mem, num, m.N)
-		m.Buf = m.mem[:channelDataHeaderLen+m.N]
 		m.Addr = a.key.client
 		if k != i {
 			tx.M[k], tx.M[i] = tx.M[i], tx.M[k]
@@ -227,17 +270,16 @@ func (w *worker) relayToPion(r *Conn) {
 		w.ctr[ctrReadErrors]++
 		return
 	}
+	if n == RelayReadBatch {
+		w.more = true
+	}
 	for i := range n {
 		m := &ms.M[i]
 		if m.Trunc {
 			w.drop(DropTruncated, 1)
 			continue
 		}
-		if r.enqueue(m.mem[:m.N], m.Addr) {
-			w.ctr[ctrSlow+kindRelay]++
-		} else {
-			w.drop(DropQueueFull, 1)
-		}
+		w.toPion(r, m.mem[:m.N], m.Addr, kindRelay)
 	}
 }
 

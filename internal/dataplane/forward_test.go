@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v4"
 )
 
 const (
@@ -102,11 +104,16 @@ func TestPermissionAndChannelRemoval(t *testing.T) {
 		if _, _, ok := readQueued(f.relay); ok {
 			t.Fatal("unpermitted peer datagram handed to pion")
 		}
-		if d := f.p.Stats().Drops[DropNoPermission]; d != 2 {
-			t.Fatalf("no_permission drops = %d, want 2", d)
+		st := f.p.Stats()
+		if st.Drops[DropNoPermission] != 1 || st.Drops[DropToUnpermittedPeer] != 1 {
+			t.Fatalf("drops %v, want one no_permission (peer) and one to_unpermitted_peer (client)", st.Drops)
+		}
+		// client IPv6, relay IPv4; one byte
+		if st.PeerUnpermittedPackets[1][0] != 1 || st.PeerUnpermittedBytes[1][0] != 1 {
+			t.Fatalf("unpermitted peer datagrams %v / bytes %v", st.PeerUnpermittedPackets, st.PeerUnpermittedBytes)
 		}
 	})
-	t.Run("RFC8656 12: unbound channel; permitted peer goes to pion as Data indication", func(t *testing.T) {
+	t.Run("RFC8656 11.6: unbound channel; permitted peer gets a Data indication", func(t *testing.T) {
 		f := newFixture(t, Config{})
 		f.bind(tClient, tServer, tRelay, tPeer, tChannel, false)
 		f.lnFake.push(channelData(tChannel, []byte("x"), 0), client)
@@ -114,17 +121,21 @@ func TestPermissionAndChannelRemoval(t *testing.T) {
 		if out := f.rlyFake.take(); len(out) != 0 {
 			t.Fatalf("forwarded on deleted channel: %+v", out)
 		}
-		f.rlyFake.push([]byte("to-pion"), peer)
+		f.rlyFake.push([]byte("to-client"), peer)
 		f.serve(f.relay)
-		if out := f.lnFake.take(); len(out) != 0 {
-			t.Fatalf("ChannelData sent for deleted channel: %+v", out)
+		out := f.lnFake.take()
+		if len(out) != 1 || out[0].addr != client {
+			t.Fatalf("client got %+v, want one Data indication", out)
 		}
-		data, from, ok := readQueued(f.relay)
-		if !ok || string(data) != "to-pion" || from != peer {
-			t.Fatalf("pion got %q from %v (%v), want to-pion from %v", data, from, ok, peer)
+		from, data := decodeData(t, out[0].data)
+		if from != peer || string(data) != "to-client" {
+			t.Fatalf("Data indication from %v with %q, want from %v with to-client", from, data, peer)
+		}
+		if _, _, ok := readQueued(f.relay); ok {
+			t.Fatal("datagram also handed to pion")
 		}
 		st := f.p.Stats()
-		if st.Drops[DropNoChannel] != 1 || st.SlowRelay != 1 {
+		if st.Drops[DropNoChannel] != 1 || st.SlowRelay != 0 || st.Indications[PeerToClient] != 1 {
 			t.Fatalf("stats: %+v", st)
 		}
 	})
@@ -405,5 +416,97 @@ func TestSlowQueueFull(t *testing.T) {
 	st := f.p.Stats()
 	if st.SlowListener != 2 || st.Drops[DropQueueFull] != 3 {
 		t.Fatalf("slow %d, queue_full %d; want 2 and 3", st.SlowListener, st.Drops[DropQueueFull])
+	}
+}
+
+// decodeData checks that b is a Data indication (RFC 8656 11.6) and
+// returns its XOR-PEER-ADDRESS and DATA, decoded by pion/stun.
+func decodeData(t *testing.T, b []byte) (netip.AddrPort, []byte) {
+	t.Helper()
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if err := m.Decode(); err != nil {
+		t.Fatalf("not a STUN message: %v", err)
+	}
+	if m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) {
+		t.Fatalf("type %v, want Data indication", m.Type)
+	}
+	var xa stun.XORMappedAddress
+	if err := xa.GetFromAs(m, stun.AttrXORPeerAddress); err != nil {
+		t.Fatalf("XOR-PEER-ADDRESS: %v", err)
+	}
+	data, err := m.Get(stun.AttrData)
+	if err != nil {
+		t.Fatalf("DATA: %v", err)
+	}
+	ip, _ := netip.AddrFromSlice(xa.IP)
+	return netip.AddrPortFrom(ip.Unmap(), uint16(xa.Port)), data
+}
+
+// sendInd builds a Send indication with pion/stun.
+func sendInd(t testing.TB, peer netip.AddrPort, data []byte, extra ...stun.Setter) []byte {
+	t.Helper()
+	setters := []stun.Setter{stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+		setterFunc(func(m *stun.Message) error {
+			return stun.XORMappedAddress{IP: peer.Addr().AsSlice(), Port: int(peer.Port())}.AddToAs(m, stun.AttrXORPeerAddress)
+		})}
+	if data != nil {
+		setters = append(setters, setterFunc(func(m *stun.Message) error { m.Add(stun.AttrData, data); return nil }))
+	}
+	m, err := stun.Build(append(setters, extra...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Raw
+}
+
+type setterFunc func(m *stun.Message) error
+
+func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
+
+func TestSendIndication(t *testing.T) {
+	client, peer := netip.MustParseAddrPort(tClient), netip.MustParseAddrPort(tPeer)
+	other := netip.MustParseAddrPort("198.51.100.99:7")
+	cases := []struct {
+		name     string
+		msg      []byte
+		forward  bool
+		toPion   bool
+		drop     DropReason
+		wantDrop bool
+	}{
+		{name: "RFC8656 11.4: Send indication to a permitted peer is relayed",
+			msg: sendInd(t, peer, []byte("hello")), forward: true},
+		{name: "RFC8656 11.4: any port of a permitted IP is permitted",
+			msg: sendInd(t, netip.AddrPortFrom(peer.Addr(), 9), []byte("hello")), forward: true},
+		{name: "RFC8656 11.4: Send indication to an unpermitted peer is dropped",
+			msg: sendInd(t, other, []byte("hello")), drop: DropToUnpermittedPeer, wantDrop: true},
+		{name: "Send indication without DATA goes to pion",
+			msg: sendInd(t, peer, nil), toPion: true},
+		{name: "unknown comprehension-required attribute goes to pion",
+			msg: sendInd(t, peer, []byte("x"), stun.RawAttribute{Type: 0x0005, Value: []byte{1, 2, 3, 4}}), toPion: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, Config{})
+			f.lnFake.push(tc.msg, client)
+			f.serve(f.ln)
+			out := f.rlyFake.take()
+			if tc.forward != (len(out) == 1) || len(out) > 1 {
+				t.Fatalf("relayed %+v, want forwarded=%v", out, tc.forward)
+			}
+			if tc.forward && (string(out[0].data) != "hello" || out[0].addr.Addr() != peer.Addr()) {
+				t.Fatalf("relayed %q to %v", out[0].data, out[0].addr)
+			}
+			if _, _, queued := readQueued(f.ln); queued != tc.toPion {
+				t.Fatalf("to pion = %v, want %v", queued, tc.toPion)
+			}
+			st := f.p.Stats()
+			if tc.wantDrop && st.Drops[tc.drop] != 1 {
+				t.Fatalf("drops %v, want one %v", st.Drops, tc.drop)
+			}
+			if tc.forward && (st.Indications[ClientToPeer] != 1 || st.Packets[ClientToPeer][1][0] != 1) {
+				t.Fatalf("stats %+v", st)
+			}
+		})
 	}
 }

@@ -68,8 +68,14 @@ func (x *indications) parseSend(b []byte) (peer netip.AddrPort, data []byte, ok 
 		return peer, nil, false
 	}
 	for _, a := range m.Attributes {
-		if a.Type.Required() && !a.Type.Known() {
-			return peer, nil, false
+		switch a.Type {
+		case stun.AttrXORPeerAddress, stun.AttrData, stun.AttrDontFragment:
+			// Known, comprehension-required attributes of a Send
+			// indication (AttrType.Known builds a map per call).
+		default:
+			if a.Type.Required() && !a.Type.Known() {
+				return peer, nil, false
+			}
 		}
 	}
 	xa := stun.XORMappedAddress{IP: x.ip[:]}

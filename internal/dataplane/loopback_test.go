@@ -188,14 +188,17 @@ func TestLoopbackForwarding(t *testing.T) {
 	src := net.UDPAddrFromAddrPort(apOf(a.client))
 	eh.OnPermissionDeleted(src, ln6.LocalAddr(), "UDP", "alice", "example.org", a.relay.LocalAddr(),
 		apOf(a.peer).Addr().AsSlice())
-	before := p.Stats().Drops[DropNoPermission]
+	before := p.Stats().Drops
 	if _, err := a.client.WriteTo(channelData(a.channel, []byte("late"), 0), ln6.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.peer.WriteTo([]byte("late"), a.relay.LocalAddr()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two no_permission drops", func() bool { return p.Stats().Drops[DropNoPermission] == before+2 })
+	eventually(t, "no_permission and to_unpermitted_peer drops", func() bool {
+		d := p.Stats().Drops
+		return d[DropNoPermission] == before[DropNoPermission]+1 && d[DropToUnpermittedPeer] == before[DropToUnpermittedPeer]+1
+	})
 	nothingWaiting(t, a.peer)
 	nothingWaiting(t, a.client)
 

@@ -231,13 +231,6 @@ func BenchmarkPionRoundTrip(b *testing.B) {
 	}
 }
 
-// allocByRelay finds the allocation of a relayed address (tests).
-func (p *Plane) allocByRelay(relay net.Addr) *alloc {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.allocByRelayLocked(relay)
-}
-
 // BenchmarkPionLoad is the before/after under load: 32 pion/turn clients
 // with a bound channel each, 64 datagrams in flight, peers echoing. One op
 // is one round trip (two relayed 172-byte datagrams). Run with

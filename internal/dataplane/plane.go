@@ -33,9 +33,12 @@ type Config struct {
 	// Workers is the number of per-core forwarding loops; 0 means
 	// runtime.GOMAXPROCS(0).
 	Workers int
-	// QueueLen bounds each socket's slow-path queue to pion; 0 means
-	// DefaultQueueLen.
+	// QueueLen bounds each listener socket's slow-path queue to pion; 0
+	// means DefaultQueueLen.
 	QueueLen int
+	// RelayQueueLen bounds each relay socket's slow-path queue to pion; 0
+	// means DefaultRelayQueueLen.
+	RelayQueueLen int
 	// BandwidthLimit is the per-allocation quota in bytes per second of
 	// relayed application data, both directions together (the relay's
 	// allocation_bandwidth); 0 means unlimited. See SetBandwidthLimit.
@@ -92,6 +95,9 @@ func newPlane(cfg Config) *Plane {
 	}
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = DefaultQueueLen
+	}
+	if cfg.RelayQueueLen <= 0 {
+		cfg.RelayQueueLen = DefaultRelayQueueLen
 	}
 	p := &Plane{
 		cfg:    cfg,
@@ -170,6 +176,10 @@ func (p *Plane) newConn(kind int, b Batch, fd int, local, advertised netip.AddrP
 		advertised = local
 	}
 	advertised = netip.AddrPortFrom(advertised.Addr().Unmap(), advertised.Port())
+	qlen := p.cfg.QueueLen
+	if kind == kindRelay {
+		qlen = p.cfg.RelayQueueLen
+	}
 	return &Conn{
 		plane:      p,
 		kind:       kind,
@@ -179,7 +189,7 @@ func (p *Plane) newConn(kind int, b Batch, fd int, local, advertised netip.AddrP
 		laddr:      net.UDPAddrFromAddrPort(local),
 		advertised: advertised,
 		slot:       -1,
-		queue:      make(chan *slowPacket, p.cfg.QueueLen),
+		queue:      make(chan *slowPacket, qlen),
 		done:       make(chan struct{}),
 	}
 }

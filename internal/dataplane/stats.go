@@ -21,9 +21,12 @@ const (
 	DropNoAllocation
 	// DropNoChannel: ChannelData on a channel number that is not bound.
 	DropNoChannel
-	// DropNoPermission: traffic to or from a peer without a permission
-	// (expired or never created).
+	// DropNoPermission: a peer's datagram to an allocation holding no
+	// permission for the peer's IP (expired or never created).
 	DropNoPermission
+	// DropToUnpermittedPeer: a client's ChannelData or Send indication
+	// toward a peer without a permission.
+	DropToUnpermittedPeer
 	// DropQuota: over the allocation's bandwidth quota.
 	DropQuota
 	// DropQueueFull: the slow-path queue to pion/turn was full.
@@ -38,7 +41,7 @@ const (
 
 var dropReasonNames = [NumDropReasons]string{
 	"truncated", "malformed", "no_allocation", "no_channel", "no_permission",
-	"quota", "queue_full", "send", "no_listener",
+	"to_unpermitted_peer", "quota", "queue_full", "send", "no_listener",
 }
 
 // String returns the metric label of r.
@@ -57,15 +60,18 @@ const (
 
 // Layout of one core's counters, flattened so that publishing is one loop.
 const (
-	ctrPackets    = 0                         // + dir*4 + fam
-	ctrBytes      = ctrPackets + numDirs*4    // + dir*4 + fam
-	ctrDrops      = ctrBytes + numDirs*4      // + reason
-	ctrSlow       = ctrDrops + NumDropReasons // + socket kind
-	ctrReadErrors = ctrSlow + 2               // one
-	ctrWakeups    = ctrReadErrors + 1
-	ctrReadCalls  = ctrWakeups + 1
-	ctrWriteCalls = ctrReadCalls + 1
-	numCounters   = ctrWriteCalls + 1
+	ctrPackets     = 0                              // + dir*4 + fam
+	ctrBytes       = ctrPackets + numDirs*4         // + dir*4 + fam
+	ctrDrops       = ctrBytes + numDirs*4           // + reason
+	ctrSlow        = ctrDrops + int(NumDropReasons) // + socket kind
+	ctrReadErrors  = ctrSlow + 2                    // one
+	ctrIndications = ctrReadErrors + 1              // + dir
+	ctrUnpermPkts  = ctrIndications + numDirs       // + fam
+	ctrUnpermBytes = ctrUnpermPkts + 4              // + fam
+	ctrWakeups     = ctrUnpermBytes + 4
+	ctrReadCalls   = ctrWakeups + 1
+	ctrWriteCalls  = ctrReadCalls + 1
+	numCounters    = ctrWriteCalls + 1
 )
 
 // counters are a worker's private tallies for the current wake-up, plain
@@ -100,9 +106,17 @@ type Stats struct {
 	// Drops by DropReason.
 	Drops [NumDropReasons]uint64
 	// SlowListener and SlowRelay count datagrams handed to pion/turn from
-	// client-facing and relay sockets (STUN, Send/Data indications, TCP
-	// clients' peers). With bound channels they stay near zero.
+	// client-facing and relay sockets (STUN requests, TCP clients' peers,
+	// anything unusual). Relayed data stays off them.
 	SlowListener, SlowRelay uint64
+	// PeerUnpermittedPackets and PeerUnpermittedBytes count peers'
+	// datagrams dropped for want of a permission (DropNoPermission), by
+	// client and relay family: what a relay counting every datagram read
+	// from its relay sockets adds to PeerToClient.
+	PeerUnpermittedPackets, PeerUnpermittedBytes [2][2]uint64
+	// Indications counts the Send (ClientToPeer) and Data (PeerToClient)
+	// indications among Packets.
+	Indications [numDirs]uint64
 	// ReadErrors counts failed batch reads.
 	ReadErrors uint64
 	// Wakeups, ReadCalls and WriteCalls count worker wake-ups and batch
@@ -128,10 +142,15 @@ func (p *Plane) Stats() Stats {
 			st.Bytes[d][f/2][f%2] = sum[ctrBytes+d*4+f]
 		}
 	}
+	for f := range 4 {
+		st.PeerUnpermittedPackets[f/2][f%2] = sum[ctrUnpermPkts+f]
+		st.PeerUnpermittedBytes[f/2][f%2] = sum[ctrUnpermBytes+f]
+	}
 	copy(st.Drops[:], sum[ctrDrops:ctrDrops+NumDropReasons])
 	st.SlowListener = sum[ctrSlow+kindListener]
 	st.SlowRelay = sum[ctrSlow+kindRelay]
 	st.ReadErrors = sum[ctrReadErrors]
+	copy(st.Indications[:], sum[ctrIndications:ctrIndications+numDirs])
 	st.Wakeups = sum[ctrWakeups]
 	st.ReadCalls = sum[ctrReadCalls]
 	st.WriteCalls = sum[ctrWriteCalls]
@@ -152,6 +171,9 @@ var (
 		"Datagrams handed to pion/turn (control plane), by socket kind.", []string{"socket"}, nil)
 	descReadErrors = prometheus.NewDesc("isthmus_dataplane_read_errors_total",
 		"Failed batch reads.", nil, nil)
+	descIndications = prometheus.NewDesc("isthmus_dataplane_indications_total",
+		"Send (client_to_peer) and Data (peer_to_client) indications relayed on the fast path, included in packets_total.",
+		[]string{"direction"}, nil)
 	descWakeups = prometheus.NewDesc("isthmus_dataplane_wakeups_total",
 		"Worker wake-ups (one batch of ready sockets each).", nil, nil)
 	descCalls = prometheus.NewDesc("isthmus_dataplane_batch_calls_total",
@@ -167,7 +189,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (p *Plane) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descSlow, descReadErrors, descWakeups, descCalls, descAllocs} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descSlow, descIndications, descReadErrors, descWakeups, descCalls, descAllocs} {
 		ch <- d
 	}
 }
@@ -191,6 +213,9 @@ func (p *Plane) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(st.SlowListener), "listener")
 	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(st.SlowRelay), "relay")
 	ch <- prometheus.MustNewConstMetric(descReadErrors, prometheus.CounterValue, float64(st.ReadErrors))
+	for d := range numDirs {
+		ch <- prometheus.MustNewConstMetric(descIndications, prometheus.CounterValue, float64(st.Indications[d]), dirLabels[d])
+	}
 	ch <- prometheus.MustNewConstMetric(descWakeups, prometheus.CounterValue, float64(st.Wakeups))
 	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.ReadCalls), "read")
 	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.WriteCalls), "write")

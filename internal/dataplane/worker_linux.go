@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -67,6 +68,7 @@ type epollState struct {
 	cmds       chan command
 	exited     chan struct{}
 	started    bool
+	stopping   bool // a stop command was processed
 }
 
 func (w *worker) initEpollState() {
@@ -136,62 +138,109 @@ func (w *worker) closeFDs() {
 }
 
 // run is the per-core loop: wait for ready sockets (level-triggered), read
-// each once, flush the batches toward clients, then run control commands.
+// each once, flush the batches toward clients, run control commands, and
+// repeat while anything may be left; then park in the netpoller.
 func (w *worker) run() {
 	defer close(w.exited)
-	var (
-		n       int
-		waitErr error
-	)
-	// poll collects ready sockets without blocking; false asks the
-	// netpoller to park the worker until the epoll descriptor is readable.
-	poll := func(fd uintptr) bool {
-		n, waitErr = unix.EpollWait(int(fd), w.events, 0)
-		return waitErr != nil || n > 0
-	}
-	blocking := false
-	for {
-		if blocking {
-			n, waitErr = unix.EpollWait(w.epfd, w.events, -1)
-		} else if err := w.rc.Read(poll); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
+	var stop bool
+	// serve runs inside the netpoller's wait loop (one RawConn.Read for the
+	// worker's whole life): it returns false to be parked until the epoll
+	// descriptor is readable, true to leave.
+	serve := func(fd uintptr) bool {
+		for {
+			n, errno := epollPoll(int(fd), w.events)
+			switch errno {
+			case 0:
+			case unix.EINTR:
+				continue
+			default:
+				w.p.log.Error().Err(errno).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+				stop = true
+				return true
 			}
+			if n == 0 {
+				return false
+			}
+			more := w.wake(n)
+			if w.stopping {
+				stop = true
+				return true
+			}
+			if !more {
+				// Every socket read came back short, so each one that
+				// gets a datagram from now on wakes the epoll descriptor
+				// again: park without one more empty epoll_wait.
+				return false
+			}
+		}
+	}
+	for !stop {
+		err := w.rc.Read(serve)
+		switch {
+		case err == nil, errors.Is(err, os.ErrClosed):
+			return
+		default:
 			// The runtime cannot poll this descriptor: block instead.
 			w.p.log.Warn().Err(err).Int("worker", w.id).Msg("dataplane: epoll not pollable, worker blocks in epoll_wait")
-			blocking = true
-			continue
-		}
-		if waitErr != nil {
-			if errors.Is(waitErr, unix.EINTR) {
-				continue
-			}
-			w.p.log.Error().Err(waitErr).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
-			return
-		}
-		w.begin()
-		wake := false
-		for i := range n {
-			ev := &w.events[i]
-			if ev.Fd == wakeSlot {
-				wake = true
-				continue
-			}
-			c := w.slots[ev.Fd]
-			if c == nil {
-				continue
-			}
-			if c.kind == kindListener {
-				w.serveListener(c)
-			} else {
-				w.serveRelay(c)
-			}
-		}
-		w.end()
-		if wake && w.commands() {
+			w.runBlocking()
 			return
 		}
 	}
+}
+
+// runBlocking is the fallback loop with a blocking epoll_wait.
+func (w *worker) runBlocking() {
+	for !w.stopping {
+		n, err := unix.EpollWait(w.epfd, w.events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			w.p.log.Error().Err(err).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+			return
+		}
+		w.wake(n)
+	}
+}
+
+// wake serves the n ready sockets of one epoll_wait. It reports whether
+// some socket may hold more datagrams than it read (a full batch), or more
+// sockets may be ready than one epoll_wait returned.
+func (w *worker) wake(n int) (more bool) {
+	w.begin()
+	ring := false
+	for i := range n {
+		ev := &w.events[i]
+		if ev.Fd == wakeSlot {
+			ring = true
+			continue
+		}
+		c := w.slots[ev.Fd]
+		if c == nil {
+			continue
+		}
+		if c.kind == kindListener {
+			w.serveListener(c)
+		} else {
+			w.serveRelay(c)
+		}
+	}
+	w.end()
+	if ring && w.commands() {
+		w.stopping = true
+	}
+	more = w.more || n == len(w.events)
+	w.more = false
+	return more
+}
+
+// epollPoll collects ready events without blocking (epoll_pwait with a zero
+// timeout, which every Linux architecture has). It is a raw syscall: it
+// never blocks, so the scheduler need not be told.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, unix.Errno) {
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	return int(r), errno
 }
 
 // commands drains the eventfd and the command queue; it reports whether the

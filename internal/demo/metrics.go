@@ -27,6 +27,42 @@ func (p RelayPackets) Sub(before RelayPackets) RelayPackets {
 	return RelayPackets{p.ToPeer4 - before.ToPeer4, p.FromPeer4 - before.FromPeer4, p.ToPeer6 - before.ToPeer6, p.FromPeer6 - before.FromPeer6}
 }
 
+// metricsCatchUp bounds the wait for the relay's counters to show the
+// media: the relay adds its per-core data-plane counters into Prometheus
+// periodically (every 250 ms), so a scrape right after the call can lag.
+const metricsCatchUp = 3 * time.Second
+
+// packetsSince scrapes the relay's counters until, for every family in
+// fams, both directions grew by at least want since before, or
+// metricsCatchUp passed; it returns the last difference either way, for
+// the checks to judge.
+func (r *relayProc) packetsSince(ctx context.Context, before RelayPackets, fams []string, want uint64) (RelayPackets, error) {
+	deadline := time.Now().Add(metricsCatchUp)
+	for {
+		now, err := r.packets(ctx)
+		if err != nil {
+			return RelayPackets{}, err
+		}
+		d := now.Sub(before)
+		caughtUp := true
+		for _, f := range fams {
+			to, from := d.ToPeer4, d.FromPeer4
+			if f == "IPv6" {
+				to, from = d.ToPeer6, d.FromPeer6
+			}
+			caughtUp = caughtUp && to >= want && from >= want
+		}
+		if caughtUp || time.Now().After(deadline) {
+			return d, nil
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return d, ctx.Err()
+		}
+	}
+}
+
 // packets scrapes the relay's /metrics from inside the relay namespace
 // (the only place its address is reachable from).
 func (r *relayProc) packets(ctx context.Context) (*RelayPackets, error) {

@@ -342,11 +342,10 @@ func exchange(ctx context.Context, sc Scenario, opt Options, topo *Topology, rel
 		}
 		res.RelayUDP = after.Sub(udpBefore)
 		if relay.kind == RelayIsthmus {
-			metricsAfter, err := relay.packets(ctx)
+			d, err := relay.packetsSince(ctx, *metricsBefore, relayedFamilies(res), uint64(2*opt.Packets))
 			if err != nil {
 				return err
 			}
-			d := metricsAfter.Sub(*metricsBefore)
 			res.RelayMetrics = &d
 		}
 	}
