@@ -141,6 +141,10 @@ type call struct {
 	chanIn, stunIn atomic.Uint64
 	// rxStamps is set when both sockets deliver kernel receive times.
 	rxStamps bool
+	// fd is the client socket's descriptor in the load's poller, and
+	// poller the poller (nil until added).
+	fd     int32
+	poller *clientPoller
 }
 
 func (c *call) ssrc(up bool) uint32 {
@@ -297,7 +301,10 @@ func (c *call) close() {
 	if c.client != nil {
 		c.client.Close()
 	}
-	if c.sock != nil {
+	switch {
+	case c.poller != nil:
+		c.poller.closeSock(c)
+	case c.sock != nil:
 		_ = c.sock.Close()
 	}
 }

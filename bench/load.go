@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
-	"github.com/pion/stun/v4"
 )
 
 // LoadConfig describes the calls a [Load] places on one TURN server.
@@ -79,12 +77,14 @@ func (cfg *LoadConfig) setDefaults() error {
 type Load struct {
 	cfg   LoadConfig
 	peers map[netaddr.Family]*peerSock
-	base  time.Time
-	calls []*call
-	setup Setup
-	wg    sync.WaitGroup // receivers
-	hUp   Histogram
-	hDown Histogram
+	// poller reads every client-leg socket.
+	poller *clientPoller
+	base   time.Time
+	calls  []*call
+	setup  Setup
+	wg     sync.WaitGroup // receivers
+	hUp    Histogram
+	hDown  Histogram
 	// misrouted counts bench packets that arrived at the wrong call.
 	misrouted atomic.Uint64
 	// warmUp and warmDown count warm-up packets received on the peer and
@@ -118,6 +118,13 @@ func NewLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 		return nil, err
 	}
 	l := &Load{cfg: cfg, base: time.Now(), peers: map[netaddr.Family]*peerSock{}}
+	poller, err := newClientPoller()
+	if err != nil {
+		return nil, err
+	}
+	l.poller = poller
+	l.wg.Add(1)
+	go l.pollClients(poller)
 	for _, p := range cfg.Paths {
 		if l.peers[p.Relay] != nil {
 			continue
@@ -178,14 +185,17 @@ func NewLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 	return l, nil
 }
 
-// open dials one call, starts its receivers and warms it up.
+// open dials one call, adds its client leg to the poller, sets up the
+// allocation and warms it up.
 func (l *Load) open(ctx context.Context, c *call) error {
 	if err := c.dial(ctx, &l.cfg); err != nil {
 		c.close()
 		return err
 	}
-	l.wg.Add(1)
-	go l.receiveClient(c)
+	if err := l.poller.add(c); err != nil {
+		c.close()
+		return err
+	}
 	if err := c.allocate(ctx); err != nil {
 		return err
 	}
@@ -195,53 +205,6 @@ func (l *Load) open(ctx context.Context, c *call) error {
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return c.warmUp(wctx)
-}
-
-// dataIndication is the STUN message type of a TURN Data indication.
-var dataIndication = stun.NewType(stun.MethodData, stun.ClassIndication).Value()
-
-// receiveClient is the client leg's only reader (pion's own Listen loop is
-// not used): it reads a datagram with its kernel receive time, hands it to
-// pion (responses complete transactions; ChannelData and Data indications
-// are decoded and queued on the relayed conn) and, for data, takes the
-// payload straight back from the relayed conn, which cannot block because
-// pion queued it synchronously. One goroutine per client leg, no hand-off.
-func (l *Load) receiveClient(c *call) {
-	defer l.wg.Done()
-	buf := make([]byte, 1500)
-	pay := make([]byte, 1500)
-	oob := make([]byte, oobSize)
-	for {
-		n, oobn, _, from, err := c.sock.ReadMsgUDP(buf, oob)
-		if err != nil {
-			return // closed
-		}
-		arrived, ok := rxTime(oob[:oobn])
-		if !ok {
-			arrived = wallNow()
-		}
-		b := buf[:n]
-		isData := isChannelData(b)
-		if isData {
-			c.chanIn.Add(1)
-		} else {
-			c.stunIn.Add(1)
-			isData = stun.IsMessage(b) && binary.BigEndian.Uint16(b[0:2]) == dataIndication
-		}
-		if _, err := c.client.HandleInbound(b, from); err != nil {
-			l.clientInErrors.Add(1)
-			continue
-		}
-		rc := c.relayed.Load()
-		if !isData || rc == nil {
-			continue
-		}
-		m, _, err := (*rc).ReadFrom(pay)
-		if err != nil {
-			return // closed
-		}
-		l.accept(&c.down, c.ssrc(false), pay[:m], arrived, &l.hDown, &l.warmDown)
-	}
 }
 
 func (l *Load) accept(s *stream, want uint32, b []byte, now time.Duration, h *Histogram, warm *atomic.Uint64) {
@@ -437,6 +400,9 @@ func (l *Load) Close() {
 		wg.Wait()
 		for _, p := range l.peers {
 			_ = p.conn.Close()
+		}
+		if l.poller != nil {
+			l.poller.close()
 		}
 		l.wg.Wait()
 	})

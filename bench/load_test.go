@@ -58,11 +58,11 @@ func runTinyLoad(t *testing.T, v4, v6 netip.AddrPort, user, pass, realm string, 
 	if got := tr.ChannelDataOut - before.chanOut; got != want {
 		t.Errorf("client legs wrote %d ChannelData messages during the run, want %d", got, want)
 	}
-	// Warm-up packets still in flight when the run began arrive as
-	// ChannelData too; they are counted apart and excluded here.
-	lateWarm := load.setupCounts().warmDown - before.warmDown
-	if got := tr.ChannelDataIn - before.chanIn - lateWarm; got != want {
-		t.Errorf("client legs read %d ChannelData messages during the run (%d late warm-ups excluded), want %d", got, lateWarm, want)
+	// Every packet the client legs received over the load's whole life
+	// (warm-ups included) came as ChannelData, none as a Data indication.
+	after := load.setupCounts()
+	if got, want := tr.ChannelDataIn, tr.Down.Received+tr.Down.Duplicates+after.warmDown; got != want {
+		t.Errorf("client legs read %d ChannelData messages, want %d (%d measured + %d warm-up packets)", got, want, tr.Down.Received+tr.Down.Duplicates, after.warmDown)
 	}
 	if tr.StunOut != before.stunOut {
 		t.Errorf("client legs wrote %d STUN messages during the run, want 0", tr.StunOut-before.stunOut)

@@ -175,7 +175,7 @@ func PinSelf(cpus ...int) (string, func(), error) {
 	if err := pinPID(os.Getpid(), cpus...); err != nil {
 		return "unpinned", func() {}, fmt.Errorf("bench: pin generator to cpus %v: %w", cpus, err)
 	}
-	prev := runtime.GOMAXPROCS(len(cpus) + 1)
+	prev := runtime.GOMAXPROCS(len(cpus))
 	undo := func() {
 		runtime.GOMAXPROCS(prev)
 		restoreAffinity(old)

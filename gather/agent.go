@@ -43,6 +43,11 @@ const (
 	disconnectedTimeout = 5 * time.Second
 	consentTimeout      = 30 * time.Second
 	checkInterval       = 100 * time.Millisecond
+	// remoteCandidateWait bounds how long Connect waits for pion/ice to
+	// register the peer's candidates (it does so asynchronously, in
+	// microseconds normally), polling every remoteCandidatePoll.
+	remoteCandidateWait = 500 * time.Millisecond
+	remoteCandidatePoll = 2 * time.Millisecond
 	// relayAcceptanceMinWait is how long the controlling agent waits for a
 	// better pair before nominating a relayed one.
 	relayAcceptanceMinWait = 500 * time.Millisecond
@@ -114,6 +119,9 @@ func NewAgent(cfg Config) (*Agent, error) {
 		ice.WithDisconnectedTimeout(disconnectedTimeout),
 		ice.WithFailedTimeout(consentTimeout),
 		ice.WithCheckInterval(checkInterval),
+		// Give a better-priority pair one check round before a host pair
+		// is nominated, so IPv6 wins over IPv4 when both work (RFC 8421).
+		ice.WithHostAcceptanceMinWait(checkInterval),
 		// pion waits 2 s before nominating a relayed pair by default;
 		// when only relayed pairs work (the cross-family case) that is
 		// pure call-setup delay.

@@ -241,6 +241,23 @@ func (a *Agent) Connect(ctx context.Context) (*MediaConn, error) {
 }
 
 func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bool) (*MediaConn, error) {
+	// Remote candidates go in first, and we wait until pion has them all
+	// before our sockets start answering checks. Otherwise the peer's first
+	// check can arrive before its candidate is known, pion learns it as
+	// peer-reflexive with a lower priority, and a worse pair (an IPv4 one
+	// where IPv6 was preferred, RFC 8421) can win.
+	added := 0
+	for _, rc := range m.Candidates {
+		if rc.Component() != rtpComponent {
+			continue
+		}
+		if err := a.ice.AddRemoteCandidate(rc); err != nil {
+			a.log.Debug().Err(err).Str("candidate", rc.String()).Msg("remote candidate skipped")
+			continue
+		}
+		added++
+	}
+	a.awaitRemoteCandidates(ctx, added)
 	a.mu.Lock()
 	cands := slices.Clone(a.cands)
 	a.mu.Unlock()
@@ -256,17 +273,6 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 		// not take this one, so Close releases it.
 		a.log.Debug().Err(err).Str("candidate", lc.addr.String()).Msg("local candidate not added")
 	}
-	added := 0
-	for _, rc := range m.Candidates {
-		if rc.Component() != rtpComponent {
-			continue
-		}
-		if err := a.ice.AddRemoteCandidate(rc); err != nil {
-			a.log.Debug().Err(err).Str("candidate", rc.String()).Msg("remote candidate skipped")
-			continue
-		}
-		added++
-	}
 	a.log.Debug().Int("local", len(cands)).Int("remote", added).Bool("controlling", controlling).Msg("ICE checks start")
 	var conn *ice.Conn
 	var err error
@@ -279,6 +285,33 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 		return nil, fmt.Errorf("gather: connect: ICE (controlling=%t, %d remote candidates): %w", controlling, added, err)
 	}
 	return &MediaConn{agent: a, iceConn: conn}, nil
+}
+
+// awaitRemoteCandidates waits until pion/ice, which adds remote candidates
+// on its own goroutine, holds at least want of them, or until a bound of
+// remoteCandidateWait or ctx ends. Reaching the bound is not an error: the
+// checks then merely start with fewer known candidates.
+func (a *Agent) awaitRemoteCandidates(ctx context.Context, want int) {
+	if want == 0 {
+		return
+	}
+	deadline := time.NewTimer(remoteCandidateWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(remoteCandidatePoll)
+	defer tick.Stop()
+	for {
+		if have, err := a.ice.GetRemoteCandidates(); err != nil || len(have) >= want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			a.log.Debug().Int("want", want).Msg("remote candidates not all registered in time")
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func (a *Agent) connectLegacy(m *sdpcand.Media) (*MediaConn, error) {

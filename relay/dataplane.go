@@ -24,6 +24,14 @@ import (
 // "false"): pion then relays every datagram itself, for comparisons.
 const dataPlaneEnv = "ISTHMUS_DATAPLANE"
 
+// dataPlaneCoalesceEnv sets the data plane's Coalesce (a Go duration, e.g.
+// "200us"; "0" disables it), overriding defaultCoalesce.
+const dataPlaneCoalesceEnv = "ISTHMUS_DATAPLANE_COALESCE"
+
+// defaultCoalesce is how long a busy worker lets datagrams gather before it
+// polls again (see dataplane.Config.Coalesce).
+const defaultCoalesce = 0
+
 // planeSyncEvery is how often the data plane's per-core counters are added
 // into the relay's own isthmus_relay_* counters.
 const planeSyncEvery = 250 * time.Millisecond
@@ -37,8 +45,18 @@ func dataPlaneHooks(s *Server) hooks {
 		s.log.Info().Str("env", dataPlaneEnv).Msg("data plane off: pion relays every datagram")
 		return h
 	}
+	coalesce := time.Duration(defaultCoalesce)
+	if v := os.Getenv(dataPlaneCoalesceEnv); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			s.log.Warn().Str("env", dataPlaneCoalesceEnv).Str("value", v).Msg("data plane: bad coalesce duration, ignored")
+		} else {
+			coalesce = d
+		}
+	}
 	plane, err := dataplane.New(dataplane.Config{
-		Logger: s.log,
+		Logger:   s.log,
+		Coalesce: coalesce,
 		BandwidthFunc: func() int64 {
 			if l := s.limits.Load(); l != nil {
 				return int64(l.bandwidth)

@@ -80,25 +80,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// knownIssues are checks that fail because of a bug in another package,
-// described in the demo's report to the package owner: the test logs them
-// instead of failing, and every other check of the scenario still counts.
-// Delete the entry as soon as the bug is fixed.
-var knownIssues = map[string]string{
-	CheckIPv6Preferred: "gather: the offerer hands pion its local candidates before the remote ones, so the " +
-		"answerer's first (IPv6) check makes a peer-reflexive remote of lower priority and the IPv4 host pair " +
-		"wins about half the runs; see docs/demo.md, Known issue",
-}
-
-func knownIssue(check string) (string, bool) {
-	for prefix, why := range knownIssues {
-		if strings.HasPrefix(check, prefix) {
-			return why, true
-		}
-	}
-	return "", false
-}
-
 func requirePassed(t *testing.T, r *Result) {
 	t.Helper()
 	if errors.Is(r.Err, ErrSkipped) {
@@ -112,16 +93,12 @@ func requirePassed(t *testing.T, r *Result) {
 	}
 	failed := false
 	for _, c := range r.Checks {
-		why, known := knownIssue(c.Name)
-		switch {
-		case c.OK:
+		if c.OK {
 			t.Logf("ok   %s: %s", c.Name, c.Detail)
-		case known:
-			t.Logf("KNOWN ISSUE %s: %s (%s)", c.Name, c.Detail, why)
-		default:
-			failed = true
-			t.Errorf("FAIL %s: %s", c.Name, c.Detail)
+			continue
 		}
+		failed = true
+		t.Errorf("FAIL %s: %s", c.Name, c.Detail)
 	}
 	if failed {
 		t.Logf("offer:\n%s\nanswer:\n%s", r.Offer, r.Answer)
