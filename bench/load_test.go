@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -74,4 +75,46 @@ func TestLoadAgainstPionServer(t *testing.T) {
 	srv := startPionServer(t)
 	tr := runTinyLoad(t, srv.v4, srv.v6, testUser, testPass, testRealm, 5, time.Second)
 	t.Logf("up %+v", tr.Up)
+}
+
+// TestPeerLegRejectsWrongSource checks that a bench packet reaching the
+// shared peer socket from anywhere but its call's relayed address is not
+// counted as received (it is counted as misrouted).
+func TestPeerLegRejectsWrongSource(t *testing.T) {
+	srv := startPionServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	load, err := NewLoad(ctx, LoadConfig{
+		Server4: srv.v4, Server6: srv.v6,
+		Username: testUser, Password: testPass, Realm: testRealm,
+		Calls: 2, Paths: []Path{PathV6toV4},
+	})
+	if err != nil {
+		t.Fatalf("NewLoad: %v", err)
+	}
+	t.Cleanup(load.Close)
+	c := load.calls[0]
+	spoofer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spoofer.Close()
+	buf := make([]byte, PacketSize)
+	n, _ := marshalPacket(buf, c.ssrc(true), 1_000_000, wallNow())
+	before := load.misrouted.Load()
+	if _, err := spoofer.WriteToUDP(buf[:n], c.peerAddr); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for load.misrouted.Load() == before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // polling a counter, bounded by the deadline
+	}
+	if got := load.misrouted.Load() - before; got != 1 {
+		t.Fatalf("misrouted grew by %d, want 1", got)
+	}
+	c.up.mu.Lock()
+	defer c.up.mu.Unlock()
+	if c.up.received != 0 {
+		t.Errorf("spoofed packet counted as received: %d", c.up.received)
+	}
 }

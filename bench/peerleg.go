@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
@@ -70,6 +71,7 @@ func (l *Load) receivePeer(p *peerSock) {
 		ms[i].OOB = make([]byte, oobSize)
 	}
 	for {
+		runtime.Gosched() // see pollClients
 		n, err := p.batch.ReadBatch(ms, 0)
 		if err != nil {
 			return // closed

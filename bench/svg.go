@@ -99,10 +99,21 @@ func (r *Report) drawPanel(b *strings.Builder, p *panel, steps []int) {
 		fmt.Fprintf(b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ddd"/><text x="%.0f" y="%.1f" text-anchor="end">%s</text>`+"\n",
 			p.x0, y, p.x0+p.w, y, p.x0-4, y+4, label)
 	}
+	if g := r.firstGeneratorBound(); g > 0 {
+		// Shade where the generator, not only the relay, was saturated.
+		x := p.px(float64(g)) - 6
+		fmt.Fprintf(b, `<rect x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="#f1f1f1"/><text x="%.1f" y="%.0f" fill="#777" font-size="10">generator saturated</text>`+"\n",
+			x, p.y0+1, p.x0+p.w-x-1, p.h-2, x+3, p.y0+12)
+	}
+	lastLabel := math.Inf(-1)
 	for _, c := range steps {
 		x := p.px(float64(c))
-		fmt.Fprintf(b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#eee"/><text x="%.1f" y="%.0f" text-anchor="middle">%d</text>`+"\n",
-			x, p.y0, x, p.y0+p.h, x, p.y0+p.h+16, c)
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#eee"/>`, x, p.y0, x, p.y0+p.h)
+		if x-lastLabel >= 34 { // skip labels that would overlap
+			fmt.Fprintf(b, `<text x="%.1f" y="%.0f" text-anchor="middle">%d</text>`, x, p.y0+p.h+16, c)
+			lastLabel = x
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="middle">calls</text>`+"\n", p.x0+p.w/2, p.y0+p.h+32)
 	ly := p.py(p.limit)
@@ -125,4 +136,18 @@ func (r *Report) drawPanel(b *strings.Builder, p *panel, steps []int) {
 			fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2" stroke-dasharray="%s"/>`+"\n", strings.Join(pts, " "), col, dash)
 		}
 	}
+}
+
+// firstGeneratorBound is the smallest step at which any relay's run had a
+// saturated generator, 0 if none.
+func (r *Report) firstGeneratorBound() int {
+	first := 0
+	for _, rr := range r.Relays {
+		for _, s := range rr.Steps {
+			if s.GeneratorBound && (first == 0 || s.Calls < first) {
+				first = s.Calls
+			}
+		}
+	}
+	return first
 }

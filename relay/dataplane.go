@@ -14,23 +14,16 @@ import (
 
 // The forwarding data plane (internal/dataplane, issue 5) owns the hot
 // path: per-core workers read the listener and relay sockets with batched
-// I/O and relay ChannelData on bound channels both ways themselves; pion
-// still gets every other datagram (STUN, Send/Data indications, TCP
-// clients' peers) through the wrapped sockets, and tells the plane through
-// its EventHandler when allocations, permissions and channels come and go.
-// It plugs into the seam in hooks.go.
+// I/O and relay ChannelData on bound channels and Send/Data indications,
+// both ways, themselves; pion still gets every other datagram (STUN
+// requests, TCP clients' traffic) through the wrapped sockets, and tells the
+// plane through its EventHandler when allocations, permissions and channels
+// come and go. It plugs into the seam in hooks.go; docs/dataplane.md has the
+// design.
 
 // dataPlaneEnv switches the data plane off when set to "off" (or "0",
 // "false"): pion then relays every datagram itself, for comparisons.
 const dataPlaneEnv = "ISTHMUS_DATAPLANE"
-
-// dataPlaneCoalesceEnv sets the data plane's Coalesce (a Go duration, e.g.
-// "200us"; "0" disables it), overriding defaultCoalesce.
-const dataPlaneCoalesceEnv = "ISTHMUS_DATAPLANE_COALESCE"
-
-// defaultCoalesce is how long a busy worker lets datagrams gather before it
-// polls again (see dataplane.Config.Coalesce).
-const defaultCoalesce = 0
 
 // planeSyncEvery is how often the data plane's per-core counters are added
 // into the relay's own isthmus_relay_* counters.
@@ -45,18 +38,8 @@ func dataPlaneHooks(s *Server) hooks {
 		s.log.Info().Str("env", dataPlaneEnv).Msg("data plane off: pion relays every datagram")
 		return h
 	}
-	coalesce := time.Duration(defaultCoalesce)
-	if v := os.Getenv(dataPlaneCoalesceEnv); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			s.log.Warn().Str("env", dataPlaneCoalesceEnv).Str("value", v).Msg("data plane: bad coalesce duration, ignored")
-		} else {
-			coalesce = d
-		}
-	}
 	plane, err := dataplane.New(dataplane.Config{
-		Logger:   s.log,
-		Coalesce: coalesce,
+		Logger: s.log,
 		BandwidthFunc: func() int64 {
 			if l := s.limits.Load(); l != nil {
 				return int64(l.bandwidth)
@@ -69,7 +52,8 @@ func dataPlaneHooks(s *Server) hooks {
 		return h
 	}
 	registered := s.reg.Register(plane) == nil
-	sync := startPlaneSync(plane, s.metrics)
+	ps := startPlaneSync(plane, s.metrics)
+	s.log.Info().Int("workers", plane.Workers()).Msg("data plane on: per-core forwarding of channels and indications")
 
 	h.wrapListener = func(c *net.UDPConn) net.PacketConn {
 		conn, err := plane.Listener(c)
@@ -90,7 +74,7 @@ func dataPlaneHooks(s *Server) hooks {
 	h.events = plane.EventHandler(turn.EventHandler{})
 	h.close = func() error {
 		err := plane.Close()
-		sync.stop()
+		ps.stop()
 		if registered {
 			s.reg.Unregister(plane)
 		}

@@ -99,6 +99,11 @@ func (b *fdBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 		hd.Hdr.Flags = 0
 		hd.Len = 0
 	}
+	if hi-lo == 1 {
+		// One datagram (the usual client-to-peer case: one per relay
+		// socket): sendto skips sendmmsg's per-message header copies.
+		return b.sendOne(&ms.M[lo], &h.names[lo], h.hdrs[lo].Hdr.Namelen)
+	}
 	sent := 0
 	var lastErr error
 	for i := lo; i < hi; {
@@ -120,6 +125,23 @@ func (b *fdBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 		}
 	}
 	return sent, lastErr
+}
+
+func (b *fdBatch) sendOne(m *Message, sa *unix.RawSockaddrInet6, salen uint32) (int, error) {
+	for {
+		_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(b.fd),
+			uintptr(unsafe.Pointer(unsafe.SliceData(m.Buf))), uintptr(len(m.Buf)),
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(sa)), uintptr(salen))
+		switch errno {
+		case 0:
+			return 1, nil
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return 0, nil
+		default:
+			return 0, errno
+		}
+	}
 }
 
 // addrPortFromSockaddr decodes a sockaddr_in or sockaddr_in6 without

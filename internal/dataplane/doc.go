@@ -1,8 +1,8 @@
 // Package dataplane is the relay's forwarding data plane: per-core loops
-// that move TURN ChannelData between clients and peers with batched
-// socket I/O, no heap allocation and no lock shared across cores per
-// packet, while pion/turn stays the control plane (Allocate, Refresh,
-// CreatePermission, ChannelBind, Send/Data indications, TCP clients).
+// that move TURN ChannelData and Send/Data indications between clients and
+// peers with batched socket I/O, no heap allocation and no lock shared
+// across cores per packet, while pion/turn stays the control plane
+// (Allocate, Refresh, CreatePermission, ChannelBind, STUN, TCP clients).
 //
 // # Shape
 //
@@ -33,10 +33,11 @@
 //     permission. The per-allocation token bucket enforces the bandwidth
 //     quota; per-allocation atomics and per-core counters count it.
 //  4. The slot is rewritten in place (buffer = the data after the header,
-//     address = the peer) and sent on the allocation's relay socket with
-//     sendmmsg (consecutive datagrams for one relay socket share a call).
-//     Anything that is not ChannelData (STUN) is copied to the listener's
-//     slow-path queue, where pion's ReadFrom picks it up.
+//     address = the peer) and sent on the allocation's relay socket
+//     (consecutive datagrams for one relay socket share a sendmmsg).
+//     A Send indication takes the same way, decoded in place by pion/stun.
+//     Anything else (STUN requests) is copied to the listener's slow-path
+//     queue, where pion's ReadFrom picks it up.
 //
 // # A packet's walk, peer to client
 //
@@ -49,11 +50,18 @@
 //  3. The relay socket points at its allocation; the peer must hold a
 //     permission, else the datagram is dropped and counted. A bound channel
 //     gets the ChannelData header written in front (no padding over UDP);
-//     a permitted peer without a channel goes to pion's queue, and pion
-//     sends a Data indication.
+//     for a permitted peer without a channel, pion/stun encodes a Data
+//     indication around the data in the same slot.
 //  4. After all ready sockets are read, each batch leaves in one sendmmsg on
 //     the worker's own listener socket for that address: one syscall for
 //     many allocations.
+//
+// # Waiting
+//
+// A worker does not park a thread in epoll_wait: its epoll descriptor is
+// itself registered with Go's netpoller, and the worker polls it without
+// blocking, serves what is ready, and returns to the netpoller once every
+// read came back short.
 //
 // # Lifetimes
 //

@@ -39,21 +39,15 @@ func (w *worker) begin() {
 }
 
 // end finishes a wake-up: ChannelData queued toward clients goes out in one
-// sendmmsg per listener socket, and the tallies are published. It returns
-// how many datagrams the wake-up relayed.
-func (w *worker) end() int {
+// sendmmsg per listener socket, and the tallies are published.
+func (w *worker) end() {
 	for idx := range w.txN {
 		if w.txN[idx] > 0 {
 			w.flush(idx)
 		}
 	}
-	relayed := 0
-	for i := ctrPackets; i < ctrPackets+numDirs*4; i++ {
-		relayed += int(w.ctr[i])
-	}
 	w.stats.publish(&w.ctr)
 	w.snap = nil
-	return relayed
 }
 
 func (w *worker) drop(r DropReason, n int) { w.ctr[ctrDrops+int(r)] += uint64(n) }

@@ -47,12 +47,6 @@ type Config struct {
 	// (on pion's event, never per packet) instead of BandwidthLimit, so a
 	// relay that reloads its limits needs no extra call.
 	BandwidthFunc func() int64
-	// Coalesce, when positive, is how long a worker that just relayed
-	// datagrams waits for more before it polls again, instead of parking
-	// and being woken per datagram: a little added latency for far fewer
-	// wake-ups and syscalls per datagram under load. Idle workers still
-	// park. 0 disables it.
-	Coalesce time.Duration
 	// Logger receives control-plane events (never per-packet).
 	Logger zerolog.Logger
 }
@@ -143,6 +137,13 @@ func (p *Plane) bandwidthLimit() int64 {
 		return min(max(p.cfg.BandwidthFunc(), 0), maxQuotaRate)
 	}
 	return p.bandwidth.Load()
+}
+
+// Workers returns the number of forwarding loops.
+func (p *Plane) Workers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.workers)
 }
 
 // now is the plane's monotonic clock in nanoseconds.

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -70,12 +69,7 @@ type epollState struct {
 	exited     chan struct{}
 	started    bool
 	stopping   bool // a stop command was processed
-	wakePkts   int  // datagrams relayed in the last wake-up
 }
-
-// coalesceMinPackets is how many datagrams one wake-up must relay before the
-// worker waits Config.Coalesce for more instead of parking.
-const coalesceMinPackets = 2
 
 func (w *worker) initEpollState() {
 	w.epfd, w.evfd = -1, -1
@@ -175,13 +169,6 @@ func (w *worker) run() {
 			if more {
 				continue
 			}
-			if w.p.cfg.Coalesce > 0 && w.wakePkts >= coalesceMinPackets {
-				// Traffic is flowing: let datagrams gather for a moment
-				// so the next wake-up serves many sockets at once (one
-				// epoll_wait and one sendmmsg toward clients for all).
-				time.Sleep(w.p.cfg.Coalesce)
-				continue
-			}
 			// Every socket read came back short, so each one that gets
 			// a datagram from now on wakes the epoll descriptor again:
 			// park without one more empty epoll_wait.
@@ -239,7 +226,7 @@ func (w *worker) wake(n int) (more bool) {
 			w.serveRelay(c)
 		}
 	}
-	w.wakePkts = w.end()
+	w.end()
 	if ring && w.commands() {
 		w.stopping = true
 	}
