@@ -61,10 +61,10 @@ func ParsePath(s string) (Path, error) {
 // warmupSSRCBit marks warm-up packets so receivers do not count them.
 const warmupSSRCBit = 1 << 31
 
-// channelDataOut and friends classify what a client socket carries, so the
-// bench can prove that steady-state traffic is ChannelData: the first two bits
-// of a ChannelData message are 01, of a STUN message 00 (RFC 8656 section 12,
-// RFC 7983).
+// isChannelData classifies what a client socket carries, so the bench can
+// prove that steady-state traffic is ChannelData: the first two bits of a
+// ChannelData message are 01, of a STUN message 00 (RFC 8656 section 12,
+// RFC 7983). Only this demultiplexing bit test is ours; pion decodes.
 func isChannelData(b []byte) bool { return len(b) > 0 && b[0]&0xC0 == 0x40 }
 
 // clientSock is the TURN client leg's UDP socket, wrapped to count what pion
@@ -96,6 +96,8 @@ type stream struct {
 	// and read after it stopped.
 	sent       uint64
 	sendErrors uint64
+	// skipped counts packets the sender dropped for being too late.
+	skipped uint64
 }
 
 func (s *stream) record(st stamp, arrived time.Duration, h *Histogram) {
@@ -145,8 +147,12 @@ type call struct {
 	// poller the poller (nil until added).
 	fd     int32
 	poller *clientPoller
+	// serverUDP is the relay's address this call's client leg uses.
+	serverUDP *net.UDPAddr
 }
 
+// ssrc is the RTP SSRC of one direction of the call: the call index shifted
+// left once, low bit set for peer->client. Receivers find the call by it.
 func (c *call) ssrc(up bool) uint32 {
 	s := uint32(c.id) << 1 & 0x7FFFFFFF
 	if !up {
@@ -194,6 +200,7 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	_ = conn.SetReadBuffer(sockBuf)
 	_ = conn.SetWriteBuffer(sockBuf)
 	c.sock = &clientSock{UDPConn: conn}
+	c.serverUDP = net.UDPAddrFromAddrPort(server)
 	c.rxStamps = enableRxTimestamps(conn) == nil
 
 	c.peerAddr = c.peer.addr

@@ -142,7 +142,11 @@ func (l *Load) drainClient(p *clientPoller, fd int32, buf, pay, oob []byte) {
 		if !ok {
 			arrived = wallNow()
 		}
-		l.clientDatagram(c, buf[:n], udpAddrOf(from), arrived, pay)
+		src := c.serverUDP // pion ignores the source of ChannelData
+		if !isChannelData(buf[:n]) {
+			src = udpAddrOf(from)
+		}
+		l.clientDatagram(c, buf[:n], src, arrived, pay)
 	}
 }
 

@@ -30,6 +30,7 @@ type Figures struct {
 	InErrs       float64 `json:"in_errors"`
 	GenCPUPct    float64 `json:"generator_cpu_pct"`
 	SendLateMs   float64 `json:"send_late_p99_ms"`
+	SkippedPct   float64 `json:"skipped_late_pct"`
 }
 
 // column names one figure for tables: its label, a printf format, and how to
@@ -63,6 +64,7 @@ var columns = []column{
 	{"drops at generator sockets", "%.0f", func(f *Figures) *float64 { return &f.GenDrops }},
 	{"generator CPU % of one core", "%.1f", func(f *Figures) *float64 { return &f.GenCPUPct }},
 	{"generator send lateness p99 ms", "%.3f", func(f *Figures) *float64 { return &f.SendLateMs }},
+	{"generator skipped (> 20 ms late) %", "%.3f", func(f *Figures) *float64 { return &f.SkippedPct }},
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -88,6 +90,9 @@ func (r *StepResult) figures() Figures {
 		SetupPerSec: r.Setup.RatePerSec,
 		RelayDrops:  float64(r.RelayDrops),
 		GenDrops:    float64(r.GeneratorDrops),
+	}
+	if sched := t.All.Sent + t.All.SendErrors + t.All.Skipped; sched > 0 {
+		f.SkippedPct = 100 * float64(t.All.Skipped) / float64(sched)
 	}
 	if r.Error != "" && t.All.Sent == 0 {
 		// The step never ran: count it as total loss so it fails.

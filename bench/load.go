@@ -307,6 +307,11 @@ func (l *Load) Run(ctx context.Context, d time.Duration) (Traffic, error) {
 	return t, ctx.Err()
 }
 
+// maxLate is how far behind schedule a packet may go out; later ones are
+// skipped and counted (Traffic.Skipped), and the step is marked
+// generator-bound.
+const maxLate = PacketInterval
+
 // sendSlack is how early an event may go out: events due within it are sent
 // at once instead of sleeping for each, which bounds timer wake-ups to about
 // 4000 a second per sender whatever the call count, at the cost of pacing
@@ -351,6 +356,17 @@ func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Durati
 			}
 			late.Record(now - due)
 			c := e.c
+			if now-due > maxLate {
+				// A packet more than a period overdue is skipped, not sent
+				// in a catch-up burst: a stalled generator must not turn
+				// into a burst that overflows the relay's buffers.
+				if e.up {
+					c.up.skipped++
+				} else {
+					c.down.skipped++
+				}
+				continue
+			}
 			if e.up {
 				l.sendUp(c, buf)
 				continue

@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -35,8 +37,10 @@ func runTinyLoad(t *testing.T, v4, v6 netip.AddrPort, user, pass, realm string, 
 	perStream := uint64(d / PacketInterval)
 	want := uint64(calls) * perStream
 	for name, ds := range map[string]DirStats{"up": tr.Up, "down": tr.Down} {
-		if ds.Sent != want {
-			t.Errorf("%s: sent %d packets, want %d (%d calls x %d)", name, ds.Sent, want, calls, perStream)
+		// A stalled test machine may make the generator skip packets
+		// that are over 20 ms late; those are not sent, and counted.
+		if ds.Sent+ds.Skipped != want {
+			t.Errorf("%s: sent %d + skipped %d packets, want %d (%d calls x %d)", name, ds.Sent, ds.Skipped, want, calls, perStream)
 		}
 		if ds.Received != ds.Sent || ds.Lost != 0 || ds.LossPct != 0 {
 			t.Errorf("%s: received %d of %d (lost %d, %.3f%%), want all", name, ds.Received, ds.Sent, ds.Lost, ds.LossPct)
@@ -56,8 +60,8 @@ func runTinyLoad(t *testing.T, v4, v6 netip.AddrPort, user, pass, realm string, 
 	}
 	// Steady state: every measured client-leg packet went out as ChannelData
 	// and came back as ChannelData; STUN traffic did not grow during the run.
-	if got := tr.ChannelDataOut - before.chanOut; got != want {
-		t.Errorf("client legs wrote %d ChannelData messages during the run, want %d", got, want)
+	if got := tr.ChannelDataOut - before.chanOut; got != tr.Up.Sent {
+		t.Errorf("client legs wrote %d ChannelData messages during the run, want %d", got, tr.Up.Sent)
 	}
 	// Every packet the client legs received over the load's whole life
 	// (warm-ups included) came as ChannelData, none as a Data indication.
@@ -116,5 +120,37 @@ func TestPeerLegRejectsWrongSource(t *testing.T) {
 	defer c.up.mu.Unlock()
 	if c.up.received != 0 {
 		t.Errorf("spoofed packet counted as received: %d", c.up.received)
+	}
+}
+
+// TestLoadCloseLeavesNoGoroutines checks that Close stops every goroutine
+// the load started (readers, pion's timers) and releases its sockets.
+func TestLoadCloseLeavesNoGoroutines(t *testing.T) {
+	srv := startPionServer(t)
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	load, err := NewLoad(ctx, LoadConfig{
+		Server4: srv.v4, Server6: srv.v6,
+		Username: testUser, Password: testPass, Realm: testRealm,
+		Calls: 4,
+	})
+	if err != nil {
+		t.Fatalf("NewLoad: %v", err)
+	}
+	if _, err := load.Run(ctx, 100*time.Millisecond); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := load.Run(ctx, time.Millisecond); !errors.Is(err, ErrAlreadyRan) {
+		t.Errorf("second Run: %v, want ErrAlreadyRan", err)
+	}
+	load.Close()
+	load.Close() // idempotent
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling a count, bounded by the deadline
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after Close, %d before NewLoad", n, before)
 	}
 }

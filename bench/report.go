@@ -52,14 +52,19 @@ type StepSummary struct {
 	Pass   bool         `json:"pass"`
 	Reason string       `json:"reason,omitempty"`
 	// GeneratorBound is set when the generator used at least
-	// GeneratorSaturatedPct of its CPU (median): the load, not only the
+	// GeneratorSaturatedPct of its CPU or skipped more than
+	// GeneratorSkippedPct of its packets (medians): the load, not only the
 	// relay, was at its limit.
 	GeneratorBound bool `json:"generator_bound"`
 }
 
 // GeneratorSaturatedPct is the generator CPU use (percent of one core) from
-// which a step counts as generator-bound.
-const GeneratorSaturatedPct = 90
+// which a step counts as generator-bound; so does a step where the generator
+// skipped more than GeneratorSkippedPct of its packets for being late.
+const (
+	GeneratorSaturatedPct = 90
+	GeneratorSkippedPct   = 1
+)
 
 // StepRatio is first/second relay for every figure at one step.
 type StepRatio struct {
@@ -141,7 +146,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, calls := range steps {
 		fmt.Fprintf(&b, "\n== %d calls ==\n", calls)
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		head := "figure\t"
+		// Pad labels so they read left-aligned in a right-aligned table.
+		lw := 0
+		for _, c := range columns[1:] {
+			lw = max(lw, len(c.label))
+		}
+		pad := func(s string) string { return fmt.Sprintf("%-*s", lw, s) }
+		head := pad("figure") + "\t"
 		for _, n := range names {
 			head += n + "\t"
 		}
@@ -160,7 +171,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 		}
 		for _, c := range columns[1:] {
-			line := c.label + "\t"
+			line := pad(c.label) + "\t"
 			for _, s := range sums {
 				if s == nil {
 					line += "-\t"
@@ -177,7 +188,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			fmt.Fprintln(tw, line)
 		}
-		line := "verdict\t"
+		line := pad("verdict") + "\t"
 		for _, s := range sums {
 			line += verdict(s) + "\t"
 		}
@@ -212,7 +223,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	_ = tw.Flush()
-	b.WriteString("(gen) = generator at >= 90% of its CPU: the load generator, not only the relay, was at its limit\n")
+	b.WriteString("(gen) = generator at >= 90% of its CPU or > 1% of its packets skipped for being > 20 ms late: the load generator, not only the relay, was at its limit\n")
 	for _, rr := range r.Relays {
 		fmt.Fprintf(&b, "capacity %s: %d calls%s\n", rr.Spec.Name, rr.Capacity, rr.CapacityNote)
 	}

@@ -159,7 +159,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			st.Median = median(figs)
 			st.Pass, st.Reason = cfg.Limits.judge(st)
-			st.GeneratorBound = st.Median.GenCPUPct >= GeneratorSaturatedPct
+			st.GeneratorBound = st.Median.GenCPUPct >= GeneratorSaturatedPct || st.Median.SkippedPct > GeneratorSkippedPct
 			rep.Relays[i].Steps = append(rep.Relays[i].Steps, st)
 			if st.Pass && !failed[i] {
 				rep.Relays[i].Capacity = calls

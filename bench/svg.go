@@ -102,8 +102,8 @@ func (r *Report) drawPanel(b *strings.Builder, p *panel, steps []int) {
 	if g := r.firstGeneratorBound(); g > 0 {
 		// Shade where the generator, not only the relay, was saturated.
 		x := p.px(float64(g)) - 6
-		fmt.Fprintf(b, `<rect x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="#f1f1f1"/><text x="%.1f" y="%.0f" fill="#777" font-size="10">generator saturated</text>`+"\n",
-			x, p.y0+1, p.x0+p.w-x-1, p.h-2, x+3, p.y0+12)
+		fmt.Fprintf(b, `<rect x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="#f1f1f1"/><text x="%.1f" y="%.0f" fill="#777" font-size="10" text-anchor="end">generator saturated (shaded)</text>`+"\n",
+			x, p.y0+1, p.x0+p.w-x-1, p.h-2, p.x0+p.w-3, p.y0+12)
 	}
 	lastLabel := math.Inf(-1)
 	for _, c := range steps {

@@ -10,6 +10,9 @@ type DirStats struct {
 	Duplicates uint64 `json:"duplicates"`
 	Reordered  uint64 `json:"reordered"`
 	SendErrors uint64 `json:"send_errors"`
+	// Skipped counts packets the generator did not send because it was
+	// more than one packet interval behind schedule (not part of Sent).
+	Skipped uint64 `json:"skipped_late"`
 	// LossPct is Lost/Sent in percent.
 	LossPct float64 `json:"loss_pct"`
 	// Latency quantiles of the added latency (arrival minus send time on the
@@ -80,6 +83,7 @@ func (l *Load) traffic(d time.Duration) Traffic {
 		Sent: t.Up.Sent + t.Down.Sent, Received: t.Up.Received + t.Down.Received,
 		Duplicates: t.Up.Duplicates + t.Down.Duplicates, Reordered: t.Up.Reordered + t.Down.Reordered,
 		SendErrors: t.Up.SendErrors + t.Down.SendErrors,
+		Skipped:    t.Up.Skipped + t.Down.Skipped,
 	}
 	finish(&t.All, &all, jAll)
 	return t
@@ -93,6 +97,7 @@ func addStream(d *DirStats, s *stream, jit *[]time.Duration) {
 	d.Duplicates += s.duplicates
 	d.Reordered += s.reordered
 	d.SendErrors += s.sendErrors
+	d.Skipped += s.skipped
 	*jit = append(*jit, s.jitter.Value())
 }
 

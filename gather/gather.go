@@ -17,6 +17,8 @@ import (
 
 // GatherStats says what one gathering found and what it gave up on.
 type GatherStats struct {
+	// Host, ServerReflexive and Relayed count the candidates of each type
+	// that were kept.
 	Host, ServerReflexive, Relayed int
 	// Redundant counts server-reflexive answers equal to their base (no
 	// NAT in between), dropped per RFC 8445 §5.1.3.

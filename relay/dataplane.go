@@ -72,6 +72,7 @@ func dataPlaneHooks(s *Server) hooks {
 		return conn
 	}
 	h.events = plane.EventHandler(turn.EventHandler{})
+	h.filterPeers = plane.SetPeerFilter
 	h.close = func() error {
 		err := plane.Close()
 		ps.stop()

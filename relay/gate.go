@@ -7,7 +7,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v4"
@@ -32,6 +34,10 @@ import (
 // passed through untouched.
 type gate struct {
 	srv *Server
+	// streamAuthTimeout (ns) bounds how long a TCP/TLS connection may stay
+	// open without an authenticated request (defaultStreamAuthTimeout;
+	// tests shorten it).
+	streamAuthTimeout atomic.Int64
 
 	mu     sync.Mutex
 	tokens map[string]tokenEntry // RESERVATION-TOKEN -> reserved port
@@ -59,6 +65,9 @@ func needsAuth(m stun.Method) bool {
 type verdict struct {
 	reply   []byte
 	rewrite []byte
+	// authed is true when the datagram was a request whose long-term
+	// credentials checked out.
+	authed bool
 }
 
 // inspect looks at one datagram from src. msg is a per-reader scratch
@@ -96,6 +105,7 @@ func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
 		return verdict{reply: buildError(msg, stun.CodeUnauthorized, nil, stun.NewRealm(creds.realm), nonce)}
 	}
 	v := g.authenticated(msg, mt.Method, src, userID, key, now)
+	v.authed = true
 	if v.reply == nil {
 		// pion handles it next and asks the AuthHandler for the key.
 		var user stun.Username
@@ -366,12 +376,21 @@ type gatedListener struct {
 // tlsHandshakeTimeout bounds a TLS client that never finishes its handshake.
 const tlsHandshakeTimeout = 10 * time.Second
 
+// defaultStreamAuthTimeout bounds how long a TCP or TLS connection may stay
+// open before it sends a request with valid credentials. pion keeps a
+// stream (a goroutine and two frame buffers) for as long as the client
+// keeps it open, so without a bound idle unauthenticated connections would
+// exhaust the relay's memory and descriptors. A real client authenticates
+// within a round trip or two of connecting.
+const defaultStreamAuthTimeout = 30 * time.Second
+
 func (l *gatedListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	gc := &gatedStreamConn{Conn: c, frames: turn.NewSTUNConn(c), l: l}
+	gc := &gatedStreamConn{Conn: c, frames: turn.NewSTUNConn(c), l: l,
+		authBy: time.Now().Add(time.Duration(l.gate.streamAuthTimeout.Load()))}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -416,7 +435,11 @@ type gatedStreamConn struct {
 	pending   []byte
 	msg       stun.Message
 	handshake bool
-	once      sync.Once
+	// authBy is when the connection is closed unless it has sent an
+	// authenticated request (authed) by then.
+	authBy time.Time
+	authed bool
+	once   sync.Once
 }
 
 func (c *gatedStreamConn) Read(p []byte) (int, error) {
@@ -444,14 +467,28 @@ func (c *gatedStreamConn) next() error {
 		c.buf = make([]byte, maxFrame)
 	}
 	for {
+		if !c.authed {
+			if err := c.Conn.SetReadDeadline(c.authBy); err != nil {
+				return err
+			}
+		}
 		n, addr, err := c.frames.ReadFrom(c.buf)
 		if err != nil {
+			if !c.authed && errors.Is(err, os.ErrDeadlineExceeded) {
+				c.l.gate.srv.metrics.drops.unauthenticatedStream.Inc()
+			}
 			return err
 		}
 		if n > len(c.buf) {
 			continue // cannot happen with maxFrame; never slice past the buffer
 		}
 		v := c.l.gate.inspect(c.buf[:n], addr, &c.msg)
+		if v.authed && !c.authed {
+			c.authed = true
+			if err := c.Conn.SetReadDeadline(time.Time{}); err != nil {
+				return err
+			}
+		}
 		switch {
 		case v.reply != nil:
 			if _, err := c.Conn.Write(v.reply); err != nil {

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"net"
+	"net/netip"
 
 	"github.com/pion/turn/v5"
 )
@@ -18,6 +19,10 @@ import (
 //     counters, bandwidth and the port pool);
 //   - events is chained after the relay's own EventHandler, so the data
 //     plane learns when allocations, permissions and channels come and go;
+//   - filterPeers gets the peer policy after a Reload, so the data plane
+//     stops relaying to permitted peers the new policy denies (pion's own
+//     relaying is filtered in relayConn); it returns how many permissions
+//     it suspended;
 //   - close runs at Server.Close after pion has stopped.
 //
 // The defaults pass the sockets through unchanged.
@@ -25,6 +30,7 @@ type hooks struct {
 	wrapListener func(c *net.UDPConn) net.PacketConn
 	wrapRelay    func(c *net.UDPConn, info relayInfo) net.PacketConn
 	events       turn.EventHandler
+	filterPeers  func(allowed func(netip.Addr) bool) int
 	close        func() error
 }
 
@@ -36,6 +42,7 @@ func defaultHooks() hooks {
 	return hooks{
 		wrapListener: func(c *net.UDPConn) net.PacketConn { return c },
 		wrapRelay:    func(c *net.UDPConn, _ relayInfo) net.PacketConn { return c },
+		filterPeers:  func(func(netip.Addr) bool) int { return 0 },
 		close:        func() error { return nil },
 	}
 }

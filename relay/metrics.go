@@ -38,6 +38,10 @@ type dropCounters struct {
 	gateReject   prometheus.Counter // answered by the request gate (401/403/400/440/442)
 	noPermission prometheus.Counter // a peer datagram with no permission (pion drops it)
 	oversized    prometheus.Counter // a client datagram over pion's 1600-byte MTU
+	peerPolicy   prometheus.Counter // to or from a permitted peer a reloaded policy denies
+	// unauthenticatedStream counts TCP/TLS connections closed for sending
+	// no authenticated request in time (defaultStreamAuthTimeout).
+	unauthenticatedStream prometheus.Counter
 }
 
 // metrics holds every collector of one Server.
@@ -116,6 +120,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		gateReject:   m.dropsVec.WithLabelValues("rejected_request"),
 		noPermission: m.dropsVec.WithLabelValues("no_permission"),
 		oversized:    m.dropsVec.WithLabelValues("oversized"),
+		peerPolicy:   m.dropsVec.WithLabelValues("peer_policy"),
+
+		unauthenticatedStream: m.dropsVec.WithLabelValues("unauthenticated_stream"),
 	}
 	for _, r := range []string{authUnknownUser, authExpired, authBadIntegrity, authWrongRealm, authMalformed} {
 		m.authFailures.WithLabelValues(r)

@@ -2,21 +2,32 @@ package relay
 
 import (
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
 // relayConn is the relay socket pion sees for one allocation. It counts
 // packets and bytes on counters bound once per family (atomic adds, no map
 // lookup or lock per packet), enforces the allocation's bandwidth with a
 // token bucket, and gives the port back to the pool when pion closes it.
+//
+// It also applies a peer policy reloaded after the allocation was made to
+// the datagrams pion relays itself (TCP clients, or no data plane): the
+// policy in force at creation is remembered, and only once Reload has
+// replaced it is each datagram's peer checked again (allocation-free).
 type relayConn struct {
 	net.PacketConn
 	ctr     *dirCounters
 	limit   *rate.Limiter // nil: unlimited
 	drops   *dropCounters
+	policy  *atomic.Pointer[netaddr.PeerPolicy]
+	born    *netaddr.PeerPolicy
 	once    sync.Once
 	onClose func()
 }
@@ -28,6 +39,8 @@ func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func())
 		PacketConn: s.hooks.wrapRelay(sock, info),
 		ctr:        s.metrics.dir[familyIndex(info.family)],
 		drops:      &s.metrics.drops,
+		policy:     &s.policy,
+		born:       s.policy.Load(),
 		onClose:    onClose,
 	}
 	if bw := s.limits.Load().bandwidth; bw > 0 {
@@ -46,6 +59,10 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, addr, err
 		}
+		if !c.peerAllowed(addr) {
+			c.drops.peerPolicy.Inc()
+			continue
+		}
 		if c.limit != nil && !c.limit.AllowN(time.Now(), n) {
 			c.drops.bandwidth.Inc()
 			continue
@@ -59,6 +76,10 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteTo sends a client's datagram to a peer, subject to the bandwidth
 // limit; an over-limit datagram is dropped, counted and reported as sent.
 func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if !c.peerAllowed(addr) {
+		c.drops.peerPolicy.Inc()
+		return len(b), nil
+	}
 	if c.limit != nil && !c.limit.AllowN(time.Now(), len(b)) {
 		c.drops.bandwidth.Inc()
 		return len(b), nil
@@ -71,6 +92,22 @@ func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		c.drops.sendError.Inc()
 	}
 	return n, err
+}
+
+// peerAllowed reports whether the peer policy still allows addr: always
+// while the policy the allocation was created under is in force (its
+// permissions were checked then).
+func (c *relayConn) peerAllowed(addr net.Addr) bool {
+	pol := c.policy.Load()
+	if pol == c.born {
+		return true
+	}
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	a, ok := netip.AddrFromSlice(ua.IP)
+	return ok && pol.Check(a).Allowed
 }
 
 // Close closes the socket and returns its port and quota, once.

@@ -98,6 +98,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		allocs:  allocTracker{live: map[string][2]netaddr.Family{}},
 	}
 	s.gate = &gate{srv: s}
+	s.gate.streamAuthTimeout.Store(int64(defaultStreamAuthTimeout))
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
 	}
@@ -205,14 +206,40 @@ func (s *Server) pickRelayIPs() error {
 			adv = e
 		}
 		s.relayIPs = append(s.relayIPs, relayIP{bind: ip, advertise: adv})
-		s.own = appendUnique(s.own, ip, adv)
 	}
-	for _, ap := range s.res.listen {
-		if !ap.Addr().IsUnspecified() {
-			s.own = appendUnique(s.own, ap.Addr())
+	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
+	return nil
+}
+
+// ownAddresses are the addresses the peer policy denies as the relay's own:
+// relay and advertised IPs, specific listen IPs, and, when a listener is a
+// wildcard (the default), every address of the host (ifAddrs): the relay
+// answers on all of them, so a peer there would loop the relay into itself
+// or reach, from inside, services the host's firewall keeps from the
+// Internet. Loopback addresses are left to the loopback rule; addresses
+// added to the host after start are not included.
+func ownAddresses(listen []netip.AddrPort, relays []relayIP, ifAddrs []netip.Addr) []netip.Addr {
+	var own []netip.Addr
+	for _, r := range relays {
+		own = appendUnique(own, r.bind, r.advertise)
+	}
+	wildcard := false
+	for _, ap := range listen {
+		if ap.Addr().IsUnspecified() {
+			wildcard = true
+		} else {
+			own = appendUnique(own, ap.Addr().Unmap())
 		}
 	}
-	return nil
+	if wildcard {
+		for _, a := range ifAddrs {
+			// Loopback stays with its own rule (allow_loopback_peers).
+			if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
+				own = appendUnique(own, a.Unmap().WithZone(""))
+			}
+		}
+	}
+	return own
 }
 
 func appendUnique(l []netip.Addr, as ...netip.Addr) []netip.Addr {
@@ -483,7 +510,8 @@ func (s *Server) Close() error {
 
 // Reload applies a new configuration without dropping allocations: users,
 // auth secrets, peer policy (allow/deny/loopback) and quotas are swapped
-// atomically. Fields that need a restart are left as they are and named
+// atomically. The new peer policy also applies to live permissions: traffic
+// to and from a peer it denies stops at once (the allocation stays). Fields that need a restart are left as they are and named
 // in an error wrapping ErrRestartRequired (the rest is still applied).
 func (s *Server) Reload(cfg Config) error {
 	if s.closed.Load() {
@@ -523,7 +551,12 @@ func (s *Server) Reload(cfg Config) error {
 	// The realm is fixed inside pion for the server's life, so keys are
 	// always computed with the running realm.
 	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
-	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
+	pol := newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own)
+	s.policy.Store(pol)
+	// Live permissions to peers the new policy denies stop relaying now
+	// (data plane here, pion's path in relayConn), rather than when they
+	// expire; the client's refresh of them is already answered 403.
+	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
 	kept := cfg
 	for _, name := range restart {
@@ -531,7 +564,8 @@ func (s *Server) Reload(cfg Config) error {
 	}
 	s.cfg = kept
 	s.log.Info().Int("users", len(res.users)).Int("auth_secrets", len(res.secrets)).
-		Int("allocations", s.liveAllocations()).Strs("needs_restart", restart).Msg("config reloaded")
+		Int("allocations", s.liveAllocations()).Int("permissions_suspended", suspended).
+		Strs("needs_restart", restart).Msg("config reloaded")
 	if len(restart) > 0 {
 		sort.Strings(restart)
 		return fmt.Errorf("%w: %s", ErrRestartRequired, strings.Join(restart, ", "))

@@ -250,10 +250,16 @@ func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log z
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DrainTimeout))
 	defer cancel()
 	go func() {
-		// A second SIGTERM/SIGINT stops waiting.
-		for s := range sigs {
-			if s != syscall.SIGHUP {
-				cancel()
+		// A second SIGTERM/SIGINT stops waiting. The goroutine ends with
+		// the drain (ctx), not only on a signal that may never come.
+		for {
+			select {
+			case s := <-sigs:
+				if s != syscall.SIGHUP {
+					cancel()
+					return
+				}
+			case <-ctx.Done():
 				return
 			}
 		}

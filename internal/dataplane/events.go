@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/pion/turn/v5"
 )
@@ -140,6 +141,13 @@ func (p *Plane) permission(relay net.Addr, peer net.IP, add bool) {
 	if a == nil {
 		return
 	}
+	a.suspended = slices.DeleteFunc(a.suspended, func(x netip.Addr) bool { return x == ip })
+	if add && p.peerFilter != nil && !p.peerFilter(ip) {
+		// Granted under a peer policy that a reload has since replaced:
+		// the fast path never relays to it (see SetPeerFilter).
+		a.suspended = append(a.suspended, ip)
+		add = false
+	}
 	a.update(func(s *allocState) {
 		for i, x := range s.perms {
 			if x == ip {
@@ -153,6 +161,35 @@ func (p *Plane) permission(relay net.Addr, peer net.IP, add bool) {
 			s.perms = append(s.perms, ip)
 		}
 	})
+}
+
+// SetPeerFilter applies a reloaded peer policy to live allocations: from now
+// on the fast path relays only to and from permitted peers for which allowed
+// reports true. Permissions it refuses are suspended, not forgotten (pion
+// still holds them and refreshes them without a new event), so a later
+// filter that allows the peer again restores them. A nil filter allows
+// every permitted peer. It returns how many permissions were suspended.
+// Control plane only: the per-packet path never calls allowed.
+func (p *Plane) SetPeerFilter(allowed func(netip.Addr) bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.peerFilter = allowed
+	n := 0
+	for _, a := range p.allocs {
+		all := append(slices.Clone(a.state.Load().perms), a.suspended...)
+		var keep, off []netip.Addr
+		for _, ip := range all {
+			if allowed == nil || allowed(ip) {
+				keep = append(keep, ip)
+			} else {
+				off = append(off, ip)
+			}
+		}
+		n += len(off)
+		a.suspended = off
+		a.update(func(s *allocState) { s.perms = keep })
+	}
+	return n
 }
 
 func (p *Plane) channel(relay, peer net.Addr, num uint16, add bool) {

@@ -510,3 +510,61 @@ func TestSendIndication(t *testing.T) {
 		})
 	}
 }
+
+// A reloaded peer policy reaches live allocations: SetPeerFilter suspends
+// the permissions it refuses (both directions stop at once, although pion
+// still holds them), suspends permissions pion grants afterwards under the
+// old policy, and restores them when a later filter allows the peer again.
+func TestSetPeerFilter(t *testing.T) {
+	client, peer := netip.MustParseAddrPort(tClient), netip.MustParseAddrPort(tPeer)
+	denyPeer := func(a netip.Addr) bool { return a != peer.Addr() }
+	relayed := func(f *fixture) (toPeer, toClient int) {
+		f.lnFake.push(channelData(tChannel, []byte("x"), 0), client)
+		f.serve(f.ln)
+		f.rlyFake.push([]byte("y"), peer)
+		f.serve(f.relay)
+		return len(f.rlyFake.take()), len(f.lnFake.take())
+	}
+
+	f := newFixture(t, Config{})
+	if p, c := relayed(f); p != 1 || c != 1 {
+		t.Fatalf("before the filter: relayed %d to the peer, %d to the client; want 1 and 1", p, c)
+	}
+	if n := f.p.SetPeerFilter(denyPeer); n != 1 {
+		t.Fatalf("SetPeerFilter suspended %d permissions, want 1", n)
+	}
+	if p, c := relayed(f); p != 0 || c != 0 {
+		t.Fatalf("denied peer: relayed %d to the peer, %d to the client; want none", p, c)
+	}
+	if _, _, ok := readQueued(f.relay); ok {
+		t.Fatal("denied peer's datagram handed to pion")
+	}
+	st := f.p.Stats()
+	if st.Drops[DropNoPermission] != 1 || st.Drops[DropToUnpermittedPeer] != 1 {
+		t.Fatalf("drops %v, want one no_permission and one to_unpermitted_peer", st.Drops)
+	}
+
+	// A permission pion grants after the reload (its request passed the
+	// old policy) is suspended too.
+	f.permit(tClient, tServer, tRelay, tPeerIP, false)
+	f.permit(tClient, tServer, tRelay, tPeerIP, true)
+	if p, c := relayed(f); p != 0 || c != 0 {
+		t.Fatalf("permission created under the filter: relayed %d/%d, want none", p, c)
+	}
+
+	// Allowed again: pion's permission (refreshed without an event) works.
+	if n := f.p.SetPeerFilter(nil); n != 0 {
+		t.Fatalf("SetPeerFilter(nil) suspended %d, want 0", n)
+	}
+	if p, c := relayed(f); p != 1 || c != 1 {
+		t.Fatalf("allowed again: relayed %d to the peer, %d to the client; want 1 and 1", p, c)
+	}
+
+	// A permission pion deletes while suspended stays deleted.
+	f.p.SetPeerFilter(denyPeer)
+	f.permit(tClient, tServer, tRelay, tPeerIP, false)
+	f.p.SetPeerFilter(nil)
+	if p, c := relayed(f); p != 0 || c != 0 {
+		t.Fatalf("permission deleted while suspended came back: relayed %d/%d", p, c)
+	}
+}

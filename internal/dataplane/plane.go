@@ -70,6 +70,10 @@ type Plane struct {
 	conns     map[*Conn]struct{}
 	nextRelay int
 
+	// peerFilter is the reloaded peer policy (SetPeerFilter); nil allows
+	// every permitted peer. Guarded by mu.
+	peerFilter func(netip.Addr) bool
+
 	table     allocTable
 	lsnap     atomic.Pointer[listenerSnap]
 	bandwidth atomic.Int64

@@ -97,8 +97,11 @@ type alloc struct {
 	// allocation is created (0: unlimited).
 	limit int64
 	state atomic.Pointer[allocState]
-	dir   [numDirs]dirCounters
-	quota bucket
+	// suspended are permissions pion holds that the plane's peer filter
+	// refuses (Plane.SetPeerFilter); guarded by the plane's control mutex.
+	suspended []netip.Addr
+	dir       [numDirs]dirCounters
+	quota     bucket
 }
 
 // update publishes a modified copy of the allocation's state. Callers hold
