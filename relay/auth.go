@@ -21,6 +21,9 @@ const (
 	authBadIntegrity = "bad_integrity"
 	authWrongRealm   = "wrong_realm"
 	authMalformed    = "malformed"
+	// authStreamTimeout: a TCP/TLS connection sent no authenticated
+	// request within defaultStreamAuthTimeout and was closed.
+	authStreamTimeout = "stream_timeout"
 )
 
 // longTermKey is the RFC 8489 §9.2.2 long-term key MD5(username:realm:password).

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 
+	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -29,6 +30,8 @@ import (
 //     has no relay address here; pion would answer 508.
 //   - 442 for REQUESTED-TRANSPORT TCP; RFC 6062 relaying is not offered.
 //   - the RESERVATION-TOKEN family fix (see rewriteReservation).
+//   - a bound on TCP/TLS connections that never authenticate
+//     (defaultStreamAuthTimeout): pion keeps them open indefinitely.
 //
 // ChannelData (the per-packet path) is recognised by its first byte and
 // passed through untouched.
@@ -120,12 +123,10 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, src net.Addr
 	s := g.srv
 	switch method {
 	case stun.MethodChannelBind:
-		// Channel numbers start at 0x4000; pion accepts lower ones. RFC 8656
-		// §12 ends the range at 0x4FFF, but RFC 5766 allowed up to 0x7FFF
-		// and coturn's clients still use that range, so we do too (such
-		// numbers remain unambiguous ChannelData on the wire).
+		// pion accepts numbers below 0x4000. The range, and why it goes
+		// past RFC 8656's 0x4FFF, is the data plane's: one definition.
 		if v, err := msg.Get(stun.AttrChannelNumber); err == nil && len(v) >= 2 {
-			if n := binary.BigEndian.Uint16(v); n < 0x4000 || n > 0x7FFF {
+			if n := binary.BigEndian.Uint16(v); n < dataplane.MinChannelNumber || n > dataplane.MaxChannelNumber {
 				s.metrics.drops.gateReject.Inc()
 				return verdict{reply: buildError(msg, stun.CodeBadRequest, key)}
 			}
@@ -475,7 +476,7 @@ func (c *gatedStreamConn) next() error {
 		n, addr, err := c.frames.ReadFrom(c.buf)
 		if err != nil {
 			if !c.authed && errors.Is(err, os.ErrDeadlineExceeded) {
-				c.l.gate.srv.metrics.drops.unauthenticatedStream.Inc()
+				c.l.gate.srv.metrics.authFailures.WithLabelValues(authStreamTimeout).Inc()
 			}
 			return err
 		}

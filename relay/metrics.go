@@ -39,9 +39,6 @@ type dropCounters struct {
 	noPermission prometheus.Counter // a peer datagram with no permission (pion drops it)
 	oversized    prometheus.Counter // a client datagram over pion's 1600-byte MTU
 	peerPolicy   prometheus.Counter // to or from a permitted peer a reloaded policy denies
-	// unauthenticatedStream counts TCP/TLS connections closed for sending
-	// no authenticated request in time (defaultStreamAuthTimeout).
-	unauthenticatedStream prometheus.Counter
 }
 
 // metrics holds every collector of one Server.
@@ -121,10 +118,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		noPermission: m.dropsVec.WithLabelValues("no_permission"),
 		oversized:    m.dropsVec.WithLabelValues("oversized"),
 		peerPolicy:   m.dropsVec.WithLabelValues("peer_policy"),
-
-		unauthenticatedStream: m.dropsVec.WithLabelValues("unauthenticated_stream"),
 	}
-	for _, r := range []string{authUnknownUser, authExpired, authBadIntegrity, authWrongRealm, authMalformed} {
+	for _, r := range []string{authUnknownUser, authExpired, authBadIntegrity, authWrongRealm, authMalformed, authStreamTimeout} {
 		m.authFailures.WithLabelValues(r)
 	}
 	for _, q := range []string{"user", "total", "ports", "draining"} {

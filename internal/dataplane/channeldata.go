@@ -6,11 +6,17 @@ import "encoding/binary"
 // number, then the length of the application data) followed by the data.
 // pion/turn's proto package is internal, so the fast path reads and writes
 // this fixed header itself; everything else (STUN) stays with pion/stun.
+const channelDataHeaderLen = 4
+
+// The channel numbers the relay binds and forwards. RFC 8656 section 12
+// ends the range at 0x4FFF, but RFC 5766 allowed up to 0x7FFF and coturn's
+// clients still bind numbers there; both are unambiguous ChannelData on the
+// wire (first two bits 01). The relay's request gate accepts ChannelBind for
+// exactly this range, so every bound channel takes this one path and one
+// bandwidth bucket.
 const (
-	channelDataHeaderLen = 4
-	// Channel numbers 0x4000 through 0x4FFF (RFC 8656 section 12).
-	minChannelNumber = 0x4000
-	maxChannelNumber = 0x4FFF
+	MinChannelNumber = 0x4000
+	MaxChannelNumber = 0x7FFF
 )
 
 // parseChannelData reports whether b starts like a ChannelData message and,
@@ -23,7 +29,7 @@ func parseChannelData(b []byte) (num uint16, n int, ok bool) {
 		return 0, 0, false
 	}
 	num = binary.BigEndian.Uint16(b)
-	if num < minChannelNumber || num > maxChannelNumber {
+	if num < MinChannelNumber || num > MaxChannelNumber {
 		return 0, 0, false
 	}
 	n = int(binary.BigEndian.Uint16(b[2:]))
