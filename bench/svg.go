@@ -99,11 +99,17 @@ func (r *Report) drawPanel(b *strings.Builder, p *panel, steps []int) {
 		fmt.Fprintf(b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ddd"/><text x="%.0f" y="%.1f" text-anchor="end">%s</text>`+"\n",
 			p.x0, y, p.x0+p.w, y, p.x0-4, y+4, label)
 	}
-	if g := r.firstGeneratorBound(); g > 0 {
-		// Shade where the generator, not only the relay, was saturated.
-		x := p.px(float64(g)) - 6
-		fmt.Fprintf(b, `<rect x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="#f1f1f1"/><text x="%.1f" y="%.0f" fill="#777" font-size="10" text-anchor="end">generator saturated (shaded)</text>`+"\n",
-			x, p.y0+1, p.x0+p.w-x-1, p.h-2, p.x0+p.w-3, p.y0+12)
+	// Shade the steps where the generator, not only the relay, was at its
+	// limit (for any relay).
+	shaded := false
+	for _, c := range r.generatorBoundSteps() {
+		x := p.px(float64(c))
+		lo, hi := math.Max(x-9, p.x0+1), math.Min(x+9, p.x0+p.w-1)
+		fmt.Fprintf(b, `<rect x="%.1f" y="%.0f" width="%.1f" height="%.0f" fill="#e9e9e9"/>`+"\n", lo, p.y0+1, hi-lo, p.h-2)
+		shaded = true
+	}
+	if shaded {
+		fmt.Fprintf(b, `<text x="%.1f" y="%.0f" fill="#777" font-size="10" text-anchor="end">shaded: generator at its limit</text>`+"\n", p.x0+p.w-3, p.y0+12)
 	}
 	lastLabel := math.Inf(-1)
 	for _, c := range steps {
@@ -138,16 +144,17 @@ func (r *Report) drawPanel(b *strings.Builder, p *panel, steps []int) {
 	}
 }
 
-// firstGeneratorBound is the smallest step at which any relay's run had a
-// saturated generator, 0 if none.
-func (r *Report) firstGeneratorBound() int {
-	first := 0
-	for _, rr := range r.Relays {
-		for _, s := range rr.Steps {
-			if s.GeneratorBound && (first == 0 || s.Calls < first) {
-				first = s.Calls
+// generatorBoundSteps lists the steps at which any relay's median had a
+// saturated generator.
+func (r *Report) generatorBoundSteps() []int {
+	var out []int
+	for _, c := range r.stepCalls() {
+		for _, rr := range r.Relays {
+			if s := rr.step(c); s != nil && s.GeneratorBound {
+				out = append(out, c)
+				break
 			}
 		}
 	}
-	return first
+	return out
 }
