@@ -186,58 +186,60 @@ func runEndpoint(ctx context.Context, o AgentOptions, ctl *controlChannel, log z
 	return nil
 }
 
-func legacyOffer(ctx context.Context, o AgentOptions, ctl *controlChannel, _ zerolog.Logger) (mediaConn, Path, error) {
+func legacyOffer(_ context.Context, o AgentOptions, ctl *controlChannel, _ zerolog.Logger) (_ mediaConn, _ Path, err error) {
 	udp, local, err := legacySocket(o.Addr)
 	if err != nil {
 		return nil, Path{}, err
 	}
+	defer closeOnError(udp, &err)
 	offer, err := legacySDP(local, sessionID())
 	if err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	if err := ctl.send(Message{Event: EventOffer, SDP: string(offer)}); err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	m, err := ctl.expect(EventAnswer)
 	if err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	remote, err := legacyRemote([]byte(m.SDP))
 	if err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	return &plainConn{udp: udp, remote: remote}, plainPath(local, remote), nil
 }
 
-func legacyAnswer(ctx context.Context, o AgentOptions, ctl *controlChannel, _ zerolog.Logger) (mediaConn, Path, error) {
+func legacyAnswer(_ context.Context, o AgentOptions, ctl *controlChannel, _ zerolog.Logger) (_ mediaConn, _ Path, err error) {
 	udp, local, err := legacySocket(o.Addr)
 	if err != nil {
 		return nil, Path{}, err
 	}
+	defer closeOnError(udp, &err)
 	m, err := ctl.expect(EventOffer)
 	if err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	remote, err := legacyRemote([]byte(m.SDP))
 	if err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	answer, err := legacySDP(local, sessionID())
 	if err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	if err := ctl.send(Message{Event: EventAnswer, SDP: string(answer)}); err != nil {
-		udp.Close()
 		return nil, Path{}, err
 	}
 	return &plainConn{udp: udp, remote: remote}, plainPath(local, remote), nil
+}
+
+// closeOnError closes c when the function returning *err failed, so every
+// early return of a legacy phone's setup releases its socket.
+func closeOnError(c io.Closer, err *error) {
+	if *err != nil {
+		_ = c.Close()
+	}
 }
 
 // legacySocket binds the legacy phone's RTP socket; addr is an IP (the port
