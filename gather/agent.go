@@ -126,7 +126,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 		// when only relayed pairs work (the cross-family case) that is
 		// pure call-setup delay.
 		ice.WithRelayAcceptanceMinWait(relayAcceptanceMinWait),
-		ice.WithLoggerFactory(pionLogs{log: a.log}),
+		ice.WithLoggerFactory(pionLogs(a.log)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("gather: ice agent: %w", err)

@@ -93,7 +93,7 @@ func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Fami
 		Password:               a.cfg.Password,
 		Conn:                   raf,
 		RequestedAddressFamily: reqFam,
-		LoggerFactory:          pionLogs{log: a.log},
+		LoggerFactory:          pionLogs(a.log),
 	})
 	if err != nil {
 		_ = base.Close()

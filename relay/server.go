@@ -125,7 +125,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
-		LoggerFactory:       newPionLoggerFactory(log, res.logLevel == zerolog.TraceLevel, &s.metrics.drops),
+		LoggerFactory:       pionLogs(log, res.logLevel == zerolog.TraceLevel, &s.metrics.drops),
 		Realm:               cfg.Realm,
 		AuthHandler:         s.authHandle,
 		QuotaHandler:        s.allowAllocation,
