@@ -54,6 +54,22 @@ func readSDP(body string) ([]sdpMedia, error) {
 	return out, nil
 }
 
+// readOfferAnswer reads both SDP bodies of r; a body that does not parse
+// is recorded as a failed check and ok is false.
+func readOfferAnswer(r *Result) (offer, answer []sdpMedia, ok bool) {
+	offer, err := readSDP(r.Offer)
+	if err != nil {
+		r.Check("offer parses", false, "%v", err)
+		return nil, nil, false
+	}
+	answer, err = readSDP(r.Answer)
+	if err != nil {
+		r.Check("answer parses", false, "%v", err)
+		return nil, nil, false
+	}
+	return offer, answer, true
+}
+
 func hasCandidate(cands []ice.Candidate, typ ice.CandidateType, addr netip.Addr) bool {
 	for _, c := range cands {
 		a, err := netip.ParseAddr(c.Address())
@@ -167,14 +183,8 @@ func expectIPv6OfferToIPv4(r *Result) {
 // expectLegacyToIPv6 is scenario 2 (and 5.2): legacy4 offers plain IPv4,
 // ua6 answers with its relayed IPv4 address.
 func expectLegacyToIPv6(r *Result) {
-	offer, err := readSDP(r.Offer)
-	if err != nil {
-		r.Check("offer parses", false, "%v", err)
-		return
-	}
-	answer, err := readSDP(r.Answer)
-	if err != nil {
-		r.Check("answer parses", false, "%v", err)
+	offer, answer, ok := readOfferAnswer(r)
+	if !ok {
 		return
 	}
 	o, a := offer[0], answer[0]
@@ -197,14 +207,8 @@ func expectLegacyToIPv6(r *Result) {
 // expectIPv4OfferToIPv6 is scenario 3: ua4 offers, ua6 answers keeping the
 // offer's network type on every m-line.
 func expectIPv4OfferToIPv6(r *Result) {
-	offer, err := readSDP(r.Offer)
-	if err != nil {
-		r.Check("offer parses", false, "%v", err)
-		return
-	}
-	answer, err := readSDP(r.Answer)
-	if err != nil {
-		r.Check("answer parses", false, "%v", err)
+	offer, answer, ok := readOfferAnswer(r)
+	if !ok {
 		return
 	}
 	same := len(offer) == len(answer)

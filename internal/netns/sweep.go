@@ -15,17 +15,17 @@ import (
 // exists. Namespaces of live runs, this one included, are left alone. It
 // returns the names it deleted.
 func Sweep(ctx context.Context) ([]string, error) {
+	ours, err := List(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ip, err := exec.LookPath("ip")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNoIproute2, err)
 	}
-	out, err := runIP(ctx, ip, "netns", "list")
-	if err != nil {
-		return nil, err
-	}
 	var deleted []string
 	var errs []error
-	for _, name := range parseList(out) {
+	for _, name := range ours {
 		pid, ok := ownerPID(name)
 		if !ok || processAlive(pid) {
 			continue
