@@ -38,24 +38,29 @@ type fdBatch struct {
 	v6 bool // AF_INET6 socket: destinations are written as sockaddr_in6
 }
 
+// prepare points header i at buf and at name slot i, namelen bytes of it
+// (the whole slot for a receive, the packed destination for a send).
+func (h *sysHeaders) prepare(i int, buf []byte, namelen uint32) {
+	h.iovs[i].Base = unsafe.SliceData(buf)
+	h.iovs[i].SetLen(len(buf))
+	hd := &h.hdrs[i]
+	hd.Hdr.Name = (*byte)(unsafe.Pointer(&h.names[i]))
+	hd.Hdr.Namelen = namelen
+	hd.Hdr.Iov = &h.iovs[i]
+	hd.Hdr.SetIovlen(1)
+	hd.Hdr.Control = nil
+	hd.Hdr.SetControllen(0)
+	hd.Hdr.Flags = 0
+	hd.Len = 0
+}
+
 func (b *fdBatch) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
 	if hi <= lo {
 		return 0, nil
 	}
 	h := &ms.sys
 	for i := lo; i < hi; i++ {
-		m := &ms.M[i]
-		h.iovs[i].Base = unsafe.SliceData(m.Buf)
-		h.iovs[i].SetLen(len(m.Buf))
-		hd := &h.hdrs[i]
-		hd.Hdr.Name = (*byte)(unsafe.Pointer(&h.names[i]))
-		hd.Hdr.Namelen = unix.SizeofSockaddrInet6
-		hd.Hdr.Iov = &h.iovs[i]
-		hd.Hdr.SetIovlen(1)
-		hd.Hdr.Control = nil
-		hd.Hdr.SetControllen(0)
-		hd.Hdr.Flags = 0
-		hd.Len = 0
+		h.prepare(i, ms.M[i].Buf, unix.SizeofSockaddrInet6)
 	}
 	for {
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(b.fd),
@@ -87,17 +92,7 @@ func (b *fdBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 	// loop below skips it.
 	for i := lo; i < hi; i++ {
 		m := &ms.M[i]
-		h.iovs[i].Base = unsafe.SliceData(m.Buf)
-		h.iovs[i].SetLen(len(m.Buf))
-		hd := &h.hdrs[i]
-		hd.Hdr.Name = (*byte)(unsafe.Pointer(&h.names[i]))
-		hd.Hdr.Namelen = putSockaddr(&h.names[i], m.Addr, b.v6)
-		hd.Hdr.Iov = &h.iovs[i]
-		hd.Hdr.SetIovlen(1)
-		hd.Hdr.Control = nil
-		hd.Hdr.SetControllen(0)
-		hd.Hdr.Flags = 0
-		hd.Len = 0
+		h.prepare(i, m.Buf, putSockaddr(&h.names[i], m.Addr, b.v6))
 	}
 	if hi-lo == 1 {
 		// One datagram (the usual client-to-peer case: one per relay
