@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
@@ -72,12 +73,17 @@ func isChannelData(b []byte) bool { return len(b) > 0 && b[0]&0xC0 == 0x40 }
 type clientSock struct {
 	*net.UDPConn
 	chanOut, stunOut atomic.Uint64
+	// channel is the channel number pion bound, learnt from the first
+	// ChannelData it writes (0 until then). Once it is known the sender
+	// frames its packets itself (see [Load.sendUp]).
+	channel atomic.Uint32
 }
 
 // WriteTo counts the datagram by kind and sends it.
 func (c *clientSock) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if isChannelData(b) {
+	if num, _, ok := dataplane.ParseChannelData(b); ok {
 		c.chanOut.Add(1)
+		c.channel.CompareAndSwap(0, uint32(num))
 	} else {
 		c.stunOut.Add(1)
 	}
@@ -147,8 +153,10 @@ type call struct {
 	// poller the poller (nil until added).
 	fd     int32
 	poller *clientPoller
-	// serverUDP is the relay's address this call's client leg uses.
+	// serverUDP is the relay's address this call's client leg uses, and
+	// server the same for the sender's own ChannelData writes.
 	serverUDP *net.UDPAddr
+	server    netip.AddrPort
 }
 
 // ssrc is the RTP SSRC of one direction of the call: the call index shifted
@@ -201,6 +209,7 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	_ = conn.SetWriteBuffer(sockBuf)
 	c.sock = &clientSock{UDPConn: conn}
 	c.serverUDP = net.UDPAddrFromAddrPort(server)
+	c.server = server
 	c.rxStamps = enableRxTimestamps(conn) == nil
 
 	c.peerAddr = c.peer.addr
@@ -243,8 +252,6 @@ func (c *call) allocate(ctx context.Context) error {
 	}
 	rap := ra.AddrPort()
 	c.relayUDP = netip.AddrPortFrom(rap.Addr().Unmap(), rap.Port())
-	c.relayUDPAddr = net.UDPAddrFromAddrPort(c.relayUDP)
-	c.allocated.Store(true)
 	c.relayUDPAddr = net.UDPAddrFromAddrPort(c.relayUDP)
 	c.allocated.Store(true)
 	if got := netaddr.FamilyOf(c.relayUDP.Addr()); got != c.path.Relay {

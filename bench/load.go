@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -321,7 +322,7 @@ const sendSlack = 250 * time.Microsecond
 // send is one sender goroutine: it walks its share of the schedule once per
 // packet interval, sleeping until each event is due.
 func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Duration, late *Histogram) {
-	buf := make([]byte, PacketSize)
+	buf := make([]byte, dataplane.ChannelDataHeaderLen+PacketSize)
 	outs := map[*peerSock]*peerOut{}
 	for _, p := range l.peers {
 		outs[p] = newPeerOut(p)
@@ -377,13 +378,28 @@ func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Durati
 	}
 }
 
-// sendUp sends one client->peer packet through pion's relayed conn, which
-// frames it as ChannelData once the channel is bound.
+// sendUp sends one client->peer packet. Until pion has bound the channel it
+// goes through pion's relayed conn (a Send indication, then ChannelData);
+// from then on the sender writes the 4-byte ChannelData header itself and
+// sends on the client socket: the datagram on the wire is the one pion would
+// write, without pion's per-packet lookups and locks, so the generator stays
+// cheaper per packet than the relays it loads. pion still refreshes the
+// allocation, permission and binding on its own timers.
 func (l *Load) sendUp(c *call, buf []byte) {
-	n, err := marshalPacket(buf, c.ssrc(true), c.upSeq, wallNow())
+	num := c.sock.channel.Load()
+	hdr := dataplane.ChannelDataHeaderLen
+	n, err := marshalPacket(buf[hdr:], c.ssrc(true), c.upSeq, wallNow())
 	c.upSeq++
-	if err == nil {
-		_, err = c.relayConn.WriteTo(buf[:n], c.peerAddr)
+	switch {
+	case err != nil:
+	case num == 0:
+		_, err = c.relayConn.WriteTo(buf[hdr:hdr+n], c.peerAddr)
+	default:
+		dataplane.PutChannelDataHeader(buf, uint16(num), n)
+		_, err = c.sock.UDPConn.WriteToUDPAddrPort(buf[:hdr+n], c.server)
+		if err == nil {
+			c.sock.chanOut.Add(1)
+		}
 	}
 	if err != nil {
 		c.up.sendErrors++

@@ -57,6 +57,12 @@ func marshalPacket(buf []byte, ssrc uint32, seq uint64, sent time.Duration) (int
 	return n + PayloadSize, nil
 }
 
+// restamp overwrites the send time of a packet marshalPacket wrote, for
+// packets that waited in a batch: added latency counts from the send call.
+func restamp(b []byte, sent time.Duration) {
+	binary.BigEndian.PutUint64(b[PacketSize-PayloadSize:], uint64(sent))
+}
+
 // parsePacket reads the stamp back from a received packet.
 func parsePacket(b []byte) (stamp, error) {
 	var h rtp.Header

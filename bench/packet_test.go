@@ -32,6 +32,10 @@ func TestPacketRoundTrip(t *testing.T) {
 	if st.seq != 70000 || st.sent != 987654321 || st.ssrc != 0x1234 {
 		t.Errorf("parsed %+v", st)
 	}
+	restamp(buf[:n], 123*time.Microsecond)
+	if st, err := parsePacket(buf[:n]); err != nil || st.sent != 123*time.Microsecond || st.seq != 70000 || st.ssrc != 0x1234 {
+		t.Errorf("after restamp: %+v, %v; want sent 123µs, seq and SSRC kept", st, err)
+	}
 	for _, bad := range [][]byte{nil, {0x80}, buf[:12], buf[:20]} {
 		if _, err := parsePacket(bad); !errors.Is(err, ErrNotBenchPacket) {
 			t.Errorf("parsePacket(%d bytes) error %v, want ErrNotBenchPacket", len(bad), err)

@@ -145,7 +145,13 @@ func (o *peerOut) add(c *call, seq uint64) {
 }
 
 // flush sends the pending batch with as few sendmmsg calls as it takes.
+// Packets are stamped again just before the call: the time a packet waited
+// in the batch is the generator's, not the relay's.
 func (o *peerOut) flush() {
+	now := wallNow()
+	for i := range o.ms {
+		restamp(o.ms[i].Buffers[0], now)
+	}
 	sent := 0
 	for sent < len(o.ms) {
 		n, err := o.p.batch.WriteBatch(o.ms[sent:], 0)

@@ -111,9 +111,9 @@ func BenchmarkLoopbackPeerToClient(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						putChannelDataHeader(frame, 0x4000, n)
-						copy(frame[channelDataHeaderLen:], buf[:n])
-						if _, err := lb.plainLn.WriteToUDPAddrPort(frame[:channelDataHeaderLen+n], apOf(lb.clients[i])); err != nil {
+						PutChannelDataHeader(frame, 0x4000, n)
+						copy(frame[ChannelDataHeaderLen:], buf[:n])
+						if _, err := lb.plainLn.WriteToUDPAddrPort(frame[:ChannelDataHeaderLen+n], apOf(lb.clients[i])); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -164,7 +164,7 @@ func BenchmarkLoopbackClientToPeer(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						if _, err := lb.plainRelays[i].WriteToUDPAddrPort(buf[channelDataHeaderLen:n], peer); err != nil {
+						if _, err := lb.plainRelays[i].WriteToUDPAddrPort(buf[ChannelDataHeaderLen:n], peer); err != nil {
 							b.Fatal(err)
 						}
 					}

@@ -141,9 +141,9 @@ func (h *harness) serve(c *Conn) {
 
 // channelData frames payload on channel num, with pad extra zero bytes.
 func channelData(num uint16, payload []byte, pad int) []byte {
-	b := make([]byte, channelDataHeaderLen+len(payload)+pad)
-	putChannelDataHeader(b, num, len(payload))
-	copy(b[channelDataHeaderLen:], payload)
+	b := make([]byte, ChannelDataHeaderLen+len(payload)+pad)
+	PutChannelDataHeader(b, num, len(payload))
+	copy(b[ChannelDataHeaderLen:], payload)
 	return b
 }
 

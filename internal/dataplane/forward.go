@@ -129,7 +129,7 @@ func (w *worker) serveListener(l *Conn) {
 // it to pion, and ok is false.
 func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, peer netip.AddrPort, ind, ok bool) {
 	data := m.mem[:m.N]
-	num, size, isCD := parseChannelData(data)
+	num, size, isCD := ParseChannelData(data)
 	indication := !isCD && isSendIndication(data)
 	if !isCD && !indication {
 		w.toPion(l, data, m.Addr, kindListener)
@@ -150,7 +150,7 @@ func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, 
 			w.drop(DropNoChannel, 1)
 			return nil, nil, peer, false, false
 		}
-		payload = m.mem[channelDataHeaderLen : channelDataHeaderLen+size]
+		payload = m.mem[ChannelDataHeaderLen : ChannelDataHeaderLen+size]
 	} else {
 		if peer, payload, ok = w.ind.parseSend(data); !ok {
 			w.toPion(l, data, m.Addr, kindListener)
@@ -204,7 +204,7 @@ func (w *worker) serveRelay(r *Conn) {
 	}
 	hi := k + RelayReadBatch
 	for i := k; i < hi; i++ {
-		tx.M[i].Buf = tx.M[i].mem[channelDataHeaderLen:]
+		tx.M[i].Buf = tx.M[i].mem[ChannelDataHeaderLen:]
 	}
 	n, err := r.b.ReadBatch(tx, k, hi)
 	w.ctr[ctrReadCalls]++
@@ -235,14 +235,14 @@ func (w *worker) serveRelay(r *Conn) {
 			continue
 		}
 		if num, bound := st.channelOf(m.Addr); bound {
-			putChannelDataHeader(m.mem, num, m.N)
-			m.Buf = m.mem[:channelDataHeaderLen+m.N]
+			PutChannelDataHeader(m.mem, num, m.N)
+			m.Buf = m.mem[:ChannelDataHeaderLen+m.N]
 		} else if ind, ok := w.ind.buildData(m.mem, m.N, m.Addr); ok {
 			// Permitted, no channel: a Data indication (RFC 8656 11.6).
 			m.Buf = ind
 			w.ctr[ctrIndications+PeerToClient]++
 		} else {
-			w.toPion(r, m.mem[channelDataHeaderLen:channelDataHeaderLen+m.N], m.Addr, kindRelay)
+			w.toPion(r, m.mem[ChannelDataHeaderLen:ChannelDataHeaderLen+m.N], m.Addr, kindRelay)
 			continue
 		}
 		d.packets.Add(1)

@@ -114,7 +114,7 @@ func (x *indications) buildData(mem []byte, n int, peer netip.AddrPort) ([]byte,
 	}
 	// Move the data to where the DATA attribute's value goes; Add below
 	// then copies it onto itself.
-	copy(mem[off:off+n], mem[channelDataHeaderLen:channelDataHeaderLen+n])
+	copy(mem[off:off+n], mem[ChannelDataHeaderLen:ChannelDataHeaderLen+n])
 
 	m := &x.msg
 	m.Raw = mem[:0]
