@@ -31,6 +31,10 @@ type Figures struct {
 	GenCPUPct    float64 `json:"generator_cpu_pct"`
 	SendLateMs   float64 `json:"send_late_p99_ms"`
 	SkippedPct   float64 `json:"skipped_late_pct"`
+	// HostLateP99Ms and HostStalledPct are the host meter's figures on the
+	// worst of the CPUs it watched (0 without a meter).
+	HostLateP99Ms  float64 `json:"host_late_p99_ms"`
+	HostStalledPct float64 `json:"host_stalled_pct"`
 }
 
 // column names one figure for tables: its label, a printf format, and how to
@@ -65,6 +69,8 @@ var columns = []column{
 	{"generator CPU % of one core", "%.1f", func(f *Figures) *float64 { return &f.GenCPUPct }},
 	{"generator send lateness p99 ms", "%.3f", func(f *Figures) *float64 { return &f.SendLateMs }},
 	{"generator skipped (> 20 ms late) %", "%.3f", func(f *Figures) *float64 { return &f.SkippedPct }},
+	{"host: CPU wake-up late p99 ms (worst CPU)", "%.3f", func(f *Figures) *float64 { return &f.HostLateP99Ms }},
+	{"host: CPU stalled % (worst CPU)", "%.3f", func(f *Figures) *float64 { return &f.HostStalledPct }},
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -90,6 +96,12 @@ func (r *StepResult) figures() Figures {
 		SetupPerSec: r.Setup.RatePerSec,
 		RelayDrops:  float64(r.RelayDrops),
 		GenDrops:    float64(r.GeneratorDrops),
+	}
+	for _, h := range r.Host {
+		if h.Error == "" {
+			f.HostLateP99Ms = max(f.HostLateP99Ms, ms(h.P99))
+			f.HostStalledPct = max(f.HostStalledPct, h.StalledPct)
+		}
 	}
 	if sched := t.All.Sent + t.All.SendErrors + t.All.Skipped; sched > 0 {
 		f.SkippedPct = 100 * float64(t.All.Skipped) / float64(sched)

@@ -56,7 +56,19 @@ type StepSummary struct {
 	// GeneratorSkippedPct of its packets (medians): the load, not only the
 	// relay, was at its limit.
 	GeneratorBound bool `json:"generator_bound"`
+	// HostBound is set when the host meter's medians say the relay's or
+	// the generator's CPU was stalled by the machine itself enough to decide
+	// the p99 (see HostStalledPct), whichever relay ran.
+	HostBound bool `json:"host_bound"`
 }
+
+// A step is host-bound when the host meter's median shows the CPUs stalled
+// at least HostStalledPct of the time, or its p99 wake-up lateness above
+// HostBoundShare of the p99 latency limit.
+const (
+	HostStalledPct = 1.0
+	HostBoundShare = 0.5
+)
 
 // GeneratorSaturatedPct is the generator CPU use (percent of one core) from
 // which a step counts as generator-bound; so does a step where the generator
@@ -209,7 +221,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n== summary (medians) ==\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "calls\trelay\tloss %\tp99 ms\tp99.9 ms\tus/pkt\tus/pkt+softirq\tKiB/alloc\tsetups/s\tverdict\t")
+	fmt.Fprintln(tw, "calls\trelay\tloss %\tp99 ms\tp99.9 ms\tus/pkt\tus/pkt+softirq\tKiB/alloc\tsetups/s\tgen %\thost stall %\tverdict\t")
 	for _, calls := range steps {
 		for _, rr := range r.Relays {
 			s := rr.step(calls)
@@ -218,18 +230,25 @@ func (r *Report) WriteTable(w io.Writer) error {
 			}
 			m := s.Median
 			v := verdict(s)
-			fmt.Fprintf(tw, "%d\t%s\t%.4f\t%.3f\t%.3f\t%.2f\t%.2f\t%.1f\t%.0f\t%s\t\n",
-				calls, rr.Spec.Name, m.LossPct, m.P99Ms, m.P999Ms, m.CPUUsPkt, m.CPUSoftUsPkt, m.RSSKBAlloc, m.SetupPerSec, v)
+			fmt.Fprintf(tw, "%d\t%s\t%.4f\t%.3f\t%.3f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.3f\t%s\t\n",
+				calls, rr.Spec.Name, m.LossPct, m.P99Ms, m.P999Ms, m.CPUUsPkt, m.CPUSoftUsPkt, m.RSSKBAlloc, m.SetupPerSec, m.GenCPUPct, m.HostStalledPct, v)
 		}
 	}
 	_ = tw.Flush()
 	b.WriteString("(gen) = generator at >= 90% of its CPU or > 1% of its packets skipped for being > 20 ms late: the load generator, not only the relay, was at its limit\n")
+	if r.hostMetered() {
+		fmt.Fprintf(&b, "(host) = a real-time thread pinned to the relay's or the generator's CPU found it stalled >= %.0f%% of the time, or woke > %.0f%% of the p99 limit late at p99: the machine itself stalled its CPUs; a latency failure there does not end the capacity search\n", HostStalledPct, 100*HostBoundShare)
+	}
 	for _, rr := range r.Relays {
 		fmt.Fprintf(&b, "capacity %s: %d calls%s\n", rr.Spec.Name, rr.Capacity, rr.CapacityNote)
 	}
 	if len(r.Relays) == 2 {
 		if r.CapacityRatio > 0 {
-			fmt.Fprintf(&b, "capacity ratio %s/%s: %.2f\n", names[0], names[1], r.CapacityRatio)
+			bound := ""
+			if r.Relays[0].CapacityNote != "" {
+				bound = fmt.Sprintf(" or more (%s's capacity is a lower bound)", names[0])
+			}
+			fmt.Fprintf(&b, "capacity ratio %s/%s: %.2f%s\n", names[0], names[1], r.CapacityRatio, bound)
 		}
 		if c := r.lastCommonPass(); c > 0 {
 			a, bb := r.Relays[0].step(c), r.Relays[1].step(c)
@@ -257,6 +276,9 @@ func verdict(s *StepSummary) string {
 	}
 	if s.GeneratorBound {
 		v += " (gen)"
+	}
+	if s.HostBound {
+		v += " (host)"
 	}
 	return v
 }
@@ -327,4 +349,18 @@ func (r *Report) lastCommonLoaded() int {
 		}
 	}
 	return best
+}
+
+// hostMetered reports whether any run had the host meter.
+func (r *Report) hostMetered() bool {
+	for _, rr := range r.Relays {
+		for _, st := range rr.Steps {
+			for _, run := range st.Runs {
+				if len(run.Host) > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -35,6 +36,10 @@ type Config struct {
 	Progress io.Writer
 	// GeneratorPinning describes how the caller pinned the generator.
 	GeneratorPinning string
+	// HostMeter and HostCPUs run the host meter during every run (see
+	// [StepConfig]); empty HostMeter runs none.
+	HostMeter []string
+	HostCPUs  []int
 }
 
 // ErrNoRelays reports a Config without relays.
@@ -108,6 +113,9 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Relays = append(rep.Relays, RelayReport{Spec: r})
 	}
 	failed := make([]bool, len(cfg.Relays))
+	// lastInconclusive is each relay's largest host-bound step that failed
+	// on latency alone.
+	lastInconclusive := make([]StepSummary, len(cfg.Relays))
 	for _, calls := range cfg.Steps {
 		if calls > cfg.MaxCalls {
 			break
@@ -130,6 +138,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 				res, err := RunStep(ctx, spec, StepConfig{
 					Calls: calls, Duration: cfg.Duration, Paths: cfg.Paths,
 					SetupConcurrency: cfg.SetupConcurrency, Senders: cfg.Senders,
+					HostMeter: cfg.HostMeter, HostCPUs: cfg.HostCPUs,
 				})
 				if err != nil {
 					if ctx.Err() != nil {
@@ -160,20 +169,71 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 			st.Median = median(figs)
 			st.Pass, st.Reason = cfg.Limits.judge(st)
 			st.GeneratorBound = st.Median.GenCPUPct >= GeneratorSaturatedPct || st.Median.SkippedPct > GeneratorSkippedPct
-			rep.Relays[i].Steps = append(rep.Relays[i].Steps, st)
-			if st.Pass && !failed[i] {
-				rep.Relays[i].Capacity = calls
-			}
-			if !st.Pass && !failed[i] && st.GeneratorBound {
-				rep.Relays[i].CapacityNote = fmt.Sprintf(" or more: the generator was saturated at %d calls", calls)
-			}
-			if !st.Pass {
-				failed[i] = true
-			}
+			st.HostBound = hostBound(st.Median, cfg.Limits)
+			rep.Relays[i].addStep(st, cfg.Limits, &failed[i], &lastInconclusive[i])
 		}
+	}
+	for i := range rep.Relays {
+		rep.Relays[i].endSeries(failed[i], lastInconclusive[i])
 	}
 	rep.finish()
 	return rep, nil
+}
+
+// addStep appends a judged step to the relay's series and moves its
+// capacity: a passing step before any conclusive failure raises it.
+func (rr *RelayReport) addStep(st StepSummary, l Limits, failed *bool, lastInconclusive *StepSummary) {
+	rr.Steps = append(rr.Steps, st)
+	switch {
+	case *failed:
+	case st.Pass:
+		rr.Capacity = st.Calls
+	case st.HostBound && st.Median.LossPct <= l.MaxLossPct:
+		// Too late only while the machine stalled its CPUs: the step says
+		// nothing about this relay, so the series goes on (host stalls
+		// come and go; generator saturation does not, so that still ends
+		// it).
+		*lastInconclusive = st
+	default:
+		rr.CapacityNote = boundNote(st)
+		*failed = true
+	}
+}
+
+// endSeries notes when the capacity is only a lower bound because the series
+// ended without a conclusive failure.
+func (rr *RelayReport) endSeries(failed bool, lastInconclusive StepSummary) {
+	switch {
+	case failed:
+	case lastInconclusive.Calls > rr.Capacity:
+		rr.CapacityNote = boundNote(lastInconclusive)
+	case rr.Capacity > 0:
+		rr.CapacityNote = " or more: it passed every step run"
+	}
+}
+
+// hostBound reports whether the host meter says the machine, not the relay,
+// decided a step's p99: its CPUs were stalled for at least HostStalledPct of
+// the time (the p99 is the worst 1 % of packets: those that met a stall), or
+// its p99 wake-up lateness exceeded HostBoundShare of the latency limit.
+func hostBound(m Figures, l Limits) bool {
+	return m.HostStalledPct >= HostStalledPct ||
+		(l.MaxP99 > 0 && m.HostLateP99Ms > HostBoundShare*ms(l.MaxP99))
+}
+
+// boundNote says why a failed step may not bound the relay's capacity.
+func boundNote(st StepSummary) string {
+	var why []string
+	if st.GeneratorBound {
+		why = append(why, "the generator was saturated")
+	}
+	if st.HostBound && st.Median.LossPct <= 0 {
+		why = append(why, "the host stalled its CPUs (see the host columns)")
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" or more: at %d calls %s", st.Calls, strings.Join(why, ", and "))
 }
 
 func errSuffix(e string) string {

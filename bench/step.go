@@ -38,6 +38,11 @@ type StepConfig struct {
 	Paths            []Path
 	SetupConcurrency int
 	Senders          int
+	// HostMeter, when set, is the command that runs the host meter (see
+	// [ServeHostMeter]), started with --cpu N for each of HostCPUs for the
+	// length of the traffic phase.
+	HostMeter []string
+	HostCPUs  []int
 }
 
 // StepResult is one run of one step against one relay: the raw
@@ -65,10 +70,13 @@ type StepResult struct {
 	// RelayDrops and GeneratorDrops are the receive-buffer drops counted on
 	// the relay's and on the generator's own sockets (per-socket counters of
 	// /proc/net/udp{,6}), which tells where loss happened.
-	RelayDrops     uint64  `json:"relay_socket_drops"`
-	GeneratorDrops uint64  `json:"generator_socket_drops"`
-	Figures        Figures `json:"figures"`
-	Error          string  `json:"error,omitempty"`
+	RelayDrops     uint64 `json:"relay_socket_drops"`
+	GeneratorDrops uint64 `json:"generator_socket_drops"`
+	// Host is what the host meter saw on each watched CPU during the
+	// traffic phase (empty without a meter).
+	Host    []HostStalls `json:"host,omitempty"`
+	Figures Figures      `json:"figures"`
+	Error   string       `json:"error,omitempty"`
 }
 
 // RunStep starts the relay, sets up cfg.Calls calls, runs traffic for
@@ -128,7 +136,12 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 		soft0, _ = readCPUSoftirq(spec.CPU)
 	}
 	udp0, _ := readUDPCounters()
+	var meter *hostMeter
+	if len(cfg.HostMeter) > 0 && len(cfg.HostCPUs) > 0 {
+		meter = startHostMeter(ctx, cfg.HostMeter, cfg.HostCPUs)
+	}
 	tr, err := load.Run(ctx, cfg.Duration)
+	res.Host = meter.stop()
 	if err != nil {
 		return res, err
 	}

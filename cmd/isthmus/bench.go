@@ -33,6 +33,8 @@ type benchFlags struct {
 	relayCPU                  int
 	genCPUs                   string
 	noPin, keepGoing, quiet   bool
+	noHostMeter               bool
+	genCPUList                []int // the generator's CPUs once pinned
 	minPort, maxPort          int
 	setupConc, senders        int
 	user, realm               string
@@ -54,6 +56,7 @@ func (bf *benchFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&bf.relayCPU, "relay-cpu", 1, "CPU the relay is pinned to (taskset -c)")
 	fs.StringVar(&bf.genCPUs, "gen-cpus", "0", "CPUs the generator (this process) is pinned to, e.g. 0 or 0,2,3")
 	fs.BoolVar(&bf.noPin, "no-pin", false, "do not pin relay and generator to CPUs")
+	fs.BoolVar(&bf.noHostMeter, "no-host-meter", false, "do not watch the relay's and the generator's CPUs for host stalls (a real-time thread per CPU, see docs/bench.md)")
 	fs.BoolVar(&bf.keepGoing, "keep-going", false, "run every step even after a relay failed one")
 	fs.BoolVar(&bf.quiet, "quiet", false, "no progress line per run on stderr")
 	fs.IntVar(&bf.minPort, "min-port", bench.DefaultMinPort, "lowest relay port of a started relay")
@@ -160,7 +163,44 @@ func (bf *benchFlags) pinCPU(stderr io.Writer) (string, func()) {
 		fmt.Fprintf(stderr, "bench: %v; generator left unpinned\n", err)
 		return "unpinned (" + err.Error() + ")", func() {}
 	}
+	bf.genCPUList = cpus
 	return desc, undo
+}
+
+// hostMeter has every run watch the relay's and the generator's CPUs with
+// `isthmus bench host-meter` (this binary) unless --no-host-meter. Unpinned,
+// there is no CPU to watch.
+func (bf *benchFlags) hostMeter(cfg *bench.Config, stderr io.Writer) {
+	if bf.noHostMeter || bf.relayCPU < 0 || len(bf.genCPUList) == 0 {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: host meter off: %v\n", err)
+		return
+	}
+	cfg.HostMeter = []string{exe, "bench", "host-meter"}
+	cfg.HostCPUs = append([]int{bf.relayCPU}, bf.genCPUList...)
+}
+
+// runHostMeter is `isthmus bench host-meter --cpu N`, started by the bench
+// itself: it samples CPU N until stdin closes and prints one JSON object.
+func runHostMeter(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("isthmus bench host-meter", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cpu := fs.Int("cpu", -1, "CPU to watch")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cpu < 0 {
+		fmt.Fprintln(stderr, "isthmus bench host-meter: --cpu: want the number of the CPU to watch")
+		return 2
+	}
+	if err := bench.ServeHostMeter(*cpu, stdin, stdout); err != nil {
+		fmt.Fprintf(stderr, "isthmus bench host-meter: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // profile starts the generator CPU profile when asked; the returned func stops it.
@@ -227,6 +267,9 @@ func (bf *benchFlags) write(rep *bench.Report, stdout, stderr io.Writer) int {
 func runBench(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "compare" {
 		return runBenchCompare(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "host-meter" {
+		return runHostMeter(args[1:], os.Stdin, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("isthmus bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -309,6 +352,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	desc, undo := bf.pin(stderr)
 	defer undo()
 	cfg.GeneratorPinning = desc
+	bf.hostMeter(&cfg, stderr)
 	defer bf.profile(stderr)()
 	rep, err := bench.Bench(ctx, cfg)
 	if err != nil {
@@ -373,6 +417,7 @@ func runBenchCompare(args []string, stdout, stderr io.Writer) int {
 	defer undo()
 	cfg.Relays[0].CPU, cfg.Relays[1].CPU = relayCPUOf(&bf), relayCPUOf(&bf)
 	cfg.GeneratorPinning = desc
+	bf.hostMeter(&cfg, stderr)
 	defer bf.profile(stderr)()
 	rep, err := bench.Compare(ctx, cfg)
 	if err != nil {

@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/isthmusrelay/isthmus/bench"
 )
 
 func TestBenchFlags(t *testing.T) {
@@ -21,6 +26,7 @@ func TestBenchFlags(t *testing.T) {
 		{"unknown relay", []string{"bench", "--relay", "nginx"}, 2, `--relay "nginx"`},
 		{"external needs a target", []string{"bench", "--relay", "external"}, 2, "need --target"},
 		{"bad user", []string{"bench", "--user", "nopassword"}, 2, "NAME:PASSWORD"},
+		{"host meter needs a CPU", []string{"bench", "host-meter"}, 2, "--cpu"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -31,5 +37,20 @@ func TestBenchFlags(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tc.want, errb.String())
 			}
 		})
+	}
+}
+
+// The bench starts `isthmus bench host-meter --cpu N` and closes its stdin at
+// the end of a run; it answers with one JSON object.
+func TestHostMeterSubcommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	r, w := io.Pipe()
+	time.AfterFunc(50*time.Millisecond, func() { _ = w.Close() })
+	if code := runHostMeter([]string{"--cpu", "0"}, r, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var hs bench.HostStalls
+	if err := json.Unmarshal(out.Bytes(), &hs); err != nil || hs.Samples == 0 {
+		t.Fatalf("output %q (%v), want a JSON result with samples", out.String(), err)
 	}
 }
