@@ -142,9 +142,10 @@ func (l *Load) drainClient(p *clientPoller, fd int32, buf, pay, oob []byte) {
 		arrived = wallNow()
 	}
 	b := buf[:n]
-	if _, m, ok := dataplane.ParseChannelData(b); ok && m >= 0 && c.sock.channel.Load() != 0 {
-		// Steady state: the channel the sender uses is bound, so the
-		// payload is taken straight out of the ChannelData message.
+	if num, m, ok := dataplane.ParseChannelData(b); ok && m >= 0 && uint32(num) == c.sock.channel.Load() {
+		// Steady state: ChannelData on the channel pion bound, so the
+		// payload is taken straight out of the message (anything else,
+		// including another channel number, goes to pion).
 		c.chanIn.Add(1)
 		l.accept(&c.down, c.ssrc(false), b[dataplane.ChannelDataHeaderLen:dataplane.ChannelDataHeaderLen+m], arrived, &l.hDown, &l.warmDown)
 		return
