@@ -345,18 +345,31 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Relays = []bench.RelaySpec{spec}
+	return bf.execute("isthmus bench", cfg, bench.Bench, false, stdout, stderr)
+}
+
+// execute runs a configured bench or compare: it bounds it by signals and
+// --timeout, pins the generator (and, with repinRelays, points every relay
+// at the relay CPU pinning settled on), adds the host meter and profiling,
+// and writes the report, also a partial one after an error.
+func (bf *benchFlags) execute(name string, cfg bench.Config, run func(context.Context, bench.Config) (*bench.Report, error), repinRelays bool, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, bf.timeout)
 	defer cancel()
 	desc, undo := bf.pin(stderr)
 	defer undo()
+	if repinRelays {
+		for i := range cfg.Relays {
+			cfg.Relays[i].CPU = relayCPUOf(bf)
+		}
+	}
 	cfg.GeneratorPinning = desc
 	bf.hostMeter(&cfg, stderr)
 	defer bf.profile(stderr)()
-	rep, err := bench.Bench(ctx, cfg)
+	rep, err := run(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "isthmus bench: %v\n", err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		if rep == nil {
 			return 1
 		}
@@ -409,26 +422,7 @@ func runBenchCompare(args []string, stdout, stderr io.Writer) int {
 	}
 	b, _ := bf.spec("coturn", bench.KindCoturn, *coturn)
 	cfg.Relays = []bench.RelaySpec{a, b}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, bf.timeout)
-	defer cancel()
-	desc, undo := bf.pin(stderr)
-	defer undo()
-	cfg.Relays[0].CPU, cfg.Relays[1].CPU = relayCPUOf(&bf), relayCPUOf(&bf)
-	cfg.GeneratorPinning = desc
-	bf.hostMeter(&cfg, stderr)
-	defer bf.profile(stderr)()
-	rep, err := bench.Compare(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "isthmus bench compare: %v\n", err)
-		if rep == nil {
-			return 1
-		}
-		bf.write(rep, stdout, stderr)
-		return 1
-	}
-	return bf.write(rep, stdout, stderr)
+	return bf.execute("isthmus bench compare", cfg, bench.Compare, true, stdout, stderr)
 }
 
 func relayCPUOf(bf *benchFlags) int {
