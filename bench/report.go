@@ -244,9 +244,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if len(r.Relays) == 2 {
 		if r.CapacityRatio > 0 {
-			bound := ""
-			if r.Relays[0].CapacityNote != "" {
+			var bound string
+			switch a, b := r.Relays[0].CapacityNote != "", r.Relays[1].CapacityNote != ""; {
+			case a && b:
+				bound = " (both capacities are lower bounds: the ratio bounds nothing)"
+			case a:
 				bound = fmt.Sprintf(" or more (%s's capacity is a lower bound)", names[0])
+			case b:
+				bound = fmt.Sprintf(" or less (%s's capacity is a lower bound)", names[1])
 			}
 			fmt.Fprintf(&b, "capacity ratio %s/%s: %.2f%s\n", names[0], names[1], r.CapacityRatio, bound)
 		}
