@@ -176,6 +176,21 @@ func loopback(f netaddr.Family) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }
 
+// sourceFor is the generator's address of family f toward a relay at server:
+// loopback for a loopback (or missing) server, else the source address the
+// kernel's routing picks (connecting a UDP socket sends nothing).
+func sourceFor(f netaddr.Family, server netip.AddrPort) (netip.Addr, error) {
+	if !server.IsValid() || server.Addr().IsLoopback() {
+		return loopback(f), nil
+	}
+	c, err := net.DialUDP(udpNet(f), nil, net.UDPAddrFromAddrPort(server))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("bench: load: no %s route to the relay at %s: %w", f, server, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
 func udpNet(f netaddr.Family) string {
 	if f == netaddr.IPv6 {
 		return "udp6"
@@ -201,7 +216,11 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	if !server.IsValid() {
 		return fmt.Errorf("bench: call %d: no %s server address for path %s", c.id, c.path.Client, c.path)
 	}
-	conn, err := net.ListenUDP(udpNet(c.path.Client), net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback(c.path.Client), 0)))
+	local := cfg.ClientIP4
+	if c.path.Client == netaddr.IPv6 {
+		local = cfg.ClientIP6
+	}
+	conn, err := net.ListenUDP(udpNet(c.path.Client), net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
 	if err != nil {
 		return fmt.Errorf("bench: call %d: client socket: %w", c.id, err)
 	}

@@ -28,8 +28,12 @@ type LoadConfig struct {
 	// Paths are the call shapes, used round-robin (call i gets
 	// Paths[i%len(Paths)]). Empty means [PathV6toV4] and [PathV4toV6].
 	Paths []Path
-	// PeerIP4 and PeerIP6 are the peer legs' addresses (default loopback).
-	PeerIP4, PeerIP6 netip.Addr
+	// PeerIP4 and PeerIP6 are the peer legs' addresses, and ClientIP4 and
+	// ClientIP6 the client legs'. Each defaults to loopback when the relay's
+	// address of that family is loopback, else to the source address the
+	// routing table picks toward it (a relay in another namespace or host).
+	PeerIP4, PeerIP6     netip.Addr
+	ClientIP4, ClientIP6 netip.Addr
 	// SetupConcurrency is how many calls are set up at once (default 16).
 	SetupConcurrency int
 	// SetupTimeout bounds the whole ramp-up (default 30 s + 20 ms per call).
@@ -56,11 +60,22 @@ func (cfg *LoadConfig) setDefaults() error {
 			return fmt.Errorf("bench: load: paths: %s needs a %s server address", p, p.Client)
 		}
 	}
-	if !cfg.PeerIP4.IsValid() {
-		cfg.PeerIP4 = loopback(netaddr.IPv4)
-	}
-	if !cfg.PeerIP6.IsValid() {
-		cfg.PeerIP6 = loopback(netaddr.IPv6)
+	for _, a := range []struct {
+		ip     *netip.Addr
+		family netaddr.Family
+		server netip.AddrPort
+	}{
+		{&cfg.PeerIP4, netaddr.IPv4, cfg.Server4}, {&cfg.ClientIP4, netaddr.IPv4, cfg.Server4},
+		{&cfg.PeerIP6, netaddr.IPv6, cfg.Server6}, {&cfg.ClientIP6, netaddr.IPv6, cfg.Server6},
+	} {
+		if a.ip.IsValid() {
+			continue
+		}
+		ip, err := sourceFor(a.family, a.server)
+		if err != nil {
+			return err
+		}
+		*a.ip = ip
 	}
 	if cfg.SetupConcurrency <= 0 {
 		cfg.SetupConcurrency = 16
