@@ -14,6 +14,7 @@ import (
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
+	"golang.org/x/sys/unix"
 )
 
 // Path is the address-family shape of a call: the family the TURN client
@@ -157,6 +158,10 @@ type call struct {
 	// server the same for the sender's own ChannelData writes.
 	serverUDP *net.UDPAddr
 	server    netip.AddrPort
+	// serverSA is server as the client socket's sockaddr (serverSALen
+	// bytes), for the sender's raw sendto.
+	serverSA    unix.RawSockaddrInet6
+	serverSALen uint32
 }
 
 // ssrc is the RTP SSRC of one direction of the call: the call index shifted
@@ -229,6 +234,7 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	c.sock = &clientSock{UDPConn: conn}
 	c.serverUDP = net.UDPAddrFromAddrPort(server)
 	c.server = server
+	c.serverSALen = dataplane.PutSockaddr(&c.serverSA, server, c.path.Client == netaddr.IPv6)
 	c.rxStamps = enableRxTimestamps(conn) == nil
 
 	c.peerAddr = c.peer.addr

@@ -91,9 +91,8 @@ func (p *clientPoller) close() { _ = p.file.Close() }
 func (l *Load) pollClients(p *clientPoller) {
 	defer l.wg.Done()
 	evs := make([]unix.EpollEvent, 128)
-	buf := make([]byte, 1500)
+	rx := newRxBatch()
 	pay := make([]byte, 1500)
-	oob := make([]byte, oobSize)
 	for {
 		err := p.rc.Read(func(fd uintptr) bool {
 			n, err := unix.EpollWait(int(fd), evs, 0)
@@ -107,7 +106,7 @@ func (l *Load) pollClients(p *clientPoller) {
 				return false // park until the epoll set is readable
 			}
 			for _, ev := range evs[:n] {
-				l.drainClient(p, ev.Fd, buf, pay, oob)
+				l.drainClient(p, ev.Fd, rx, pay)
 			}
 			return true
 		})
@@ -126,22 +125,21 @@ func (l *Load) pollClients(p *clientPoller) {
 // is level-triggered, so a socket with more queued is reported again by the
 // next epoll_wait: reading until EAGAIN would cost one more recvmsg per
 // wake-up on every socket, and at 50 packets/s a call rarely has two queued.
-func (l *Load) drainClient(p *clientPoller, fd int32, buf, pay, oob []byte) {
+func (l *Load) drainClient(p *clientPoller, fd int32, rx *rxBatch, pay []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.byFD[fd]
 	if c == nil {
 		return
 	}
-	n, oobn, _, from, err := unix.Recvmsg(int(fd), buf, oob, unix.MSG_DONTWAIT)
-	if err != nil {
+	if n, _ := rx.read(int(fd), 1); n != 1 {
 		return // EAGAIN: nothing after all
 	}
-	arrived, ok := rxTime(oob[:oobn])
+	b, oob, from := rx.datagram(0)
+	arrived, ok := rxTime(oob)
 	if !ok {
 		arrived = wallNow()
 	}
-	b := buf[:n]
 	if num, m, ok := dataplane.ParseChannelData(b); ok && m >= 0 && uint32(num) == c.sock.channel.Load() {
 		// Steady state: ChannelData on the channel pion bound, so the
 		// payload is taken straight out of the message (anything else,
@@ -152,19 +150,9 @@ func (l *Load) drainClient(p *clientPoller, fd int32, buf, pay, oob []byte) {
 	}
 	src := c.serverUDP // pion ignores the source of ChannelData
 	if !isChannelData(b) {
-		src = udpAddrOf(from)
+		src = net.UDPAddrFromAddrPort(from)
 	}
 	l.clientDatagram(c, b, src, arrived, pay)
-}
-
-func udpAddrOf(sa unix.Sockaddr) *net.UDPAddr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.UDPAddr{IP: net.IP(append([]byte(nil), a.Addr[:]...)), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.UDPAddr{IP: net.IP(append([]byte(nil), a.Addr[:]...)), Port: a.Port}
-	}
-	return &net.UDPAddr{}
 }
 
 // dataIndication is the STUN message type of a TURN Data indication.

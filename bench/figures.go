@@ -28,9 +28,10 @@ type Figures struct {
 	RelayDrops   float64 `json:"relay_socket_drops"`
 	GenDrops     float64 `json:"generator_socket_drops"`
 	InErrs       float64 `json:"in_errors"`
-	GenCPUPct    float64 `json:"generator_cpu_pct"`
-	SendLateMs   float64 `json:"send_late_p99_ms"`
-	SkippedPct   float64 `json:"skipped_late_pct"`
+	// GenCPUPct is how busy the generator was (Traffic.GeneratorBusy).
+	GenCPUPct  float64 `json:"generator_cpu_pct"`
+	SendLateMs float64 `json:"send_late_p99_ms"`
+	SkippedPct float64 `json:"skipped_late_pct"`
 	// HostLateP99Ms and HostStalledPct are the host meter's figures on the
 	// worst of the CPUs it watched (0 without a meter).
 	HostLateP99Ms  float64 `json:"host_late_p99_ms"`
@@ -66,7 +67,7 @@ var columns = []column{
 	{"UDP InErrors (v4+v6)", "%.0f", func(f *Figures) *float64 { return &f.InErrs }},
 	{"drops at relay sockets", "%.0f", func(f *Figures) *float64 { return &f.RelayDrops }},
 	{"drops at generator sockets", "%.0f", func(f *Figures) *float64 { return &f.GenDrops }},
-	{"generator CPU % of one core", "%.1f", func(f *Figures) *float64 { return &f.GenCPUPct }},
+	{"generator busy % of one core", "%.1f", func(f *Figures) *float64 { return &f.GenCPUPct }},
 	{"generator send lateness p99 ms", "%.3f", func(f *Figures) *float64 { return &f.SendLateMs }},
 	{"generator skipped (> 20 ms late) %", "%.3f", func(f *Figures) *float64 { return &f.SkippedPct }},
 	{"host: CPU wake-up late p99 ms (worst CPU)", "%.3f", func(f *Figures) *float64 { return &f.HostLateP99Ms }},
@@ -91,7 +92,7 @@ func (r *StepResult) figures() Figures {
 		JitterMs:    ms(t.All.JitterMean),
 		RcvbufErrs:  float64(r.UDP.RcvbufErrors + r.UDP.RcvbufErrors6),
 		InErrs:      float64(r.UDP.InErrors + r.UDP.InErrors6),
-		GenCPUPct:   100 * t.GeneratorCPU,
+		GenCPUPct:   100 * t.GeneratorBusy,
 		SendLateMs:  ms(t.SendLateP99),
 		SetupPerSec: r.Setup.RatePerSec,
 		RelayDrops:  float64(r.RelayDrops),

@@ -10,9 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
+	"golang.org/x/sys/unix"
 )
 
 // LoadConfig describes the calls a [Load] places on one TURN server.
@@ -46,6 +48,14 @@ type LoadConfig struct {
 	// Drain is how long receivers may take to see the last packets after the
 	// senders stop (default 300 ms).
 	Drain time.Duration
+	// Spin makes one goroutine send and receive everything during Run,
+	// polling the sockets without ever sleeping (Senders is then 1). It is
+	// for a generator with a CPU of its own (the bench pins it): an idle
+	// generator is woken for every burst it receives, and those wake-ups
+	// cost both it and, on loopback, the relay that sends to it. Run then
+	// reports how busy the loop was instead of the CPU it burned
+	// (Traffic.GeneratorBusy).
+	Spin bool
 }
 
 func (cfg *LoadConfig) setDefaults() error {
@@ -108,6 +118,9 @@ type Load struct {
 	warmUp, warmDown atomic.Uint64
 	// clientInErrors counts datagrams pion's client rejected.
 	clientInErrors atomic.Uint64
+	// spunRx counts datagrams a spinning Run read itself (the rest went to
+	// the receiver goroutines).
+	spunRx atomic.Uint64
 	// noRxStamps counts calls whose sockets refused SO_TIMESTAMPNS.
 	noRxStamps atomic.Uint64
 	ran        atomic.Bool
@@ -280,6 +293,11 @@ func (l *Load) Run(ctx context.Context, d time.Duration) (Traffic, error) {
 		senders = runtime.GOMAXPROCS(0)
 	}
 	senders = max(1, min(senders, len(events)))
+	var spin *spinner
+	if l.cfg.Spin {
+		senders = 1
+		spin = l.newSpinner()
+	}
 	parts := make([][]sendEvent, senders)
 	for i, e := range events {
 		parts[i%senders] = append(parts[i%senders], e)
@@ -290,35 +308,49 @@ func (l *Load) Run(ctx context.Context, d time.Duration) (Traffic, error) {
 	end := start + d
 	var late Histogram
 	var wg sync.WaitGroup
-	for _, part := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.send(ctx, part, start, end, &late)
-		}()
+	if spin != nil {
+		l.send(ctx, parts[0], start, end, &late, spin)
+	} else {
+		for _, part := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l.send(ctx, part, start, end, &late, l.newSleeper())
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	// Drain: bounded wait for in-flight packets.
 	var sent uint64
 	for _, c := range l.calls {
 		sent += c.up.sent + c.down.sent
 	}
-	deadline := time.Now().Add(l.cfg.Drain)
-	tick := time.NewTicker(5 * time.Millisecond)
-	for time.Now().Before(deadline) && l.hUp.Count()+l.hDown.Count() < sent {
-		select {
-		case <-ctx.Done():
-			deadline = time.Now()
-		case <-tick.C:
+	drained := func() bool { return l.hUp.Count()+l.hDown.Count() >= sent }
+	if spin != nil {
+		spin.drain(ctx, l.clock()+l.cfg.Drain, drained)
+	} else {
+		deadline := time.Now().Add(l.cfg.Drain)
+		tick := time.NewTicker(5 * time.Millisecond)
+		for time.Now().Before(deadline) && !drained() {
+			select {
+			case <-ctx.Done():
+				deadline = time.Now()
+			case <-tick.C:
+			}
 		}
+		tick.Stop()
 	}
-	tick.Stop()
 	cpu1, _ := readSelfCPU()
 	t := l.traffic(d)
 	t.SendLateP99 = late.Quantile(0.99)
 	t.SendLateMax = late.Max()
-	if wall := time.Since(wall0).Seconds(); wall > 0 {
-		t.GeneratorCPU = (cpu1 - cpu0).Seconds() / wall
+	if wall := time.Since(wall0); wall > 0 {
+		t.GeneratorCPU = (cpu1 - cpu0).Seconds() / wall.Seconds()
+		t.GeneratorBusy = t.GeneratorCPU
+		if spin != nil {
+			t.GeneratorSpin = true
+			t.GeneratorBusy = max(0, 1-spin.idle.Seconds()/wall.Seconds())
+		}
 	}
 	return t, ctx.Err()
 }
@@ -334,9 +366,41 @@ const maxLate = PacketInterval
 // with 250 µs granularity.
 const sendSlack = 250 * time.Microsecond
 
+// pacer is how a sender waits for its next event: a timer ([sleeper]) or
+// polling the sockets meanwhile ([spinner]).
+type pacer interface {
+	// waitUntil returns when the load's clock reaches due, false if ctx
+	// ended first.
+	waitUntil(ctx context.Context, due time.Duration) bool
+}
+
+// sleeper is the default pacer: the sender sleeps on a timer and the
+// receiver goroutines are woken by the netpoller.
+type sleeper struct {
+	l     *Load
+	timer *time.Timer
+}
+
+func (l *Load) newSleeper() *sleeper {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &sleeper{l: l, timer: t}
+}
+
+func (s *sleeper) waitUntil(ctx context.Context, due time.Duration) bool {
+	s.timer.Reset(due - s.l.clock())
+	select {
+	case <-ctx.Done():
+		s.timer.Stop()
+		return false
+	case <-s.timer.C:
+		return true
+	}
+}
+
 // send is one sender goroutine: it walks its share of the schedule once per
-// packet interval, sleeping until each event is due.
-func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Duration, late *Histogram) {
+// packet interval, waiting with pace until each event is due.
+func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Duration, late *Histogram, pace pacer) {
 	buf := make([]byte, dataplane.ChannelDataHeaderLen+PacketSize)
 	outs := map[*peerSock]*peerOut{}
 	for _, p := range l.peers {
@@ -350,8 +414,6 @@ func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Durati
 		}
 	}
 	defer flush()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for cycle := time.Duration(0); ; cycle++ {
 		base := start + cycle*PacketInterval
 		for _, e := range evs {
@@ -360,13 +422,10 @@ func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Durati
 				return
 			}
 			now := l.clock()
-			if wait := due - now; wait > sendSlack {
-				flush() // what is due goes out before sleeping
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
+			if due-now > sendSlack {
+				flush() // what is due goes out before waiting
+				if !pace.waitUntil(ctx, due) {
 					return
-				case <-timer.C:
 				}
 				now = l.clock()
 			}
@@ -411,8 +470,7 @@ func (l *Load) sendUp(c *call, buf []byte) {
 		_, err = c.relayConn.WriteTo(buf[hdr:hdr+n], c.peerAddr)
 	default:
 		dataplane.PutChannelDataHeader(buf, uint16(num), n)
-		_, err = c.sock.UDPConn.WriteToUDPAddrPort(buf[:hdr+n], c.server)
-		if err == nil {
+		if err = c.sendRaw(buf[:hdr+n]); err == nil {
 			c.sock.chanOut.Add(1)
 		}
 	}
@@ -421,6 +479,25 @@ func (l *Load) sendUp(c *call, buf []byte) {
 		return
 	}
 	c.up.sent++
+}
+
+// sendRaw sends b to the relay on the client socket with one raw,
+// non-blocking sendto (the net package's WriteTo costs a fifth more per
+// packet in fd locking and poller bookkeeping). A full socket buffer is a
+// send error, not a wait: at 50 packets/s a call's socket never fills.
+func (c *call) sendRaw(b []byte) error {
+	for {
+		_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(c.fd),
+			uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&c.serverSA)), uintptr(c.serverSALen))
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR:
+		default:
+			return errno
+		}
+	}
 }
 
 // Close tears every call down (allocations are released with a Refresh of

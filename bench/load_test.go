@@ -15,13 +15,22 @@ import (
 // steady-state client-leg traffic must be ChannelData.
 func runTinyLoad(t *testing.T, v4, v6 netip.AddrPort, user, pass, realm string, calls int, d time.Duration) Traffic {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	load, err := NewLoad(ctx, LoadConfig{
+	tr, _ := runTinyLoadConfig(t, LoadConfig{
 		Server4: v4, Server6: v6,
 		Username: user, Password: pass, Realm: realm,
 		Calls: calls,
-	})
+	}, d)
+	return tr
+}
+
+// runTinyLoadConfig is runTinyLoad for any LoadConfig; it also returns the
+// closed load.
+func runTinyLoadConfig(t *testing.T, cfg LoadConfig, d time.Duration) (Traffic, *Load) {
+	t.Helper()
+	calls := cfg.Calls
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	load, err := NewLoad(ctx, cfg)
 	if err != nil {
 		t.Fatalf("NewLoad: %v", err)
 	}
@@ -72,7 +81,7 @@ func runTinyLoad(t *testing.T, v4, v6 netip.AddrPort, user, pass, realm string, 
 	if tr.StunOut != before.stunOut {
 		t.Errorf("client legs wrote %d STUN messages during the run, want 0", tr.StunOut-before.stunOut)
 	}
-	return tr
+	return tr, load
 }
 
 func TestLoadAgainstPionServer(t *testing.T) {
@@ -84,6 +93,24 @@ func TestLoadAgainstPionServer(t *testing.T) {
 // TestPeerLegRejectsWrongSource checks that a bench packet reaching the
 // shared peer socket from anywhere but its call's relayed address is not
 // counted as received (it is counted as misrouted).
+// TestLoadSpinning runs the load with the spinning pacer: the same exact
+// counts, the polling loop itself reads traffic, and the busy share is a
+// fraction of one core.
+func TestLoadSpinning(t *testing.T) {
+	srv := startPionServer(t)
+	tr, load := runTinyLoadConfig(t, LoadConfig{
+		Server4: srv.v4, Server6: srv.v6,
+		Username: testUser, Password: testPass, Realm: testRealm,
+		Calls: 5, Spin: true,
+	}, time.Second)
+	if !tr.GeneratorSpin || tr.GeneratorBusy <= 0 || tr.GeneratorBusy > 1 {
+		t.Errorf("spin %v, busy %.3f; want spinning and 0 < busy <= 1", tr.GeneratorSpin, tr.GeneratorBusy)
+	}
+	if n := load.spunRx.Load(); n == 0 {
+		t.Errorf("the spinning loop read no datagram itself")
+	}
+}
+
 func TestPeerLegRejectsWrongSource(t *testing.T) {
 	srv := startPionServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

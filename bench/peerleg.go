@@ -5,11 +5,14 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 )
 
 // peerBatch bounds one recvmmsg/sendmmsg on a peer socket.
@@ -37,6 +40,13 @@ type peerSock struct {
 	conn  *net.UDPConn
 	batch batchConn
 	addr  *net.UDPAddr // local address, as pion's WriteTo and permissions want it
+	// raw is the socket for reads; rx makes "read a batch and account for
+	// it" exclusive between the socket's reader goroutine and a spinning
+	// generator, and fd is the descriptor the spinner reads (valid until
+	// the load closes).
+	raw syscall.RawConn
+	rx  sync.Mutex
+	fd  int
 	// stamps is set when the socket delivers kernel receive times.
 	stamps bool
 	// wrongSource counts bench packets whose source was not their call's
@@ -58,50 +68,83 @@ func newPeerSock(fam netaddr.Family, ip netip.Addr) (*peerSock, error) {
 		p.batch = ipv4.NewPacketConn(conn)
 	}
 	p.stamps = enableRxTimestamps(conn) == nil
+	if p.raw, err = conn.SyscallConn(); err == nil {
+		err = p.raw.Control(func(fd uintptr) { p.fd = int(fd) })
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("bench: %s peer socket: %w", fam, err)
+	}
 	return p, nil
 }
 
-// receive reads batches until the socket closes and hands every packet, with
-// its kernel receive time, to the call its SSRC names.
+// receivePeer reads batches until the socket closes and hands every packet,
+// with its kernel receive time, to the call its SSRC names. It reads inside
+// the netpoller's callback under p.rx, so that a spinning generator
+// ([LoadConfig.Spin]) can read the same socket between its wake-ups.
 func (l *Load) receivePeer(p *peerSock) {
 	defer l.wg.Done()
-	ms := make([]ipv4.Message, peerBatch)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, 1500)}
-		ms[i].OOB = make([]byte, oobSize)
-	}
+	ms := newRxBatch()
 	for {
 		runtime.Gosched() // see pollClients
-		n, err := p.batch.ReadBatch(ms, 0)
-		if err != nil {
+		var readErr error
+		err := p.raw.Read(func(fd uintptr) bool {
+			n, err := l.readPeer(p, int(fd), ms, false)
+			if n == 0 && err == unix.EAGAIN {
+				return false // park until readable
+			}
+			readErr = err
+			return true
+		})
+		if err != nil || readErr != nil {
 			return // closed
 		}
-		for i := range ms[:n] {
-			m := &ms[i]
-			arrived, ok := rxTime(m.OOB[:m.NN])
-			if !ok {
-				arrived = wallNow()
-			}
-			b := m.Buffers[0][:m.N]
-			st, err := parsePacket(b)
-			if err != nil {
-				l.misrouted.Add(1)
-				continue
-			}
-			id := int(st.ssrc&^warmupSSRCBit) >> 1
-			if id >= len(l.calls) || st.ssrc&1 != 0 {
-				l.misrouted.Add(1)
-				continue
-			}
-			c := l.calls[id]
-			if ua, ok := m.Addr.(*net.UDPAddr); !ok || !c.allocated.Load() || !sameAddrPort(ua.AddrPort(), c.relayUDP) {
-				p.wrongSource.Add(1)
-				l.misrouted.Add(1)
-				continue
-			}
-			l.accept(&c.up, c.ssrc(true), b, arrived, &l.hUp, &l.warmUp)
-		}
 	}
+}
+
+// readPeer reads one batch from the peer socket fd without blocking and
+// accounts for it. With try set it gives up at once (0, nil) when another
+// reader holds the socket.
+func (l *Load) readPeer(p *peerSock, fd int, ms *rxBatch, try bool) (int, error) {
+	if try {
+		if !p.rx.TryLock() {
+			return 0, nil
+		}
+	} else {
+		p.rx.Lock()
+	}
+	defer p.rx.Unlock()
+	n, err := ms.read(fd, peerBatch)
+	for i := range n {
+		b, oob, from := ms.datagram(i)
+		l.peerPacket(p, b, oob, from)
+	}
+	return n, err
+}
+
+// peerPacket accounts for one packet read from a peer socket.
+func (l *Load) peerPacket(p *peerSock, b, oob []byte, from netip.AddrPort) {
+	arrived, ok := rxTime(oob)
+	if !ok {
+		arrived = wallNow()
+	}
+	st, err := parsePacket(b)
+	if err != nil {
+		l.misrouted.Add(1)
+		return
+	}
+	id := int(st.ssrc&^warmupSSRCBit) >> 1
+	if id >= len(l.calls) || st.ssrc&1 != 0 {
+		l.misrouted.Add(1)
+		return
+	}
+	c := l.calls[id]
+	if !c.allocated.Load() || !sameAddrPort(from, c.relayUDP) {
+		p.wrongSource.Add(1)
+		l.misrouted.Add(1)
+		return
+	}
+	l.accept(&c.up, c.ssrc(true), b, arrived, &l.hUp, &l.warmUp)
 }
 
 func sameAddrPort(a, b netip.AddrPort) bool {

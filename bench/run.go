@@ -26,10 +26,12 @@ type Config struct {
 	Repeats int
 	// Limits decide pass or fail per step.
 	Limits Limits
-	// Paths, SetupConcurrency and Senders shape the load (see LoadConfig).
+	// Paths, SetupConcurrency, Senders and Spin shape the load (see
+	// LoadConfig).
 	Paths            []Path
 	SetupConcurrency int
 	Senders          int
+	Spin             bool
 	// KeepGoing runs every step even after a relay failed one.
 	KeepGoing bool
 	// Progress receives one line per run; nil discards.
@@ -137,7 +139,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				res, err := RunStep(ctx, spec, StepConfig{
 					Calls: calls, Duration: cfg.Duration, Paths: cfg.Paths,
-					SetupConcurrency: cfg.SetupConcurrency, Senders: cfg.Senders,
+					SetupConcurrency: cfg.SetupConcurrency, Senders: cfg.Senders, Spin: cfg.Spin,
 					HostMeter: cfg.HostMeter, HostCPUs: cfg.HostCPUs,
 				})
 				if err != nil {

@@ -38,6 +38,7 @@ type StepConfig struct {
 	Paths            []Path
 	SetupConcurrency int
 	Senders          int
+	Spin             bool
 	// HostMeter, when set, is the command that runs the host meter (see
 	// [ServeHostMeter]), started with --cpu N for each of HostCPUs for the
 	// length of the traffic phase.
@@ -110,7 +111,7 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 		Server4: p.V4, Server6: p.V6,
 		Username: spec.Username, Password: spec.Password, Realm: spec.Realm,
 		Calls: cfg.Calls, Paths: cfg.Paths,
-		SetupConcurrency: cfg.SetupConcurrency, Senders: cfg.Senders,
+		SetupConcurrency: cfg.SetupConcurrency, Senders: cfg.Senders, Spin: cfg.Spin,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

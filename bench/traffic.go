@@ -52,6 +52,12 @@ type Traffic struct {
 	// GeneratorCPU is the generator process's CPU use during the run, in
 	// CPUs (1.0 = one core busy).
 	GeneratorCPU float64 `json:"generator_cpu"`
+	// GeneratorBusy is the share of one core the load needed: the CPU use
+	// above, or with GeneratorSpin (LoadConfig.Spin) the share of the time
+	// the polling loop found something to send or receive (a spinning
+	// loop's CPU use is always about one core).
+	GeneratorBusy float64 `json:"generator_busy"`
+	GeneratorSpin bool    `json:"generator_spin"`
 	// ChannelDataOut and IndicationsOut count what the client legs wrote
 	// over the whole life of the load (including setup): steady-state
 	// traffic must be ChannelData.

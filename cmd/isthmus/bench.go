@@ -37,6 +37,7 @@ type benchFlags struct {
 	genCPUList                []int // the generator's CPUs once pinned
 	minPort, maxPort          int
 	setupConc, senders        int
+	genWait                   string
 	user, realm               string
 	jsonOut, svgOut           string
 	cpuProfile, traceOut      string
@@ -62,6 +63,7 @@ func (bf *benchFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&bf.minPort, "min-port", bench.DefaultMinPort, "lowest relay port of a started relay")
 	fs.IntVar(&bf.maxPort, "max-port", bench.DefaultMaxPort, "highest relay port of a started relay")
 	fs.IntVar(&bf.setupConc, "setup-concurrency", 16, "calls set up in parallel during ramp-up")
+	fs.StringVar(&bf.genWait, "gen-wait", "auto", "how the generator waits between packets: spin (busy-poll its sockets, never sleep), sleep (timers and the netpoller), or auto (spin when pinned to one CPU of its own)")
 	fs.IntVar(&bf.senders, "senders", 0, "sender goroutines sharing the 20 ms schedule (default: one per generator CPU)")
 	fs.StringVar(&bf.user, "user", bench.DefaultUsername+":"+bench.DefaultPassword, "long-term credential NAME:PASSWORD (given to started relays)")
 	fs.StringVar(&bf.realm, "realm", bench.DefaultRealm, "realm")
@@ -99,6 +101,9 @@ func (bf *benchFlags) config(stderr io.Writer) (bench.Config, error) {
 			return cfg, fmt.Errorf("--paths: %w", err)
 		}
 		cfg.Paths = append(cfg.Paths, p)
+	}
+	if bf.genWait != "auto" && bf.genWait != "spin" && bf.genWait != "sleep" {
+		return cfg, fmt.Errorf("--gen-wait %q: want auto, spin or sleep", bf.genWait)
 	}
 	if bf.maxPort-bf.minPort+1 < bf.maxCalls {
 		return cfg, fmt.Errorf("--min-port %d..--max-port %d holds fewer relay ports than --max-calls %d", bf.minPort, bf.maxPort, bf.maxCalls)
@@ -363,6 +368,15 @@ func (bf *benchFlags) execute(name string, cfg bench.Config, run func(context.Co
 		for i := range cfg.Relays {
 			cfg.Relays[i].CPU = relayCPUOf(bf)
 		}
+	}
+	switch bf.genWait {
+	case "spin":
+		cfg.Spin = true
+	case "auto":
+		cfg.Spin = len(bf.genCPUList) == 1 && bf.relayCPU >= 0
+	}
+	if cfg.Spin {
+		desc += ", spinning (--gen-wait)"
 	}
 	cfg.GeneratorPinning = desc
 	bf.hostMeter(&cfg, stderr)

@@ -23,6 +23,7 @@ func TestBenchFlags(t *testing.T) {
 		{"bad steps", []string{"bench", "--steps", "10,x"}, 2, `--steps: "x"`},
 		{"bad path", []string{"bench", "--paths", "ip6"}, 2, "--paths"},
 		{"port range smaller than max calls", []string{"bench", "--min-port", "20000", "--max-port", "20099", "--max-calls", "500"}, 2, "fewer relay ports"},
+		{"bad gen-wait", []string{"bench", "--gen-wait", "nap"}, 2, `--gen-wait "nap": want auto, spin or sleep`},
 		{"unknown relay", []string{"bench", "--relay", "nginx"}, 2, `--relay "nginx"`},
 		{"external needs a target", []string{"bench", "--relay", "external"}, 2, "need --target"},
 		{"bad user", []string{"bench", "--user", "nopassword"}, 2, "NAME:PASSWORD"},

@@ -79,7 +79,7 @@ func (b *fdBatch) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
 			m := &ms.M[i]
 			m.N = int(h.hdrs[i].Len)
 			m.Trunc = h.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0
-			m.Addr = addrPortFromSockaddr(&h.names[i])
+			m.Addr = AddrPortFromSockaddr(&h.names[i])
 		}
 		return n, nil
 	}
@@ -92,7 +92,7 @@ func (b *fdBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 	// loop below skips it.
 	for i := lo; i < hi; i++ {
 		m := &ms.M[i]
-		h.prepare(i, m.Buf, putSockaddr(&h.names[i], m.Addr, b.v6))
+		h.prepare(i, m.Buf, PutSockaddr(&h.names[i], m.Addr, b.v6))
 	}
 	if hi-lo == 1 {
 		// One datagram (the usual client-to-peer case: one per relay
@@ -139,10 +139,11 @@ func (b *fdBatch) sendOne(m *Message, sa *unix.RawSockaddrInet6, salen uint32) (
 	}
 }
 
-// addrPortFromSockaddr decodes a sockaddr_in or sockaddr_in6 without
-// allocating. IPv4-mapped IPv6 sources are unmapped, so that one peer has one
-// key whichever socket family saw it.
-func addrPortFromSockaddr(sa *unix.RawSockaddrInet6) netip.AddrPort {
+// AddrPortFromSockaddr decodes a sockaddr_in or sockaddr_in6 (as recvmsg(2)
+// wrote it into sa) without allocating. IPv4-mapped IPv6 sources are
+// unmapped, so that one peer has one key whichever socket family saw it. The
+// bench's generator reads its peer sockets the same way.
+func AddrPortFromSockaddr(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	switch sa.Family {
 	case unix.AF_INET:
 		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
@@ -155,10 +156,11 @@ func addrPortFromSockaddr(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// putSockaddr encodes ap for a socket of the given family and returns the
-// sockaddr length, or 0 when the socket cannot send to ap. An AF_INET6
-// socket reaches IPv4 destinations through their IPv4-mapped form.
-func putSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort, v6 bool) uint32 {
+// PutSockaddr encodes ap for a socket of the given family (v6: AF_INET6) and
+// returns the sockaddr length, or 0 when the socket cannot send to ap. An
+// AF_INET6 socket reaches IPv4 destinations through their IPv4-mapped form.
+// The bench's generator sends its client legs' datagrams the same way.
+func PutSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort, v6 bool) uint32 {
 	a := ap.Addr()
 	port := ap.Port()
 	if v6 {
