@@ -17,6 +17,16 @@ const (
 	// epoll wake-up (level-triggered epoll reports it again if more remain).
 	RelayReadBatch = 8
 
+	// ListenerReadBatches bounds how many full batches are read from one
+	// listener socket per readiness event. A listener carries the
+	// client-to-peer half of every call on its core, while the other half
+	// is spread over the relay sockets (up to MaxEvents of them served per
+	// round): one batch per round gave the listener a quarter of the
+	// service its half of the traffic needs, so under overload its queue
+	// overflowed first and only client-to-peer datagrams were lost. Four
+	// batches match MaxEvents' one datagram per relay socket.
+	ListenerReadBatches = MaxEvents / IdealBatchSize
+
 	// MaxEvents bounds how many ready sockets one epoll_wait returns, and so
 	// how many allocations share one wake-up (and one sendmmsg toward clients).
 	MaxEvents = 256

@@ -57,16 +57,27 @@ func (w *worker) count(dir, fam, bytes int) {
 	w.ctr[ctrBytes+dir*4+fam] += uint64(bytes)
 }
 
-// serveListener reads one batch of client datagrams from l and relays the
-// ChannelData on bound, permitted channels, and the Send indications to
-// permitted peers, to their peers; everything else (STUN requests) goes to
-// pion.
+// serveListener reads client datagrams from l (up to ListenerReadBatches
+// batches while they come back full) and relays the ChannelData on bound,
+// permitted channels, and the Send indications to permitted peers, to their
+// peers; everything else (STUN requests) goes to pion.
 //
 // Client to peer: recvmmsg fills rx; for each ChannelData the (listener,
 // client) key finds the allocation, the channel number its peer; the slot
 // is rewritten in place to carry the bare application data to the peer, and
 // runs of slots for the same relay socket leave in one sendmmsg.
 func (w *worker) serveListener(l *Conn) {
+	for range ListenerReadBatches {
+		if !w.serveListenerBatch(l) {
+			return
+		}
+	}
+	w.more = true // still full: the next round reads on
+}
+
+// serveListenerBatch is one batch of serveListener; it reports whether the
+// batch came back full.
+func (w *worker) serveListenerBatch(l *Conn) (full bool) {
 	ms := w.rx
 	for i := range ms.M {
 		ms.M[i].Buf = ms.M[i].mem
@@ -75,11 +86,9 @@ func (w *worker) serveListener(l *Conn) {
 	w.ctr[ctrReadCalls]++
 	if err != nil {
 		w.ctr[ctrReadErrors]++
-		return
+		return false
 	}
-	if n == len(ms.M) {
-		w.more = true
-	}
+	full = n == len(ms.M)
 	var runRelay *Conn
 	runLo, k := 0, 0
 	for i := 0; i < n; i++ {
@@ -120,6 +129,7 @@ func (w *worker) serveListener(l *Conn) {
 	if k > runLo {
 		w.write(runRelay, ms, runLo, k)
 	}
+	return full
 }
 
 // clientDatagram classifies one client datagram. For ChannelData on a bound,

@@ -570,3 +570,26 @@ func TestSetPeerFilter(t *testing.T) {
 		t.Fatalf("permission deleted while suspended came back: relayed %d/%d", p, c)
 	}
 }
+
+// TestListenerFairShare: one readiness event on a listener takes up to
+// ListenerReadBatches full batches (the listener carries half of all
+// traffic, the relay sockets the other half), then leaves the rest for the
+// next round of the same wake-up.
+func TestListenerFairShare(t *testing.T) {
+	f := newFixture(t, Config{})
+	client := netip.MustParseAddrPort(tClient)
+	perWake := ListenerReadBatches * IdealBatchSize
+	total := perWake + IdealBatchSize/2
+	for range total {
+		f.lnFake.push(channelData(tChannel, []byte("rtp"), 0), client)
+	}
+	f.serve(f.ln)
+	if got := len(f.rlyFake.take()); got != perWake || !f.w.more {
+		t.Fatalf("first round relayed %d (more %v), want %d and more to come", got, f.w.more, perWake)
+	}
+	f.w.more = false
+	f.serve(f.ln)
+	if got := len(f.rlyFake.take()); got != total-perWake || f.w.more {
+		t.Fatalf("second round relayed %d (more %v), want the last %d", got, f.w.more, total-perWake)
+	}
+}
