@@ -78,6 +78,22 @@ const (
 	GeneratorSkippedPct   = 1
 )
 
+// RelaySaturatedPct is the relay CPU use, softirq included (percent of one
+// core), from which a relay counts as saturated at a step: its CPU per
+// packet there is one core divided by the packets it managed, a rate and no
+// longer a cost, so the CPU comparison skips such steps.
+const RelaySaturatedPct = 90
+
+// relaySaturated reports whether f's relay used RelaySaturatedPct of its
+// core, softirq included.
+func relaySaturated(f Figures) bool {
+	soft := 1.0
+	if f.CPUUsPkt > 0 && f.CPUSoftUsPkt > f.CPUUsPkt {
+		soft = f.CPUSoftUsPkt / f.CPUUsPkt
+	}
+	return f.RelayCPUPct*soft >= RelaySaturatedPct
+}
+
 // StepRatio is first/second relay for every figure at one step.
 type StepRatio struct {
 	Calls int
@@ -262,7 +278,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		if c := r.lastCommonLoaded(); c > 0 {
 			a, bb := r.Relays[0].step(c), r.Relays[1].step(c)
-			fmt.Fprintf(&b, "CPU per relayed packet at %d calls (largest step with loss within the limit for both and the generator below saturation): %s/%s = %.2f (process), %.2f (with softirq)\n",
+			fmt.Fprintf(&b, "CPU per relayed packet at %d calls (largest step with loss within the limit for both, and neither relay nor the generator saturated): %s/%s = %.2f (process), %.2f (with softirq)\n",
 				c, names[0], names[1], a.Median.CPUUsPkt/bb.Median.CPUUsPkt, a.Median.CPUSoftUsPkt/bb.Median.CPUSoftUsPkt)
 		}
 	}
@@ -340,13 +356,13 @@ func (r *Report) lastCommonPass() int {
 }
 
 // lastCommonLoaded is the largest step where both relays kept loss within
-// the limit and the generator was not saturated: per-packet CPU is most
-// meaningful there, whatever the latency verdict.
+// the limit and neither they nor the generator were saturated: per-packet
+// CPU is most meaningful there, whatever the latency verdict.
 func (r *Report) lastCommonLoaded() int {
 	best := 0
 	for _, c := range r.stepCalls() {
 		a, b := r.Relays[0].step(c), r.Relays[1].step(c)
-		if a == nil || b == nil || a.GeneratorBound || b.GeneratorBound {
+		if a == nil || b == nil || a.GeneratorBound || b.GeneratorBound || relaySaturated(a.Median) || relaySaturated(b.Median) {
 			continue
 		}
 		if a.Median.LossPct <= r.Limits.MaxLossPct && b.Median.LossPct <= r.Limits.MaxLossPct && a.Median.CPUUsPkt > 0 && b.Median.CPUUsPkt > 0 {

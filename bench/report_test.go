@@ -168,3 +168,27 @@ func TestReportOutputs(t *testing.T) {
 		t.Errorf("SVG has %d polylines, want 4 (2 relays x loss, latency)", polylines)
 	}
 }
+
+// TestCPUComparisonSkipsSaturatedRelays: at a step where a relay used
+// (nearly) all of its core, CPU per packet measures the rate it managed,
+// not its cost, so the loaded-step comparison stops below it.
+func TestCPUComparisonSkipsSaturatedRelays(t *testing.T) {
+	r := syntheticReport()
+	for i := range r.Relays {
+		for j := range r.Relays[i].Steps {
+			st := &r.Relays[i].Steps[j]
+			st.Median.LossPct = 0
+			st.Median.RelayCPUPct = 40
+			if st.Calls == 400 && i == 1 {
+				st.Median.RelayCPUPct = 85 // 85 x 11/10 with softirq: saturated
+			}
+		}
+	}
+	if c := r.lastCommonLoaded(); c != 200 {
+		t.Fatalf("CPU compared at %d calls, want 200 (coturn saturated at 400)", c)
+	}
+	r.Relays[1].Steps[2].Median.RelayCPUPct = 80 // 88 with softirq
+	if c := r.lastCommonLoaded(); c != 400 {
+		t.Fatalf("CPU compared at %d calls, want 400", c)
+	}
+}
