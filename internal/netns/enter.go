@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -37,7 +38,7 @@ func (ns *Namespace) Do(fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		target, err := os.Open("/run/netns/" + ns.Name)
+		target, err := os.Open(filepath.Join(netnsRunDir, ns.Name))
 		if err != nil {
 			errc <- fmt.Errorf("netns: %s: open: %w", ns.Name, err)
 			restored = true

@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,9 @@ var ErrNotRoot = errors.New("netns: network namespaces need root (run as root or
 
 // ErrNoIproute2 is returned by [NewRun] when the `ip` command is missing.
 var ErrNoIproute2 = errors.New("netns: the ip command (iproute2) is not installed")
+
+// netnsRunDir is where iproute2 keeps one file per named namespace.
+const netnsRunDir = "/run/netns"
 
 // ipCommandTimeout bounds every single `ip` invocation, so a wedged kernel
 // call cannot hang a test forever.
@@ -84,11 +89,12 @@ func (r *Run) Namespace(ctx context.Context, role string) (*Namespace, error) {
 		return nil, fmt.Errorf("netns: namespace %q: run %s already closed", role, r.ID)
 	}
 	ns := &Namespace{Name: Prefix + r.ID + "-" + role, Role: role, ip: r.ip}
+	// Registered before `ip netns add` runs, so Close removes it: an `ip`
+	// killed by ctx (Ctrl-C during set-up) may already have made it.
+	r.spaces = append(r.spaces, ns)
 	if _, err := runIP(ctx, r.ip, "netns", "add", ns.Name); err != nil {
 		return nil, err
 	}
-	// Registered before anything else can fail, so Close removes it.
-	r.spaces = append(r.spaces, ns)
 	if err := ns.IP(ctx, "link", "set", "dev", "lo", "up"); err != nil {
 		return nil, err
 	}
@@ -177,6 +183,9 @@ func (ns *Namespace) delete() error {
 }
 
 func deleteNamespace(ctx context.Context, ip, name string) error {
+	if _, err := os.Lstat(filepath.Join(netnsRunDir, name)); errors.Is(err, fs.ErrNotExist) {
+		return nil // never made (its `ip netns add` failed or was killed first)
+	}
 	if out, err := runIP(ctx, ip, "netns", "pids", name); err == nil {
 		for _, f := range strings.Fields(out) {
 			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {

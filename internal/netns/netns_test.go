@@ -244,3 +244,43 @@ func TestOwnerPID(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedAddIsCleanedUp: a Namespace call that fails may still have made
+// its namespace (an `ip netns add` killed by Ctrl-C midway); Close removes
+// it, and a namespace that was never made is no error.
+func TestFailedAddIsCleanedUp(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespace tests need root: run `sudo go test ./internal/netns/` (CI runs as root)")
+	}
+	ctx := testContext(t)
+	run, err := NewRun()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run.Close() })
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := run.Namespace(cancelled, "never"); err == nil {
+		t.Fatal("Namespace with a cancelled context succeeded")
+	}
+	// Made behind the run's back under the name it is about to use: its
+	// own `ip netns add` then fails, as after a kill that came too late.
+	made := Prefix + run.ID + "-made"
+	if out, err := exec.Command("ip", "netns", "add", made).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", made, err, out)
+	}
+	if _, err := run.Namespace(ctx, "made"); err == nil {
+		t.Fatal("Namespace over an existing name succeeded")
+	}
+	if err := run.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	names, err := List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(names, made) {
+		_ = exec.Command("ip", "netns", "del", made).Run()
+		t.Errorf("namespace %s left after Close", made)
+	}
+}
