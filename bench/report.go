@@ -52,9 +52,9 @@ type StepSummary struct {
 	Pass   bool         `json:"pass"`
 	Reason string       `json:"reason,omitempty"`
 	// GeneratorBound is set when the generator used at least
-	// GeneratorSaturatedPct of its CPU or skipped more than
-	// GeneratorSkippedPct of its packets (medians): the load, not only the
-	// relay, was at its limit.
+	// GeneratorSaturatedPct of its CPU, skipped more than
+	// GeneratorSkippedPct of its packets, or sent later than the p99 limit
+	// at p99 (medians): the load, not only the relay, was at its limit.
 	GeneratorBound bool `json:"generator_bound"`
 	// HostBound is set when the host meter's medians say the relay's or
 	// the generator's CPU was stalled by the machine itself enough to decide
@@ -251,7 +251,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	_ = tw.Flush()
-	b.WriteString("(gen) = generator at >= 90% of its CPU or > 1% of its packets skipped for being > 20 ms late: the load generator, not only the relay, was at its limit\n")
+	fmt.Fprintf(&b, "(gen) = generator >= %d%% busy, > %d%% of its packets skipped for being > 20 ms late, or its sends late by more than the p99 limit at p99: the load generator, not only the relay, was at its limit\n", GeneratorSaturatedPct, GeneratorSkippedPct)
 	if r.hostMetered() {
 		fmt.Fprintf(&b, "(host) = a real-time thread pinned to the relay's or the generator's CPU found it stalled >= %.0f%% of the time, or woke > %.0f%% of the p99 limit late at p99: the machine itself stalled its CPUs; a latency failure there does not end the capacity search\n", HostStalledPct, 100*HostBoundShare)
 	}

@@ -192,3 +192,21 @@ func TestCPUComparisonSkipsSaturatedRelays(t *testing.T) {
 		t.Fatalf("CPU compared at %d calls, want 400", c)
 	}
 }
+
+func TestGeneratorBound(t *testing.T) {
+	l := Limits{MaxLossPct: 0.1, MaxP99: 5 * time.Millisecond}
+	for _, tc := range []struct {
+		m    Figures
+		want bool
+	}{
+		{Figures{GenCPUPct: 80, SkippedPct: 0.5, SendLateMs: 4.9}, false},
+		{Figures{GenCPUPct: 90}, true},
+		{Figures{SkippedPct: 1.1}, true},
+		{Figures{SendLateMs: 5.1}, true}, // pacing error beyond the latency limit
+	} {
+		if got := generatorBound(tc.m, l); got != tc.want {
+			t.Errorf("generatorBound(busy %v%%, skipped %v%%, late p99 %v ms) = %v, want %v",
+				tc.m.GenCPUPct, tc.m.SkippedPct, tc.m.SendLateMs, got, tc.want)
+		}
+	}
+}
