@@ -17,15 +17,17 @@ const (
 	// epoll wake-up (level-triggered epoll reports it again if more remain).
 	RelayReadBatch = 8
 
-	// ListenerReadBatches bounds how many full batches are read from one
-	// listener socket per readiness event. A listener carries the
-	// client-to-peer half of every call on its core, while the other half
-	// is spread over the relay sockets (up to MaxEvents of them served per
-	// round): one batch per round gave the listener a quarter of the
-	// service its half of the traffic needs, so under overload its queue
-	// overflowed first and only client-to-peer datagrams were lost. Four
-	// batches match MaxEvents' one datagram per relay socket.
-	ListenerReadBatches = MaxEvents / IdealBatchSize
+	// RoundBudget bounds how many datagrams one round (the sockets one
+	// epoll_wait reported) takes from each side: from the listeners (client
+	// to peer) and from the relay sockets (peer to client). A listener is
+	// read while its batches come back full, a relay socket up to
+	// RelayReadBatch, until its side has spent the budget; the rest waits
+	// for the next round (level-triggered epoll reports it again). Without
+	// it a backlogged round served up to MaxEvents x RelayReadBatch relay
+	// datagrams against one listener batch, so client datagrams waited
+	// behind the other direction. At normal load a round holds far fewer
+	// datagrams and the budget never binds.
+	RoundBudget = 4 * IdealBatchSize
 
 	// MaxEvents bounds how many ready sockets one epoll_wait returns, and so
 	// how many allocations share one wake-up (and one sendmmsg toward clients).

@@ -20,6 +20,9 @@ type worker struct {
 	// more records, during a wake-up, that some socket read filled its
 	// batch and may hold more.
 	more bool
+	// lnBudget and rlyBudget are what is left of this round's RoundBudget
+	// for the listeners and for the relay sockets.
+	lnBudget, rlyBudget int
 
 	epollState // platform part: epoll set, wake-up descriptor, commands
 }
@@ -35,6 +38,7 @@ func newWorker(p *Plane, id int) *worker {
 func (w *worker) begin() {
 	w.now = w.p.now()
 	w.snap = w.p.lsnap.Load()
+	w.lnBudget, w.rlyBudget = RoundBudget, RoundBudget
 	w.ctr[ctrWakeups]++
 }
 
@@ -57,27 +61,29 @@ func (w *worker) count(dir, fam, bytes int) {
 	w.ctr[ctrBytes+dir*4+fam] += uint64(bytes)
 }
 
-// serveListener reads client datagrams from l (up to ListenerReadBatches
-// batches while they come back full) and relays the ChannelData on bound,
-// permitted channels, and the Send indications to permitted peers, to their
-// peers; everything else (STUN requests) goes to pion.
+// serveListener reads client datagrams from l (batches while they come
+// back full, within the round's budget) and relays the ChannelData on
+// bound, permitted channels, and the Send indications to permitted peers,
+// to their peers; everything else (STUN requests) goes to pion.
 //
 // Client to peer: recvmmsg fills rx; for each ChannelData the (listener,
 // client) key finds the allocation, the channel number its peer; the slot
 // is rewritten in place to carry the bare application data to the peer, and
 // runs of slots for the same relay socket leave in one sendmmsg.
 func (w *worker) serveListener(l *Conn) {
-	for range ListenerReadBatches {
-		if !w.serveListenerBatch(l) {
+	for w.lnBudget > 0 {
+		n, full := w.serveListenerBatch(l)
+		w.lnBudget -= n
+		if !full {
 			return
 		}
 	}
-	w.more = true // still full: the next round reads on
+	w.more = true // budget spent, batches still full: the next round reads on
 }
 
-// serveListenerBatch is one batch of serveListener; it reports whether the
-// batch came back full.
-func (w *worker) serveListenerBatch(l *Conn) (full bool) {
+// serveListenerBatch is one batch of serveListener; it returns how many
+// datagrams it read and whether the batch came back full.
+func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 	ms := w.rx
 	for i := range ms.M {
 		ms.M[i].Buf = ms.M[i].mem
@@ -86,7 +92,7 @@ func (w *worker) serveListenerBatch(l *Conn) (full bool) {
 	w.ctr[ctrReadCalls]++
 	if err != nil {
 		w.ctr[ctrReadErrors]++
-		return false
+		return 0, false
 	}
 	full = n == len(ms.M)
 	var runRelay *Conn
@@ -129,7 +135,7 @@ func (w *worker) serveListenerBatch(l *Conn) (full bool) {
 	if k > runLo {
 		w.write(runRelay, ms, runLo, k)
 	}
-	return full
+	return n, full
 }
 
 // clientDatagram classifies one client datagram. For ChannelData on a bound,
@@ -200,6 +206,10 @@ func (w *worker) write(c *Conn, ms *Msgs, lo, hi int) {
 // front and the slot stays queued for the client; the whole queue leaves in
 // one sendmmsg at the end of the wake-up, across allocations.
 func (w *worker) serveRelay(r *Conn) {
+	if w.rlyBudget <= 0 {
+		w.more = true // still ready: the next round serves it
+		return
+	}
 	a := r.alloc.Load()
 	if a == nil || !a.fast {
 		w.relayToPion(r)
@@ -222,6 +232,7 @@ func (w *worker) serveRelay(r *Conn) {
 		w.ctr[ctrReadErrors]++
 		return
 	}
+	w.rlyBudget -= n
 	if n == hi-k {
 		w.more = true
 	}
@@ -280,6 +291,7 @@ func (w *worker) relayToPion(r *Conn) {
 		w.ctr[ctrReadErrors]++
 		return
 	}
+	w.rlyBudget -= n
 	if n == RelayReadBatch {
 		w.more = true
 	}

@@ -571,25 +571,32 @@ func TestSetPeerFilter(t *testing.T) {
 	}
 }
 
-// TestListenerFairShare: one readiness event on a listener takes up to
-// ListenerReadBatches full batches (the listener carries half of all
-// traffic, the relay sockets the other half), then leaves the rest for the
-// next round of the same wake-up.
-func TestListenerFairShare(t *testing.T) {
+// TestRoundBudget: one round takes at most RoundBudget datagrams from the
+// listeners and as many from the relay sockets (a relay socket's last read
+// may overshoot by less than RelayReadBatch), then leaves the rest for the
+// next round, so that a backlog in one direction does not hold up the other.
+func TestRoundBudget(t *testing.T) {
 	f := newFixture(t, Config{})
-	client := netip.MustParseAddrPort(tClient)
-	perWake := ListenerReadBatches * IdealBatchSize
-	total := perWake + IdealBatchSize/2
+	client, peer := netip.MustParseAddrPort(tClient), netip.MustParseAddrPort(tPeer)
+	total := RoundBudget + IdealBatchSize/2
 	for range total {
 		f.lnFake.push(channelData(tChannel, []byte("rtp"), 0), client)
+		f.rlyFake.push([]byte("rtp"), peer)
 	}
-	f.serve(f.ln)
-	if got := len(f.rlyFake.take()); got != perWake || !f.w.more {
-		t.Fatalf("first round relayed %d (more %v), want %d and more to come", got, f.w.more, perWake)
+	f.w.begin()
+	f.w.serveListener(f.ln)
+	for range total { // the relay socket reported ready again and again
+		f.w.serveRelay(f.relay)
+	}
+	f.w.end()
+	toPeer, toClient := len(f.rlyFake.take()), len(f.lnFake.take())
+	if toPeer != RoundBudget || toClient < RoundBudget || toClient >= RoundBudget+RelayReadBatch || !f.w.more {
+		t.Fatalf("first round relayed %d to the peer and %d to the client (more %v), want %d and %d..%d, and more to come",
+			toPeer, toClient, f.w.more, RoundBudget, RoundBudget, RoundBudget+RelayReadBatch-1)
 	}
 	f.w.more = false
 	f.serve(f.ln)
-	if got := len(f.rlyFake.take()); got != total-perWake || f.w.more {
-		t.Fatalf("second round relayed %d (more %v), want the last %d", got, f.w.more, total-perWake)
+	if got := len(f.rlyFake.take()); got != total-RoundBudget || f.w.more {
+		t.Fatalf("second round relayed %d to the peer (more %v), want the last %d", got, f.w.more, total-RoundBudget)
 	}
 }
