@@ -125,15 +125,15 @@ func (l *Load) pollClients(p *clientPoller) {
 // is level-triggered, so a socket with more queued is reported again by the
 // next epoll_wait: reading until EAGAIN would cost one more recvmsg per
 // wake-up on every socket, and at 50 packets/s a call rarely has two queued.
-func (l *Load) drainClient(p *clientPoller, fd int32, rx *rxBatch, pay []byte) {
+func (l *Load) drainClient(p *clientPoller, fd int32, rx *rxBatch, pay []byte) (read bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.byFD[fd]
 	if c == nil {
-		return
+		return false
 	}
 	if n, _ := rx.read(int(fd), 1); n != 1 {
-		return // EAGAIN: nothing after all
+		return false // EAGAIN: nothing after all
 	}
 	b, oob, from := rx.datagram(0)
 	arrived, ok := rxTime(oob)
@@ -146,13 +146,14 @@ func (l *Load) drainClient(p *clientPoller, fd int32, rx *rxBatch, pay []byte) {
 		// including another channel number, goes to pion).
 		c.chanIn.Add(1)
 		l.accept(&c.down, c.ssrc(false), b[dataplane.ChannelDataHeaderLen:dataplane.ChannelDataHeaderLen+m], arrived, &l.hDown, &l.warmDown)
-		return
+		return true
 	}
 	src := c.serverUDP // pion ignores the source of ChannelData
 	if !isChannelData(b) {
 		src = net.UDPAddrFromAddrPort(from)
 	}
 	l.clientDatagram(c, b, src, arrived, pay)
+	return true
 }
 
 // dataIndication is the STUN message type of a TURN Data indication.

@@ -50,11 +50,10 @@ type LoadConfig struct {
 	Drain time.Duration
 	// Spin makes one goroutine send and receive everything during Run,
 	// polling the sockets without ever sleeping (Senders is then 1). It is
-	// for a generator with a CPU of its own (the bench pins it): an idle
-	// generator is woken for every burst it receives, and those wake-ups
-	// cost both it and, on loopback, the relay that sends to it. Run then
-	// reports how busy the loop was instead of the CPU it burned
-	// (Traffic.GeneratorBusy).
+	// for a generator with a CPU of its own (the bench pins it): a sender
+	// sleeping on timers woke late and caught up in bursts, which then
+	// showed as relay latency. Run then reports how busy the loop was
+	// instead of the CPU it burned (Traffic.GeneratorBusy).
 	Spin bool
 }
 

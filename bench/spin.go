@@ -45,9 +45,10 @@ func (s *spinner) poll() int {
 	n, err := unix.EpollWait(s.l.poller.epfd, s.events, 0)
 	if err == nil {
 		for _, ev := range s.events[:n] {
-			s.l.drainClient(s.l.poller, ev.Fd, s.ms, s.pay)
+			if s.l.drainClient(s.l.poller, ev.Fd, s.ms, s.pay) {
+				got++
+			}
 		}
-		got += n
 	}
 	for _, p := range s.peers {
 		n, _ := s.l.readPeer(p, p.fd, s.ms, true)
