@@ -31,6 +31,16 @@ const (
 	// for every relay and listener socket: pion's ~208 KB default dropped
 	// 0.02–0.1% of packets under light load.
 	DefaultSocketBuffer = 4 << 20
+
+	// DefaultRelayRecvBuffer is the receive buffer asked for every
+	// allocation's relay socket. A relay socket carries one call leg, so it
+	// needs room for a burst of one call (a video key frame), not the 4 MiB
+	// of a listener that every client of a core shares: the size is a limit
+	// the kernel lets a socket fill, and thousands of relay sockets each
+	// allowed 4 MiB let an overload or a flood of peers pin gigabytes of
+	// kernel memory (and hold seconds of media as delay) before anything is
+	// dropped.
+	DefaultRelayRecvBuffer = 256 << 10
 	// DefaultDrainTimeout bounds how long a drain waits for allocations to end.
 	DefaultDrainTimeout = 30 * time.Second
 )
@@ -99,10 +109,14 @@ type Config struct {
 	// counted.
 	AllocationBandwidth int `yaml:"allocation_bandwidth"`
 
-	// RecvBuffer and SendBuffer are the socket buffer sizes, in bytes, asked
-	// of the kernel for listener and relay sockets.
+	// RecvBuffer is the receive buffer size, in bytes, asked of the kernel
+	// for listener sockets.
 	RecvBuffer int `yaml:"recv_buffer"`
-	// SendBuffer is the socket send buffer size, in bytes.
+	// RelayRecvBuffer is the receive buffer size, in bytes, asked for each
+	// allocation's relay socket.
+	RelayRecvBuffer int `yaml:"relay_recv_buffer"`
+	// SendBuffer is the send buffer size, in bytes, of listener and relay
+	// sockets.
 	SendBuffer int `yaml:"send_buffer"`
 
 	// Metrics is the listen address of the HTTP server for /metrics,
@@ -165,14 +179,15 @@ func (e *ExternalIPs) UnmarshalYAML(n *yaml.Node) error {
 // command line generates one; New refuses to run open).
 func DefaultConfig() Config {
 	return Config{
-		Listen:       []string{"0.0.0.0:3478", "[::]:3478"},
-		MinPort:      49152,
-		MaxPort:      65535,
-		Realm:        DefaultRealm,
-		RecvBuffer:   DefaultSocketBuffer,
-		SendBuffer:   DefaultSocketBuffer,
-		LogLevel:     "info",
-		DrainTimeout: Duration(DefaultDrainTimeout),
+		Listen:          []string{"0.0.0.0:3478", "[::]:3478"},
+		MinPort:         49152,
+		MaxPort:         65535,
+		Realm:           DefaultRealm,
+		RecvBuffer:      DefaultSocketBuffer,
+		RelayRecvBuffer: DefaultRelayRecvBuffer,
+		SendBuffer:      DefaultSocketBuffer,
+		LogLevel:        "info",
+		DrainTimeout:    Duration(DefaultDrainTimeout),
 	}
 }
 
@@ -409,6 +424,9 @@ func (c *Config) resolve() (*resolved, error) {
 	}
 	if c.RecvBuffer < 0 || c.RecvBuffer > 1<<30 {
 		return nil, fieldErr("recv_buffer", "must be in 0..1GiB, got %d", c.RecvBuffer)
+	}
+	if c.RelayRecvBuffer < 0 || c.RelayRecvBuffer > 1<<30 {
+		return nil, fieldErr("relay_recv_buffer", "must be in 0..1GiB, got %d", c.RelayRecvBuffer)
 	}
 	if c.SendBuffer < 0 || c.SendBuffer > 1<<30 {
 		return nil, fieldErr("send_buffer", "must be in 0..1GiB, got %d", c.SendBuffer)

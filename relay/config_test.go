@@ -68,6 +68,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"negative user quota", func(c *Config) { c.UserQuota = -2 }, "user_quota:"},
 		{"bandwidth below one datagram", func(c *Config) { c.AllocationBandwidth = 100 }, "allocation_bandwidth:"},
 		{"negative recv buffer", func(c *Config) { c.RecvBuffer = -1 }, "recv_buffer:"},
+		{"huge relay recv buffer", func(c *Config) { c.RelayRecvBuffer = 2 << 30 }, "relay_recv_buffer:"},
 		{"huge send buffer", func(c *Config) { c.SendBuffer = 2 << 30 }, "send_buffer:"},
 		{"metrics without port", func(c *Config) { c.Metrics = "127.0.0.1" }, "metrics:"},
 		{"unknown log level", func(c *Config) { c.LogLevel = "chatty" }, "log_level:"},
@@ -158,8 +159,8 @@ drain_timeout: 5s
 		t.Errorf("drain_timeout = %v", time.Duration(c.DrainTimeout))
 	}
 	// Unset fields keep their defaults.
-	if c.RecvBuffer != DefaultSocketBuffer || c.LogLevel != "info" {
-		t.Errorf("defaults lost: recv_buffer=%d log_level=%q", c.RecvBuffer, c.LogLevel)
+	if c.RecvBuffer != DefaultSocketBuffer || c.RelayRecvBuffer != DefaultRelayRecvBuffer || c.LogLevel != "info" {
+		t.Errorf("defaults lost: recv_buffer=%d relay_recv_buffer=%d log_level=%q", c.RecvBuffer, c.RelayRecvBuffer, c.LogLevel)
 	}
 	// A YAML list replaces the default list, it does not append to it.
 	if len(c.Listen) != 1 {

@@ -121,7 +121,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	}
 	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
 	s.pool = newPortPool(res.minPort, res.maxPort)
-	s.gen = newAddrGenerator(s.relayIPs, s.pool, bufs, s)
+	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer}, s)
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
@@ -540,6 +540,7 @@ func (s *Server) Reload(cfg Config) error {
 		{"max_port", old.MaxPort, cfg.MaxPort},
 		{"realm", old.Realm, cfg.Realm},
 		{"recv_buffer", old.RecvBuffer, cfg.RecvBuffer},
+		{"relay_recv_buffer", old.RelayRecvBuffer, cfg.RelayRecvBuffer},
 		{"send_buffer", old.SendBuffer, cfg.SendBuffer},
 		{"metrics", old.Metrics, cfg.Metrics},
 		{"log_level", old.LogLevel, cfg.LogLevel},

@@ -44,7 +44,7 @@ type relayFlags struct {
 	logLevel                           string
 	listenerSockets, minPort, maxPort  int
 	maxAllocs, userQuota, bandwidth    int
-	recvBuf, sendBuf                   int
+	recvBuf, relayRecvBuf, sendBuf     int
 	allowLoopback                      bool
 	drainTimeout                       time.Duration
 }
@@ -73,7 +73,8 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	fs.IntVar(&f.maxAllocs, "max-allocations", 0, "total allocations, 508 beyond; 0 = port range only (YAML max_allocations)")
 	fs.IntVar(&f.userQuota, "user-quota", 0, "allocations per user, 486 beyond; 0 = unlimited (YAML user_quota)")
 	fs.IntVar(&f.bandwidth, "allocation-bandwidth", 0, "bytes/s per allocation, both directions; 0 = unlimited (YAML allocation_bandwidth)")
-	fs.IntVar(&f.recvBuf, "recv-buffer", d.RecvBuffer, "socket receive buffer `bytes` (YAML recv_buffer)")
+	fs.IntVar(&f.recvBuf, "recv-buffer", d.RecvBuffer, "listener socket receive buffer `bytes` (YAML recv_buffer)")
+	fs.IntVar(&f.relayRecvBuf, "relay-recv-buffer", d.RelayRecvBuffer, "receive buffer `bytes` of each allocation's relay socket (YAML relay_recv_buffer)")
 	fs.IntVar(&f.sendBuf, "send-buffer", d.SendBuffer, "socket send buffer `bytes` (YAML send_buffer)")
 	fs.StringVar(&f.metrics, "metrics", "", "`ip:port` for /metrics, /healthz, /readyz; empty = off (YAML metrics)")
 	fs.StringVar(&f.logLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error; trace adds pion's per-packet logs (YAML log_level)")
@@ -133,6 +134,8 @@ func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
 			cfg.AllocationBandwidth = f.bandwidth
 		case "recv-buffer":
 			cfg.RecvBuffer = f.recvBuf
+		case "relay-recv-buffer":
+			cfg.RelayRecvBuffer = f.relayRecvBuf
 		case "send-buffer":
 			cfg.SendBuffer = f.sendBuf
 		case "metrics":
