@@ -27,9 +27,9 @@ const (
 	DefaultTLSPort = 5349
 	// DefaultRealm is the realm used when none is configured.
 	DefaultRealm = "isthmus"
-	// DefaultSocketBuffer is the receive and send buffer asked of the kernel
-	// for every relay and listener socket: pion's ~208 KB default dropped
-	// 0.02–0.1% of packets under light load.
+	// DefaultSocketBuffer is the receive buffer asked of the kernel for
+	// listener sockets, and the send buffer for every socket: pion's ~208 KB
+	// default dropped 0.02–0.1% of packets under light load.
 	DefaultSocketBuffer = 4 << 20
 
 	// DefaultRelayRecvBuffer is the receive buffer asked for every
