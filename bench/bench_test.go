@@ -3,14 +3,10 @@ package bench
 import (
 	"context"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/isthmusrelay/isthmus/relay"
 	"github.com/pion/turn/v5"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 // BenchmarkRelayLoopback measures one packet's trip from a TURN client leg
@@ -19,25 +15,7 @@ import (
 // throughput. It is a quick regression signal; `isthmus bench` is the load
 // test.
 func BenchmarkRelayLoopback(b *testing.B) {
-	cfg := relay.DefaultConfig()
-	cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
-	cfg.RelayIPs = []string{"127.0.0.1", "::1"}
-	cfg.Realm = testRealm
-	cfg.Users = []string{testUser + ":" + testPass}
-	cfg.AllowLoopbackPeers = true
-	cfg.MinPort, cfg.MaxPort = 32000, 32099
-	cfg.LogLevel = "warn"
-	srv, err := relay.New(cfg, zerolog.Nop(), prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = srv.Close() })
-	var server netip.AddrPort
-	for _, a := range srv.ListenAddrs() {
-		if a.Addr().Is6() {
-			server = a
-		}
-	}
+	_, server := startOurRelay(b, 32000, 32099)
 	conn, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 	if err != nil {
 		b.Fatal(err)

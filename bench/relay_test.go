@@ -10,26 +10,25 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestLoadAgainstIsthmusRelay runs the generator against our relay in
-// process at a tiny load: both paths, exact packet counts, no loss,
-// ChannelData in steady state.
-func TestLoadAgainstIsthmusRelay(t *testing.T) {
+// startOurRelay runs our relay in process on both loopback families, with
+// the test credentials and relay ports minPort..maxPort, and returns its
+// IPv4 and IPv6 listening addresses.
+func startOurRelay(tb testing.TB, minPort, maxPort int) (v4, v6 netip.AddrPort) {
+	tb.Helper()
 	cfg := relay.DefaultConfig()
 	cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
 	cfg.RelayIPs = []string{"127.0.0.1", "::1"}
 	cfg.Realm = testRealm
 	cfg.Users = []string{testUser + ":" + testPass}
 	cfg.AllowLoopbackPeers = true
-	// Below the ephemeral range, away from DefaultMinPort used by the process tests.
-	cfg.MinPort, cfg.MaxPort = 30000, 30999
+	cfg.MinPort, cfg.MaxPort = minPort, maxPort
 	cfg.Metrics = ""
 	cfg.LogLevel = "warn"
 	srv, err := relay.New(cfg, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
-		t.Fatalf("relay.New: %v", err)
+		tb.Fatalf("relay.New: %v", err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
-	var v4, v6 netip.AddrPort
+	tb.Cleanup(func() { _ = srv.Close() })
 	for _, ap := range srv.ListenAddrs() {
 		switch {
 		case ap.Addr().Is4() && !v4.IsValid():
@@ -39,8 +38,17 @@ func TestLoadAgainstIsthmusRelay(t *testing.T) {
 		}
 	}
 	if !v4.IsValid() || !v6.IsValid() {
-		t.Fatalf("relay listens on %v, want both loopback families", srv.ListenAddrs())
+		tb.Fatalf("relay listens on %v, want both loopback families", srv.ListenAddrs())
 	}
+	return v4, v6
+}
+
+// TestLoadAgainstIsthmusRelay runs the generator against our relay in
+// process at a tiny load: both paths, exact packet counts, no loss,
+// ChannelData in steady state.
+func TestLoadAgainstIsthmusRelay(t *testing.T) {
+	// Below the ephemeral range, away from DefaultMinPort used by the process tests.
+	v4, v6 := startOurRelay(t, 30000, 30999)
 	tr := runTinyLoad(t, v4, v6, testUser, testPass, testRealm, 5, time.Second)
 	t.Logf("isthmus relay, 5 calls 1 s: up p50 %v p99 %v, down p50 %v p99 %v", tr.Up.P50, tr.Up.P99, tr.Down.P50, tr.Down.P99)
 }
