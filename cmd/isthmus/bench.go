@@ -74,6 +74,24 @@ func (bf *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&bf.cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to this file (go tool pprof)")
 }
 
+// parse parses args into fs (whose shared flags bf registered) and turns
+// them into a config; when ok is false the command ends with code (0 after
+// --help, 2 after a bad flag, named on stderr).
+func (bf *benchFlags) parse(name string, fs *flag.FlagSet, args []string, stderr io.Writer) (cfg bench.Config, code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, 0, false
+		}
+		return cfg, 2, false
+	}
+	cfg, err := bf.config(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return cfg, 2, false
+	}
+	return cfg, 0, true
+}
+
 // config turns the shared flags into a bench.Config (without relays).
 func (bf *benchFlags) config(stderr io.Writer) (bench.Config, error) {
 	cfg := bench.Config{
@@ -291,18 +309,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "       isthmus bench compare [flags]  ours vs coturn, ABAB, medians and ratios")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	cfg, err := bf.config(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "isthmus bench: %v\n", err)
-		return 2
+	cfg, code, ok := bf.parse("isthmus bench", fs, args, stderr)
+	if !ok {
+		return code
 	}
 	var spec bench.RelaySpec
+	var err error
 	switch {
 	case *relayCmd != "":
 		spec, err = bf.spec("command", bench.KindCommand, "")
@@ -407,19 +419,13 @@ func runBenchCompare(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "medians and the ratio isthmus/coturn for every figure.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	cfg, err := bf.config(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "isthmus bench compare: %v\n", err)
-		return 2
+	cfg, code, ok := bf.parse("isthmus bench compare", fs, args, stderr)
+	if !ok {
+		return code
 	}
 	bin := *ours
 	if bin == "" {
+		var err error
 		if bin, err = os.Executable(); err != nil {
 			fmt.Fprintf(stderr, "isthmus bench compare: find own executable: %v\n", err)
 			return 1
