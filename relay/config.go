@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
 
+	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -118,6 +119,11 @@ type Config struct {
 	// SendBuffer is the send buffer size, in bytes, of listener and relay
 	// sockets.
 	SendBuffer int `yaml:"send_buffer"`
+	// RawSend is auto, on or off: whether the data plane sends
+	// client-to-peer datagrams on raw IP sockets, many allocations per
+	// sendmmsg (needs CAP_NET_RAW; auto uses them when it may, on refuses
+	// to start without them).
+	RawSend string `yaml:"raw_send"`
 
 	// Metrics is the listen address of the HTTP server for /metrics,
 	// /healthz and /readyz; empty disables it.
@@ -186,6 +192,7 @@ func DefaultConfig() Config {
 		RecvBuffer:      DefaultSocketBuffer,
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
+		RawSend:         "auto",
 		LogLevel:        "info",
 		DrainTimeout:    Duration(DefaultDrainTimeout),
 	}
@@ -430,6 +437,9 @@ func (c *Config) resolve() (*resolved, error) {
 	}
 	if c.SendBuffer < 0 || c.SendBuffer > 1<<30 {
 		return nil, fieldErr("send_buffer", "must be in 0..1GiB, got %d", c.SendBuffer)
+	}
+	if _, err := dataplane.ParseRawSendMode(c.RawSend); err != nil {
+		return nil, fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
 	}
 	if c.Metrics != "" {
 		if _, _, err := splitHostPort(c.Metrics); err != nil {

@@ -69,6 +69,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"bandwidth below one datagram", func(c *Config) { c.AllocationBandwidth = 100 }, "allocation_bandwidth:"},
 		{"negative recv buffer", func(c *Config) { c.RecvBuffer = -1 }, "recv_buffer:"},
 		{"huge relay recv buffer", func(c *Config) { c.RelayRecvBuffer = 2 << 30 }, "relay_recv_buffer:"},
+		{"raw send mode", func(c *Config) { c.RawSend = "yes" }, "raw_send:"},
 		{"huge send buffer", func(c *Config) { c.SendBuffer = 2 << 30 }, "send_buffer:"},
 		{"metrics without port", func(c *Config) { c.Metrics = "127.0.0.1" }, "metrics:"},
 		{"unknown log level", func(c *Config) { c.LogLevel = "chatty" }, "log_level:"},

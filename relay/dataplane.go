@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -38,8 +39,10 @@ func dataPlaneHooks(s *Server) hooks {
 		s.log.Info().Str("env", dataPlaneEnv).Msg("data plane off: pion relays every datagram")
 		return h
 	}
+	rawSend, _ := dataplane.ParseRawSendMode(s.cfg.RawSend) // validated with the config
 	plane, err := dataplane.New(dataplane.Config{
-		Logger: s.log,
+		Logger:  s.log,
+		RawSend: rawSend,
 		BandwidthFunc: func() int64 {
 			if l := s.limits.Load(); l != nil {
 				return int64(l.bandwidth)
@@ -48,6 +51,10 @@ func dataPlaneHooks(s *Server) hooks {
 		},
 	})
 	if err != nil {
+		if rawSend == dataplane.RawSendOn {
+			h.err = fmt.Errorf("relay: raw_send is on: %w", err)
+			return h
+		}
 		s.log.Warn().Err(err).Msg("data plane unavailable: pion relays every datagram")
 		return h
 	}

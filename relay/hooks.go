@@ -32,6 +32,9 @@ type hooks struct {
 	events       turn.EventHandler
 	filterPeers  func(allowed func(netip.Addr) bool) int
 	close        func() error
+	// err, when set, stops the Server from starting: a data plane the
+	// configuration requires could not be set up.
+	err error
 }
 
 // installHooks, when set (by a data plane file in this package), returns the

@@ -112,6 +112,9 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	s.hooks = defaultHooks()
 	if installHooks != nil {
 		s.hooks = installHooks(s)
+		if s.hooks.err != nil {
+			return nil, s.hooks.err
+		}
 	}
 	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
@@ -542,6 +545,7 @@ func (s *Server) Reload(cfg Config) error {
 		{"recv_buffer", old.RecvBuffer, cfg.RecvBuffer},
 		{"relay_recv_buffer", old.RelayRecvBuffer, cfg.RelayRecvBuffer},
 		{"send_buffer", old.SendBuffer, cfg.SendBuffer},
+		{"raw_send", old.RawSend, cfg.RawSend},
 		{"metrics", old.Metrics, cfg.Metrics},
 		{"log_level", old.LogLevel, cfg.LogLevel},
 	} {

@@ -34,10 +34,12 @@ const (
 	MaxEvents = 256
 
 	// SlotSize is the size of one datagram buffer. It holds the largest UDP
-	// payload we relay (pion's server reads 1600-byte datagrams) plus the
-	// 4-byte ChannelData header, rounded up. Longer datagrams are truncated by
-	// the kernel and dropped with a counter.
-	SlotSize = 2048
+	// payload we relay (2044 bytes; pion's server reads 1600-byte datagrams)
+	// plus the 4-byte ChannelData header, and in front of them the room a
+	// raw send writes its IP and UDP headers into (RawHeadroom less the
+	// ChannelData header). Longer datagrams are truncated by the kernel and
+	// dropped with a counter.
+	SlotSize = 2048 + listenerReadOffset
 
 	// DefaultQueueLen bounds the slow-path queue of one listener socket:
 	// client datagrams the fast path hands to pion/turn (STUN requests:

@@ -26,7 +26,18 @@ type loopbackBench struct {
 const loopbackAllocs = 64
 
 func newLoopbackBench(b *testing.B, adopt bool) *loopbackBench {
-	lb := &loopbackBench{h: newHarness(b, Config{})}
+	return newLoopbackBenchRaw(b, adopt, RawSendOff)
+}
+
+// newLoopbackBenchRaw is newLoopbackBench with the worker's raw senders
+// opened when raw is RawSendOn (the benchmark is skipped without
+// CAP_NET_RAW).
+func newLoopbackBenchRaw(b *testing.B, adopt bool, raw RawSendMode) *loopbackBench {
+	lb := &loopbackBench{h: newHarness(b, Config{RawSend: raw})}
+	if err := lb.h.w.openRawSenders(); err != nil {
+		b.Skipf("raw sockets need CAP_NET_RAW: %v", err)
+	}
+	b.Cleanup(lb.h.w.closeRawSenders)
 	lb.peer = listenUDP(b, "udp4", "127.0.0.1:0")
 	lnSock := listenUDP(b, "udp4", "127.0.0.1:0")
 	if adopt {
@@ -132,13 +143,18 @@ func BenchmarkLoopbackPeerToClient(b *testing.B) {
 
 // BenchmarkLoopbackClientToPeer times, per datagram, what the relay does
 // when 64 clients have each sent one ChannelData: with the plane, one
-// recvmmsg on the listener and one sendmmsg per relay socket; naive, 64
-// ReadFrom on the listener and 64 WriteTo on relay sockets.
+// recvmmsg on the listener and one sendto per relay socket, or with raw
+// sockets (plane-raw) one sendmmsg for all 64; naive, 64 ReadFrom on the
+// listener and 64 WriteTo on relay sockets.
 func BenchmarkLoopbackClientToPeer(b *testing.B) {
-	for _, adopt := range []bool{true, false} {
-		name := map[bool]string{true: "plane", false: "naive"}[adopt]
-		b.Run(name, func(b *testing.B) {
-			lb := newLoopbackBench(b, adopt)
+	for _, mode := range []struct {
+		name  string
+		adopt bool
+		raw   RawSendMode
+	}{{"plane", true, RawSendOff}, {"plane-raw", true, RawSendOn}, {"naive", false, RawSendOff}} {
+		adopt := mode.adopt
+		b.Run(mode.name, func(b *testing.B) {
+			lb := newLoopbackBenchRaw(b, adopt, mode.raw)
 			msg := channelData(0x4000, make([]byte, rtpSize), 0)
 			buf := make([]byte, SlotSize)
 			peer := apOf(lb.peer)

@@ -86,7 +86,7 @@ func (w *worker) serveListener(l *Conn) {
 func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 	ms := w.rx
 	for i := range ms.M {
-		ms.M[i].Buf = ms.M[i].mem
+		ms.M[i].Buf = ms.M[i].mem[listenerReadOffset:]
 	}
 	n, err := l.b.ReadBatch(ms, 0, len(ms.M))
 	w.ctr[ctrReadCalls]++
@@ -119,6 +119,9 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		d.bytes.Add(uint64(len(payload)))
 		w.count(ClientToPeer, a.fam, len(payload))
 
+		if w.sendRaw(a.relay, m, payload, peer) {
+			continue
+		}
 		m.Buf = payload
 		m.Addr = peer
 		if a.relay != runRelay {
@@ -132,6 +135,7 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		}
 		k++
 	}
+	w.flushRaws()
 	if k > runLo {
 		w.write(runRelay, ms, runLo, k)
 	}
@@ -144,7 +148,7 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 // peer; otherwise it has already dropped and counted the datagram or handed
 // it to pion, and ok is false.
 func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, peer netip.AddrPort, ind, ok bool) {
-	data := m.mem[:m.N]
+	data := m.Buf[:m.N]
 	num, size, isCD := ParseChannelData(data)
 	indication := !isCD && isSendIndication(data)
 	if !isCD && !indication {
@@ -166,7 +170,7 @@ func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, 
 			w.drop(DropNoChannel, 1)
 			return nil, nil, peer, false, false
 		}
-		payload = m.mem[ChannelDataHeaderLen : ChannelDataHeaderLen+size]
+		payload = data[ChannelDataHeaderLen : ChannelDataHeaderLen+size]
 	} else {
 		if peer, payload, ok = w.ind.parseSend(data); !ok {
 			w.toPion(l, data, m.Addr, kindListener)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pion/turn/v5"
+	"golang.org/x/sys/unix"
 )
 
 // listenUDP opens a loopback UDP socket; the test fails if the family is
@@ -80,9 +81,19 @@ type leg struct {
 
 // TestLoopbackForwarding runs two call legs through real workers over
 // loopback sockets: an IPv6 client relayed to an IPv4 peer and an IPv4 client
-// relayed to an IPv6 peer, then takes a permission away.
+// relayed to an IPv6 peer, then takes a permission away. It runs once with
+// client datagrams sent on the allocations' own sockets and once on the
+// workers' raw sockets (root only).
 func TestLoopbackForwarding(t *testing.T) {
-	p, err := New(Config{Workers: 2})
+	t.Run("udp", func(t *testing.T) { testLoopbackForwarding(t, RawSendOff) })
+	t.Run("raw", func(t *testing.T) { testLoopbackForwarding(t, RawSendOn) })
+}
+
+func testLoopbackForwarding(t *testing.T, raw RawSendMode) {
+	p, err := New(Config{Workers: 2, RawSend: raw})
+	if raw == RawSendOn && errors.Is(err, unix.EPERM) {
+		t.Skipf("raw sockets need CAP_NET_RAW (run as root; CI does): %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +157,9 @@ func TestLoopbackForwarding(t *testing.T) {
 	st := p.Stats()
 	if st.SlowListener != 0 || st.SlowRelay != 0 {
 		t.Fatalf("bound-channel traffic reached the slow path: listener %d relay %d", st.SlowListener, st.SlowRelay)
+	}
+	if raw == RawSendOn && st.RawWriteCalls == 0 || raw == RawSendOff && st.RawWriteCalls != 0 {
+		t.Fatalf("raw send %v: %d sendmmsg calls on raw sockets", raw, st.RawWriteCalls)
 	}
 
 	// Control traffic: a STUN-looking datagram reaches pion's reader, and

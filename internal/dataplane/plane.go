@@ -47,8 +47,49 @@ type Config struct {
 	// (on pion's event, never per packet) instead of BandwidthLimit, so a
 	// relay that reloads its limits needs no extra call.
 	BandwidthFunc func() int64
+	// RawSend says whether client-to-peer datagrams leave on the workers'
+	// raw IP sockets, many allocations per sendmmsg, instead of one sendto
+	// each on the allocation's own socket. The zero value, RawSendAuto,
+	// uses them where the process may open them (CAP_NET_RAW).
+	RawSend RawSendMode
 	// Logger receives control-plane events (never per-packet).
 	Logger zerolog.Logger
+}
+
+// RawSendMode is Config.RawSend.
+type RawSendMode int
+
+const (
+	// RawSendAuto uses raw sockets when they can be opened.
+	RawSendAuto RawSendMode = iota
+	// RawSendOff always sends on the allocations' own sockets.
+	RawSendOff
+	// RawSendOn requires raw sockets: New fails without them.
+	RawSendOn
+)
+
+// String returns the mode's configuration name: auto, off or on.
+func (m RawSendMode) String() string {
+	switch m {
+	case RawSendOff:
+		return "off"
+	case RawSendOn:
+		return "on"
+	}
+	return "auto"
+}
+
+// ParseRawSendMode parses auto, off or on.
+func ParseRawSendMode(s string) (RawSendMode, error) {
+	switch s {
+	case "", "auto":
+		return RawSendAuto, nil
+	case "off":
+		return RawSendOff, nil
+	case "on":
+		return RawSendOn, nil
+	}
+	return RawSendAuto, fmt.Errorf("dataplane: raw send mode %q: want auto, on or off", s)
 }
 
 // Plane is the forwarding data plane: per-core workers that serve adopted

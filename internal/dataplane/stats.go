@@ -71,7 +71,8 @@ const (
 	ctrWakeups     = ctrUnpermBytes + 4
 	ctrReadCalls   = ctrWakeups + 1
 	ctrWriteCalls  = ctrReadCalls + 1
-	numCounters    = ctrWriteCalls + 1
+	ctrRawWrites   = ctrWriteCalls + 1
+	numCounters    = ctrRawWrites + 1
 )
 
 // counters are a worker's private tallies for the current wake-up, plain
@@ -121,8 +122,10 @@ type Stats struct {
 	ReadErrors uint64
 	// Wakeups, ReadCalls and WriteCalls count worker wake-ups and batch
 	// reads and writes (recvmmsg, sendmmsg): relayed datagrams divided by
-	// these is the batching actually achieved.
-	Wakeups, ReadCalls, WriteCalls uint64
+	// these is the batching actually achieved. RawWriteCalls counts the
+	// sendmmsg calls on the workers' raw sockets (Config.RawSend), which
+	// WriteCalls does not include.
+	Wakeups, ReadCalls, WriteCalls, RawWriteCalls uint64
 	// Allocations is the number of allocations the data plane knows.
 	Allocations int
 }
@@ -154,6 +157,7 @@ func (p *Plane) Stats() Stats {
 	st.Wakeups = sum[ctrWakeups]
 	st.ReadCalls = sum[ctrReadCalls]
 	st.WriteCalls = sum[ctrWriteCalls]
+	st.RawWriteCalls = sum[ctrRawWrites]
 	p.mu.Lock()
 	st.Allocations = len(p.allocs)
 	p.mu.Unlock()
@@ -177,7 +181,7 @@ var (
 	descWakeups = prometheus.NewDesc("isthmus_dataplane_wakeups_total",
 		"Worker wake-ups (one batch of ready sockets each).", nil, nil)
 	descCalls = prometheus.NewDesc("isthmus_dataplane_batch_calls_total",
-		"Batch socket calls (recvmmsg, sendmmsg).", []string{"op"}, nil)
+		"Batch socket calls (recvmmsg, sendmmsg); raw_write counts sendmmsg on raw sockets, not included in write.", []string{"op"}, nil)
 	descAllocs = prometheus.NewDesc("isthmus_dataplane_allocations",
 		"Allocations known to the data plane.", nil, nil)
 )
@@ -219,5 +223,6 @@ func (p *Plane) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWakeups, prometheus.CounterValue, float64(st.Wakeups))
 	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.ReadCalls), "read")
 	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.WriteCalls), "write")
+	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.RawWriteCalls), "raw_write")
 	ch <- prometheus.MustNewConstMetric(descAllocs, prometheus.GaugeValue, float64(st.Allocations))
 }

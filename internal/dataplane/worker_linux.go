@@ -69,10 +69,13 @@ type epollState struct {
 	exited     chan struct{}
 	started    bool
 	stopping   bool // a stop command was processed
+
+	raw4, raw6 rawSender // client-to-peer sends across allocations
 }
 
 func (w *worker) initEpollState() {
 	w.epfd, w.evfd = -1, -1
+	w.raw4.fd, w.raw6.fd = -1, -1
 	w.cmds = make(chan command, cmdQueueLen)
 	w.exited = make(chan struct{})
 }
@@ -119,10 +122,11 @@ func (w *worker) open() error {
 	if w.rc, err = w.epf.SyscallConn(); err != nil {
 		return fmt.Errorf("dataplane: worker %d: epoll raw conn: %w", w.id, err)
 	}
-	return nil
+	return w.openRawSenders()
 }
 
 func (w *worker) closeFDs() {
+	w.closeRawSenders()
 	if w.epf != nil {
 		_ = w.epf.Close()
 		w.epf = nil

@@ -1,0 +1,176 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawSender sends client-to-peer datagrams of many allocations in one
+// sendmmsg: a raw IP socket (IPPROTO_RAW, the headers written by us) can
+// send from any allocation's relayed address and port, where a UDP socket
+// sends only from its own. Each allocation keeps its own bound UDP socket,
+// so its port stays reserved and the kernel answers for it as before; only
+// the send leaves through the worker's raw socket. Without it every
+// client datagram costs one sendto on its allocation's socket.
+//
+// One per worker and family: never shared, no lock. Needs CAP_NET_RAW;
+// where the socket cannot be opened the worker sends as before.
+type rawSender struct {
+	fd    int // -1: not available
+	n     int
+	hdrs  [IdealBatchSize]unix.Mmsghdr
+	iovs  [IdealBatchSize]unix.Iovec
+	names [IdealBatchSize]unix.RawSockaddrInet6
+	// What a datagram needs should the raw send refuse it (EMSGSIZE: it
+	// needs fragmenting, which the UDP socket does): its allocation's
+	// socket, the application data and the peer.
+	relay   [IdealBatchSize]*Conn
+	payload [IdealBatchSize][]byte
+	peer    [IdealBatchSize]netip.AddrPort
+}
+
+// rawSockBuf is the send buffer asked for a raw socket: one worker's
+// client-to-peer traffic for all its allocations leaves through it.
+const rawSockBuf = 4 << 20
+
+// openRawSenders opens the worker's raw sockets when the plane is set to
+// use them; a refusal (no CAP_NET_RAW) leaves that family on the UDP
+// sockets and is an error only in RawSendOn mode.
+func (w *worker) openRawSenders() error {
+	w.raw4.fd, w.raw6.fd = -1, -1
+	if w.p.cfg.RawSend == RawSendOff {
+		return nil
+	}
+	var errs []error
+	for _, fam := range []struct {
+		s      *rawSender
+		domain int
+		name   string
+	}{{&w.raw4, unix.AF_INET, "IPv4"}, {&w.raw6, unix.AF_INET6, "IPv6"}} {
+		fd, err := unix.Socket(fam.domain, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s raw socket: %w", fam.name, err))
+			continue
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rawSockBuf) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, rawSockBuf)
+		}
+		fam.s.fd = fd
+	}
+	if err := errors.Join(errs...); err != nil {
+		if w.p.cfg.RawSend == RawSendOn {
+			return fmt.Errorf("dataplane: worker %d: %w", w.id, err)
+		}
+		if w.id == 0 {
+			w.p.log.Info().Err(err).Msg("dataplane: raw sockets unavailable, client-to-peer datagrams are sent one per syscall")
+		}
+	}
+	return nil
+}
+
+func (w *worker) closeRawSenders() {
+	for _, s := range []*rawSender{&w.raw4, &w.raw6} {
+		if s.fd >= 0 {
+			_ = unix.Close(s.fd)
+			s.fd = -1
+		}
+	}
+}
+
+// sendRaw queues m's application data (payload, inside m's slot) for peer
+// on relay's raw sender, writing the IP and UDP headers in front of it. It
+// returns false when the datagram must leave on relay's own socket: no raw
+// socket, a socket bound to a wildcard address, or no headroom.
+func (w *worker) sendRaw(relay *Conn, m *Message, payload []byte, peer netip.AddrPort) bool {
+	src := relay.local
+	sa := src.Addr()
+	var s *rawSender
+	switch {
+	case sa.Is4() && peer.Addr().Is4():
+		s = &w.raw4
+	case sa.Is6() && !sa.Is4In6() && peer.Addr().Is6() && !peer.Addr().Is4In6():
+		s = &w.raw6
+	default:
+		return false
+	}
+	if s.fd < 0 || relay.fd < 0 || sa.IsUnspecified() || relay.v6 != sa.Is6() {
+		return false
+	}
+	off := cap(m.mem) - cap(payload) // payload's offset in its slot
+	hl := rawHeaderLen(sa)
+	if off < hl || off+len(payload) > len(m.mem) {
+		return false
+	}
+	if s.n == len(s.hdrs) {
+		w.flushRaw(s)
+	}
+	pkt := m.mem[off-hl : off+len(payload)]
+	putRawHeaders(pkt, src, peer)
+	i := s.n
+	s.iovs[i].Base = unsafe.SliceData(pkt)
+	s.iovs[i].SetLen(len(pkt))
+	h := &s.hdrs[i]
+	h.Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+	// The port of a raw socket's destination is 0: the UDP header in pkt
+	// carries it (an IPv6 raw socket reads a port as a protocol number).
+	h.Hdr.Namelen = PutSockaddr(&s.names[i], netip.AddrPortFrom(peer.Addr(), 0), sa.Is6())
+	h.Hdr.Iov = &s.iovs[i]
+	h.Hdr.SetIovlen(1)
+	h.Hdr.Control = nil
+	h.Hdr.SetControllen(0)
+	h.Hdr.Flags = 0
+	h.Len = 0
+	s.relay[i], s.payload[i], s.peer[i] = relay, payload, peer
+	s.n++
+	return true
+}
+
+// flushRaws sends what both raw senders hold; it runs before the slots
+// they point into are reused.
+func (w *worker) flushRaws() {
+	if w.raw4.n > 0 {
+		w.flushRaw(&w.raw4)
+	}
+	if w.raw6.n > 0 {
+		w.flushRaw(&w.raw6)
+	}
+}
+
+// flushRaw sends s's datagrams in one sendmmsg (more only after an error).
+// A datagram the raw socket refuses as too big for the path goes out on its
+// allocation's own socket, which fragments it as before; other refusals
+// are dropped and counted.
+func (w *worker) flushRaw(s *rawSender) {
+	n := s.n
+	s.n = 0
+	for i := 0; i < n; {
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(s.fd),
+			uintptr(unsafe.Pointer(&s.hdrs[i])), uintptr(n-i), unix.MSG_DONTWAIT, 0, 0)
+		w.ctr[ctrRawWrites]++
+		switch errno {
+		case 0:
+			i += int(r)
+		case unix.EINTR:
+		case unix.EMSGSIZE:
+			if err := sendTo(s.relay[i].fd, s.payload[i], s.peer[i], s.relay[i].v6); err != nil {
+				w.drop(DropSend, 1)
+			}
+			i++
+		case unix.EAGAIN:
+			w.drop(DropSend, n-i)
+			i = n
+		default:
+			w.drop(DropSend, 1)
+			i++
+		}
+	}
+	for i := range n {
+		s.relay[i], s.payload[i] = nil, nil
+	}
+}

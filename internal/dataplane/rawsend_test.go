@@ -1,0 +1,125 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/isthmusrelay/isthmus/internal/netns"
+)
+
+// TestRawSendAcrossLink relays client datagrams on the workers' raw sockets
+// across a real link (veth between two namespaces, MTU 1280), both
+// families: the peer's kernel checks the UDP checksum we computed and sees
+// the allocation's relayed address as the source. A datagram too big for
+// the link with DF set is refused by the raw socket (EMSGSIZE) and must
+// still arrive, fragmented by the allocation's own UDP socket.
+func TestRawSendAcrossLink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: raw sockets and network namespaces (ip netns + veth); CI runs as root")
+	}
+	run, err := netns.NewRun()
+	if errors.Is(err, netns.ErrNoIproute2) {
+		t.Skip("needs iproute2 (ip netns): apt-get install iproute2")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := run.Close(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	relaySide, err := run.Namespace(ctx, "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	far, err := run.Namespace(ctx, "far")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.Veth(ctx, relaySide, "eth0", far, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct {
+		ns *netns.Namespace
+		p  string
+	}{
+		{relaySide, "192.0.2.1/24"}, {relaySide, "2001:db8::1/64"},
+		{far, "192.0.2.2/24"}, {far, "2001:db8::2/64"},
+	} {
+		if err := a.ns.AddAddr(ctx, "eth0", netip.MustParsePrefix(a.p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ns := range []*netns.Namespace{relaySide, far} {
+		if err := ns.IP(ctx, "link", "set", "eth0", "mtu", "1280"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The workers' raw sockets are opened by New, on this thread: inside
+	// the relay's namespace.
+	var p *Plane
+	if err := relaySide.Do(func() (err error) {
+		p, err = New(Config{Workers: 1, RawSend: RawSendOn})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	eh := p.EventHandler(turn.EventHandler{})
+
+	listen := func(ns *netns.Namespace, addr string) *net.UDPConn {
+		c, err := ns.ListenUDP(netip.MustParseAddrPort(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	for _, fam := range []struct{ relay, far string }{{"192.0.2.1", "192.0.2.2"}, {"2001:db8::1", "2001:db8::2"}} {
+		relayAt := func() string { return netip.AddrPortFrom(netip.MustParseAddr(fam.relay), 0).String() }
+		farAt := netip.AddrPortFrom(netip.MustParseAddr(fam.far), 0).String()
+		ln, err := p.Listener(listen(relaySide, relayAt()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := p.Relay(listen(relaySide, relayAt()), netip.AddrPort{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, peer := listen(far, farAt), listen(far, farAt)
+		src, dst := net.UDPAddrFromAddrPort(apOf(client)), ln.LocalAddr()
+		eh.OnAllocationCreated(src, dst, "UDP", "alice", "example.org", r.LocalAddr(), 0)
+		eh.OnPermissionCreated(src, dst, "UDP", "alice", "example.org", r.LocalAddr(), apOf(peer).Addr().AsSlice())
+		eh.OnChannelCreated(src, dst, "UDP", "alice", "example.org", r.LocalAddr(), net.UDPAddrFromAddrPort(apOf(peer)), 0x4001)
+
+		before := p.Stats()
+		for _, size := range []int{160, 1400} { // 1400 + headers > 1280: EMSGSIZE, then the UDP socket
+			payload := bytes.Repeat([]byte{byte(size)}, size)
+			if _, err := client.WriteTo(channelData(0x4001, payload, 0), dst); err != nil {
+				t.Fatal(err)
+			}
+			got, from := recv(t, peer)
+			if !bytes.Equal(got, payload) || from != r.local {
+				t.Fatalf("%s: peer got %d bytes from %v, want %d from the relayed address %v", fam.relay, len(got), from, size, r.local)
+			}
+		}
+		eventually(t, "raw sendmmsg counted", func() bool { return p.Stats().RawWriteCalls >= before.RawWriteCalls+2 })
+		if st := p.Stats(); st.Drops != before.Drops {
+			t.Fatalf("%s: drops %v, want none", fam.relay, st.Drops)
+		}
+	}
+}
