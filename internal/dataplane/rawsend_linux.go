@@ -104,8 +104,8 @@ func (w *worker) sendRaw(relay *Conn, m *Message, payload []byte, peer netip.Add
 	}
 	off := cap(m.mem) - cap(payload) // payload's offset in its slot
 	hl := rawHeaderLen(sa)
-	if off < hl || off+len(payload) > len(m.mem) {
-		return false
+	if off < hl || off+len(payload) > len(m.mem) || len(payload) > 0 && &m.mem[off] != &payload[0] {
+		return false // not inside the slot after all, or no room for the headers
 	}
 	if s.n == len(s.hdrs) {
 		w.flushRaw(s)

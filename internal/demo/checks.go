@@ -122,10 +122,10 @@ func checkCommon(r *Result) {
 	// Each way carries 2n datagrams (probes + echoes): the relay takes them
 	// in on one family and sends them out on the other.
 	want := uint64(2 * n)
-	u := r.RelayUDP
+	u := r.RelayKernel
 	r.Check("kernel: relay namespace moved the media in both families",
 		u.In4 >= want && u.Out4 >= want && u.In6 >= want && u.Out6 >= want,
-		"UDP datagrams IPv4 in %d out %d, IPv6 in %d out %d (want >= %d each)", u.In4, u.Out4, u.In6, u.Out6, want)
+		"UDP datagrams in / IP packets out: IPv4 in %d out %d, IPv6 in %d out %d (want >= %d each)", u.In4, u.Out4, u.In6, u.Out6, want)
 	if m := r.RelayMetrics; m != nil {
 		for _, f := range fams {
 			to, from := m.ToPeer4, m.FromPeer4
@@ -248,7 +248,7 @@ func expectDirectIPv6(r *Result) {
 			p.Local.Family == "IPv6" && p.Remote.Family == "IPv6",
 			"pair %s -> %s", p.Local.Family, p.Remote.Family)
 	}
-	u := r.RelayUDP
+	u := r.RelayKernel
 	r.Check("no media through the relay", u.In4+u.In6 < uint64(r.Packets),
 		"relay namespace received %d IPv4 + %d IPv6 datagrams during the media phase (media alone would be %d)", u.In4, u.In6, 4*r.Packets)
 }

@@ -36,7 +36,7 @@ func legacyCallResult() *Result {
 			Remote: Candidate{Type: "plain", Addr: "192.0.2.20:40388", Family: "IPv4"},
 			Server: "[2001:db8::1]:3478",
 		}},
-		RelayUDP:     UDPCounters{In4: 1000, Out4: 1000, In6: 1002, Out6: 1002},
+		RelayKernel:  KernelCounters{In4: 1000, Out4: 1000, In6: 1002, Out6: 1002},
 		RelayMetrics: &RelayPackets{ToPeer4: 1000, FromPeer4: 1000},
 	}
 	return r
@@ -78,7 +78,7 @@ func TestChecksCatchFaults(t *testing.T) {
 		{"send error", func(r *Result) { r.Answerer.Stats.SendErrors = 1 }, "RTP answerer -> offerer: 0 loss"},
 		{"no RTT", func(r *Result) { r.Offerer.Stats.RTTp50 = 0 }, "legacy4: a round trip for every probe"},
 		{"stray packets", func(r *Result) { r.Answerer.Stats.Invalid = 3 }, "ua6: no stray or duplicate packets"},
-		{"relay saw too little IPv6", func(r *Result) { r.RelayUDP.In6 = 999 }, "kernel: relay namespace moved the media in both families"},
+		{"relay saw too little IPv6", func(r *Result) { r.RelayKernel.In6 = 999 }, "kernel: relay namespace moved the media in both families"},
 		{"relay metrics missed packets", func(r *Result) { r.RelayMetrics.FromPeer4 = 10 }, "relay metrics: relayed packets counted as IPv4"},
 		{"answer switched to IP6", func(r *Result) {
 			r.Answer = strings.ReplaceAll(r.Answer, "c=IN IP4 192.0.2.1", "c=IN IP6 2001:db8::1")

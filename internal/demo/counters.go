@@ -10,26 +10,34 @@ import (
 	"github.com/isthmusrelay/isthmus/internal/netns"
 )
 
-// UDPCounters are the kernel's UDP datagram counters of one namespace, by
-// family: what went in and out of the relay namespace, whichever relay
-// program runs there. They come from /proc/net/snmp and /proc/net/snmp6 as
-// the namespace sees them.
-type UDPCounters struct {
+// KernelCounters are the kernel's counters of one namespace, by family:
+// what went in and out of the relay namespace, whichever relay program runs
+// there. In is UDP datagrams delivered to sockets; Out is IP packets
+// transmitted (OutTransmits, Linux 6.3 and later; OutRequests before),
+// because a relay may send its client-to-peer datagrams on a raw socket
+// (isthmus's raw_send), which the UDP counters never see (nor, since 6.3,
+// IPv4's OutRequests). They come from /proc/net/snmp and /proc/net/snmp6
+// as the namespace sees them.
+type KernelCounters struct {
 	In4, Out4, In6, Out6 uint64
 }
 
 // Sub returns c - before, counter by counter.
-func (c UDPCounters) Sub(before UDPCounters) UDPCounters {
-	return UDPCounters{c.In4 - before.In4, c.Out4 - before.Out4, c.In6 - before.In6, c.Out6 - before.Out6}
+func (c KernelCounters) Sub(before KernelCounters) KernelCounters {
+	return KernelCounters{c.In4 - before.In4, c.Out4 - before.Out4, c.In6 - before.In6, c.Out6 - before.Out6}
 }
 
-func readUDPCounters(ns *netns.Namespace) (UDPCounters, error) {
-	var c UDPCounters
+func readKernelCounters(ns *netns.Namespace) (KernelCounters, error) {
+	var c KernelCounters
 	snmp, err := ns.ReadProcNet("snmp")
 	if err != nil {
 		return c, err
 	}
 	v4, err := parseSnmpTable(snmp, "Udp")
+	if err != nil {
+		return c, fmt.Errorf("demo: %s: /proc/net/snmp: %w", ns.Role, err)
+	}
+	ip4, err := parseSnmpTable(snmp, "Ip")
 	if err != nil {
 		return c, fmt.Errorf("demo: %s: /proc/net/snmp: %w", ns.Role, err)
 	}
@@ -40,15 +48,25 @@ func readUDPCounters(ns *netns.Namespace) (UDPCounters, error) {
 	v6 := parseSnmp6(snmp6)
 	var ok [4]bool
 	c.In4, ok[0] = v4["InDatagrams"]
-	c.Out4, ok[1] = v4["OutDatagrams"]
+	c.Out4, ok[1] = firstCounter(ip4, "OutTransmits", "OutRequests")
 	c.In6, ok[2] = v6["Udp6InDatagrams"]
-	c.Out6, ok[3] = v6["Udp6OutDatagrams"]
-	for i, name := range []string{"Udp InDatagrams", "Udp OutDatagrams", "Udp6InDatagrams", "Udp6OutDatagrams"} {
+	c.Out6, ok[3] = firstCounter(v6, "Ip6OutTransmits", "Ip6OutRequests")
+	for i, name := range []string{"Udp InDatagrams", "Ip OutTransmits or OutRequests", "Udp6InDatagrams", "Ip6OutTransmits or Ip6OutRequests"} {
 		if !ok[i] {
 			return c, fmt.Errorf("demo: %s: kernel counter %s missing", ns.Role, name)
 		}
 	}
 	return c, nil
+}
+
+// firstCounter returns the first of names that m holds.
+func firstCounter(m map[string]uint64, names ...string) (uint64, bool) {
+	for _, n := range names {
+		if v, ok := m[n]; ok {
+			return v, true
+		}
+	}
+	return 0, false
 }
 
 // parseSnmpTable reads one protocol's pair of lines from /proc/net/snmp:

@@ -78,8 +78,18 @@ func TestParseKernelCounters(t *testing.T) {
 	if m6["Udp6InDatagrams"] != 1010 || m6["Udp6OutDatagrams"] != 1002 {
 		t.Errorf("snmp6: %v", m6)
 	}
-	d := UDPCounters{In4: 10, Out4: 20, In6: 30, Out6: 40}.Sub(UDPCounters{In4: 1, Out4: 2, In6: 3, Out6: 4})
-	if d != (UDPCounters{9, 18, 27, 36}) {
+	// Kernels before 6.3 have no OutTransmits: OutRequests stands in.
+	if v, ok := firstCounter(map[string]uint64{"OutRequests": 5, "OutTransmits": 7}, "OutTransmits", "OutRequests"); !ok || v != 7 {
+		t.Errorf("firstCounter with both = %d, %v; want OutTransmits 7", v, ok)
+	}
+	if v, ok := firstCounter(map[string]uint64{"OutRequests": 5}, "OutTransmits", "OutRequests"); !ok || v != 5 {
+		t.Errorf("firstCounter without OutTransmits = %d, %v; want OutRequests 5", v, ok)
+	}
+	if _, ok := firstCounter(map[string]uint64{}, "OutTransmits", "OutRequests"); ok {
+		t.Error("firstCounter found a counter in an empty table")
+	}
+	d := KernelCounters{In4: 10, Out4: 20, In6: 30, Out6: 40}.Sub(KernelCounters{In4: 1, Out4: 2, In6: 3, Out6: 4})
+	if d != (KernelCounters{9, 18, 27, 36}) {
 		t.Errorf("Sub: %+v", d)
 	}
 }

@@ -112,10 +112,10 @@ type Result struct {
 	Answerer EndpointResult
 	// Offer and Answer are the SDP bodies as the orchestrator forwarded them.
 	Offer, Answer string
-	// RelayUDP counts UDP datagrams in and out of the relay namespace, by
-	// family, during the media phase (after both connected, until both
-	// reported): the relay's work seen by the kernel.
-	RelayUDP UDPCounters
+	// RelayKernel counts UDP datagrams into and IP packets out of the relay
+	// namespace, by family, during the media phase (after both connected,
+	// until both reported): the relay's work seen by the kernel.
+	RelayKernel KernelCounters
 	// RelayMetrics holds the isthmus relay's own packet counters by family
 	// and direction over the media phase; nil for other relays.
 	RelayMetrics *RelayPackets
@@ -302,10 +302,10 @@ func exchange(ctx context.Context, sc Scenario, opt Options, topo *Topology, rel
 		e.out.Path = *m.Path
 	}
 
-	var udpBefore UDPCounters
+	var udpBefore KernelCounters
 	var metricsBefore *RelayPackets
 	if relay != nil {
-		if udpBefore, err = readUDPCounters(relay.ns); err != nil {
+		if udpBefore, err = readKernelCounters(relay.ns); err != nil {
 			return err
 		}
 		if relay.kind == RelayIsthmus {
@@ -336,11 +336,11 @@ func exchange(ctx context.Context, sc Scenario, opt Options, topo *Topology, rel
 	}
 
 	if relay != nil {
-		after, err := readUDPCounters(relay.ns)
+		after, err := readKernelCounters(relay.ns)
 		if err != nil {
 			return err
 		}
-		res.RelayUDP = after.Sub(udpBefore)
+		res.RelayKernel = after.Sub(udpBefore)
 		if relay.kind == RelayIsthmus {
 			d, err := relay.packetsSince(ctx, *metricsBefore, relayedFamilies(res), uint64(2*opt.Packets))
 			if err != nil {
