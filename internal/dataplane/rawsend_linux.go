@@ -22,11 +22,9 @@ import (
 // One per worker and family: never shared, no lock. Needs CAP_NET_RAW;
 // where the socket cannot be opened the worker sends as before.
 type rawSender struct {
-	fd    int // -1: not available
-	n     int
-	hdrs  [IdealBatchSize]unix.Mmsghdr
-	iovs  [IdealBatchSize]unix.Iovec
-	names [IdealBatchSize]unix.RawSockaddrInet6
+	fd  int // -1: not available
+	n   int
+	sys sysHeaders // one sendmmsg's headers, IdealBatchSize of them
 	// What a datagram needs should the raw send refuse it (EMSGSIZE: it
 	// needs fragmenting, which the UDP socket does): its allocation's
 	// socket, the application data and the peer.
@@ -62,6 +60,7 @@ func (w *worker) openRawSenders() error {
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, rawSockBuf)
 		}
 		fam.s.fd = fd
+		fam.s.sys.init(IdealBatchSize)
 	}
 	if err := errors.Join(errs...); err != nil {
 		if w.p.cfg.RawSend == RawSendOn {
@@ -107,25 +106,15 @@ func (w *worker) sendRaw(relay *Conn, m *Message, payload []byte, peer netip.Add
 	if off < hl || off+len(payload) > len(m.mem) || len(payload) > 0 && &m.mem[off] != &payload[0] {
 		return false // not inside the slot after all, or no room for the headers
 	}
-	if s.n == len(s.hdrs) {
+	if s.n == len(s.sys.hdrs) {
 		w.flushRaw(s)
 	}
 	pkt := m.mem[off-hl : off+len(payload)]
 	putRawHeaders(pkt, src, peer)
 	i := s.n
-	s.iovs[i].Base = unsafe.SliceData(pkt)
-	s.iovs[i].SetLen(len(pkt))
-	h := &s.hdrs[i]
-	h.Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 	// The port of a raw socket's destination is 0: the UDP header in pkt
 	// carries it (an IPv6 raw socket reads a port as a protocol number).
-	h.Hdr.Namelen = PutSockaddr(&s.names[i], netip.AddrPortFrom(peer.Addr(), 0), sa.Is6())
-	h.Hdr.Iov = &s.iovs[i]
-	h.Hdr.SetIovlen(1)
-	h.Hdr.Control = nil
-	h.Hdr.SetControllen(0)
-	h.Hdr.Flags = 0
-	h.Len = 0
+	s.sys.prepare(i, pkt, PutSockaddr(&s.sys.names[i], netip.AddrPortFrom(peer.Addr(), 0), sa.Is6()))
 	s.relay[i], s.payload[i], s.peer[i] = relay, payload, peer
 	s.n++
 	return true
@@ -151,7 +140,7 @@ func (w *worker) flushRaw(s *rawSender) {
 	s.n = 0
 	for i := 0; i < n; {
 		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(s.fd),
-			uintptr(unsafe.Pointer(&s.hdrs[i])), uintptr(n-i), unix.MSG_DONTWAIT, 0, 0)
+			uintptr(unsafe.Pointer(&s.sys.hdrs[i])), uintptr(n-i), unix.MSG_DONTWAIT, 0, 0)
 		w.ctr[ctrRawWrites]++
 		switch errno {
 		case 0:
