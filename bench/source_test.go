@@ -2,14 +2,12 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/isthmusrelay/isthmus/internal/netns"
+	"github.com/isthmusrelay/isthmus/internal/netns/netnstest"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -36,44 +34,14 @@ func TestSourceForLoopback(t *testing.T) {
 // address on the link, and a relay with no route to it is an error that
 // names the family and the address.
 func TestSourceForRoutedRelay(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds network namespaces with ip netns + veth")
-	}
-	run, err := netns.NewRun()
-	if errors.Is(err, netns.ErrNoIproute2) {
-		t.Skip("needs iproute2 (ip netns)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := run.Close(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-	})
+	run := netnstest.NewRun(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	relaySide, err := run.Namespace(ctx, "relay")
+	_, genSide, err := run.Pair(ctx, "relay", "gen",
+		[]netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64")},
+		[]netip.Prefix{netip.MustParsePrefix("192.0.2.2/24"), netip.MustParsePrefix("2001:db8::2/64")})
 	if err != nil {
 		t.Fatal(err)
-	}
-	genSide, err := run.Namespace(ctx, "gen")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Veth(ctx, relaySide, "eth0", genSide, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []struct {
-		ns *netns.Namespace
-		p  string
-	}{
-		{relaySide, "192.0.2.1/24"}, {relaySide, "2001:db8::1/64"},
-		{genSide, "192.0.2.2/24"}, {genSide, "2001:db8::2/64"},
-	} {
-		if err := a.ns.AddAddr(ctx, "eth0", netip.MustParsePrefix(a.p)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	err = genSide.Do(func() error {
 		for _, tc := range []struct {

@@ -5,16 +5,15 @@ package dataplane
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/pion/turn/v5"
 
 	"github.com/isthmusrelay/isthmus/internal/netns"
+	"github.com/isthmusrelay/isthmus/internal/netns/netnstest"
 )
 
 // TestRawSendAcrossLink relays client datagrams on the workers' raw sockets
@@ -24,44 +23,14 @@ import (
 // the link with DF set is refused by the raw socket (EMSGSIZE) and must
 // still arrive, fragmented by the allocation's own UDP socket.
 func TestRawSendAcrossLink(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: raw sockets and network namespaces (ip netns + veth); CI runs as root")
-	}
-	run, err := netns.NewRun()
-	if errors.Is(err, netns.ErrNoIproute2) {
-		t.Skip("needs iproute2 (ip netns): apt-get install iproute2")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := run.Close(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-	})
+	run := netnstest.NewRun(t) // root, as the raw sockets need too
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	relaySide, err := run.Namespace(ctx, "relay")
+	relaySide, far, err := run.Pair(ctx, "relay", "far",
+		[]netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64")},
+		[]netip.Prefix{netip.MustParsePrefix("192.0.2.2/24"), netip.MustParsePrefix("2001:db8::2/64")})
 	if err != nil {
 		t.Fatal(err)
-	}
-	far, err := run.Namespace(ctx, "far")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Veth(ctx, relaySide, "eth0", far, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []struct {
-		ns *netns.Namespace
-		p  string
-	}{
-		{relaySide, "192.0.2.1/24"}, {relaySide, "2001:db8::1/64"},
-		{far, "192.0.2.2/24"}, {far, "2001:db8::2/64"},
-	} {
-		if err := a.ns.AddAddr(ctx, "eth0", netip.MustParsePrefix(a.p)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	for _, ns := range []*netns.Namespace{relaySide, far} {
 		if err := ns.IP(ctx, "link", "set", "eth0", "mtu", "1280"); err != nil {

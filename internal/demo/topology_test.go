@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/isthmusrelay/isthmus/internal/netns"
+	"github.com/isthmusrelay/isthmus/internal/netns/netnstest"
 )
 
 func skipUnlessRoot(t *testing.T) {
@@ -26,24 +27,7 @@ func skipUnlessRoot(t *testing.T) {
 func newTopology(t *testing.T, opt TopologyOptions) *Topology {
 	t.Helper()
 	skipUnlessRoot(t)
-	run, err := netns.NewRun()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := run.Close(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-		names, err := netns.List(context.Background())
-		if err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-		for _, n := range names {
-			if strings.Contains(n, run.ID) {
-				t.Errorf("teardown left namespace %s", n)
-			}
-		}
-	})
+	run := netnstest.NewRun(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	topo, err := BuildTopology(ctx, run, opt)

@@ -22,6 +22,32 @@ func Veth(ctx context.Context, a *Namespace, aName string, b *Namespace, bName s
 	return b.IP(ctx, "link", "set", "dev", bName, "up")
 }
 
+// Pair makes two namespaces of r, roles aRole and bRole, joined by one veth
+// with an end named eth0 in each, and assigns aAddrs to a's end and bAddrs
+// to b's: two hosts on one link.
+func (r *Run) Pair(ctx context.Context, aRole, bRole string, aAddrs, bAddrs []netip.Prefix) (a, b *Namespace, err error) {
+	if a, err = r.Namespace(ctx, aRole); err != nil {
+		return nil, nil, err
+	}
+	if b, err = r.Namespace(ctx, bRole); err != nil {
+		return nil, nil, err
+	}
+	if err = Veth(ctx, a, "eth0", b, "eth0"); err != nil {
+		return nil, nil, err
+	}
+	for _, p := range aAddrs {
+		if err = a.AddAddr(ctx, "eth0", p); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, p := range bAddrs {
+		if err = b.AddAddr(ctx, "eth0", p); err != nil {
+			return nil, nil, err
+		}
+	}
+	return a, b, nil
+}
+
 // AddBridge creates a bridge named name in the namespace and sets it up.
 // Ports forward at once (no STP, forward delay 0) and multicast snooping is
 // off, so IPv6 neighbour discovery is flooded from the first packet.

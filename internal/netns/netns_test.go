@@ -45,27 +45,9 @@ func testContext(t *testing.T) context.Context {
 // both ends: aAddrs[i] on a, bAddrs[i] on b.
 func pair(t *testing.T, run *Run, aAddrs, bAddrs []netip.Prefix) (*Namespace, *Namespace) {
 	t.Helper()
-	ctx := testContext(t)
-	a, err := run.Namespace(ctx, "a")
+	a, b, err := run.Pair(testContext(t), "a", "b", aAddrs, bAddrs)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b, err := run.Namespace(ctx, "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Veth(ctx, a, "eth0", b, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range aAddrs {
-		if err := a.AddAddr(ctx, "eth0", p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, p := range bAddrs {
-		if err := b.AddAddr(ctx, "eth0", p); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return a, b
 }
