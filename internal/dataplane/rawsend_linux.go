@@ -31,6 +31,37 @@ type rawSender struct {
 	relay   [IdealBatchSize]*Conn
 	payload [IdealBatchSize][]byte
 	peer    [IdealBatchSize]netip.AddrPort
+	// pktinfo is one IP_PKTINFO / IPV6_PKTINFO control message per
+	// datagram, naming its source address: a raw socket is bound to
+	// nothing, and without it the kernel would route the datagram as if it
+	// had no source, ignoring source-based policy routing (ip rule from
+	// <relay IP>) that the allocation's own bound socket would follow.
+	pktinfo []byte // IdealBatchSize x pktinfoSpace
+}
+
+// pktinfoSpace holds one control message with an in6_pktinfo (the larger
+// of the two families' structures).
+var pktinfoSpace = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+
+// putPktinfo writes datagram i's source-address control message and points
+// its header at it.
+func (s *rawSender) putPktinfo(i int, src netip.Addr) {
+	b := s.pktinfo[i*pktinfoSpace : (i+1)*pktinfoSpace]
+	clear(b)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	data := unsafe.Pointer(&b[unix.CmsgLen(0)])
+	if src.Is4() {
+		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		(*unix.Inet4Pktinfo)(data).Spec_dst = src.As4()
+	} else {
+		h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+		(*unix.Inet6Pktinfo)(data).Addr = src.As16()
+	}
+	hdr := &s.sys.hdrs[i].Hdr
+	hdr.Control = &b[0]
+	hdr.SetControllen(int(h.Len))
 }
 
 // rawSockBuf is the send buffer asked for a raw socket: one worker's
@@ -61,6 +92,7 @@ func (w *worker) openRawSenders() error {
 		}
 		fam.s.fd = fd
 		fam.s.sys.init(IdealBatchSize)
+		fam.s.pktinfo = make([]byte, IdealBatchSize*pktinfoSpace)
 	}
 	if err := errors.Join(errs...); err != nil {
 		if w.p.cfg.RawSend == RawSendOn {
@@ -115,6 +147,7 @@ func (w *worker) sendRaw(relay *Conn, m *Message, payload []byte, peer netip.Add
 	// The port of a raw socket's destination is 0: the UDP header in pkt
 	// carries it (an IPv6 raw socket reads a port as a protocol number).
 	s.sys.prepare(i, pkt, PutSockaddr(&s.sys.names[i], netip.AddrPortFrom(peer.Addr(), 0), sa.Is6()))
+	s.putPktinfo(i, sa)
 	s.relay[i], s.payload[i], s.peer[i] = relay, payload, peer
 	s.n++
 	return true

@@ -22,18 +22,36 @@ import (
 // the allocation's relayed address as the source. A datagram too big for
 // the link with DF set is refused by the raw socket (EMSGSIZE) and must
 // still arrive, fragmented by the allocation's own UDP socket.
+//
+// The far side is on other subnets, which the relay reaches only through
+// source-based policy routing (ip rule from <relay IP>): the raw send must
+// be routed as coming from the relayed address, as the allocation's bound
+// socket would be, or it has no route at all.
 func TestRawSendAcrossLink(t *testing.T) {
 	run := netnstest.NewRun(t) // root, as the raw sockets need too
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	relaySide, far, err := run.Pair(ctx, "relay", "far",
 		[]netip.Prefix{netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64")},
-		[]netip.Prefix{netip.MustParsePrefix("192.0.2.2/24"), netip.MustParsePrefix("2001:db8::2/64")})
+		[]netip.Prefix{netip.MustParsePrefix("198.51.100.2/24"), netip.MustParsePrefix("2001:db8:1::2/64")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ns := range []*netns.Namespace{relaySide, far} {
-		if err := ns.IP(ctx, "link", "set", "eth0", "mtu", "1280"); err != nil {
+	for _, cmd := range []struct {
+		ns   *netns.Namespace
+		args []string
+	}{
+		{relaySide, []string{"link", "set", "eth0", "mtu", "1280"}},
+		{far, []string{"link", "set", "eth0", "mtu", "1280"}},
+		{far, []string{"route", "add", "192.0.2.0/24", "dev", "eth0"}},
+		{far, []string{"-6", "route", "add", "2001:db8::/64", "dev", "eth0"}},
+		// The relay's main table has no route to the far subnets.
+		{relaySide, []string{"route", "add", "198.51.100.0/24", "dev", "eth0", "table", "100"}},
+		{relaySide, []string{"rule", "add", "from", "192.0.2.1", "table", "100"}},
+		{relaySide, []string{"-6", "route", "add", "2001:db8:1::/64", "dev", "eth0", "table", "100"}},
+		{relaySide, []string{"-6", "rule", "add", "from", "2001:db8::1", "table", "100"}},
+	} {
+		if err := cmd.ns.IP(ctx, cmd.args...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,7 +76,7 @@ func TestRawSendAcrossLink(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	for _, fam := range []struct{ relay, far string }{{"192.0.2.1", "192.0.2.2"}, {"2001:db8::1", "2001:db8::2"}} {
+	for _, fam := range []struct{ relay, far string }{{"192.0.2.1", "198.51.100.2"}, {"2001:db8::1", "2001:db8:1::2"}} {
 		relayAt := func() string { return netip.AddrPortFrom(netip.MustParseAddr(fam.relay), 0).String() }
 		farAt := netip.AddrPortFrom(netip.MustParseAddr(fam.far), 0).String()
 		ln, err := p.Listener(listen(relaySide, relayAt()))
