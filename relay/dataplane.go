@@ -60,7 +60,8 @@ func dataPlaneHooks(s *Server) hooks {
 	}
 	registered := s.reg.Register(plane) == nil
 	ps := startPlaneSync(plane, s.metrics)
-	s.log.Info().Int("workers", plane.Workers()).Msg("data plane on: per-core forwarding of channels and indications")
+	s.log.Info().Int("workers", plane.Workers()).Bool("raw_send", plane.RawSending()).
+		Msg("data plane on: per-core forwarding of channels and indications")
 
 	h.wrapListener = func(c *net.UDPConn) net.PacketConn {
 		conn, err := plane.Listener(c)

@@ -161,6 +161,9 @@ func testLoopbackForwarding(t *testing.T, raw RawSendMode) {
 	if raw == RawSendOn && st.RawWriteCalls == 0 || raw == RawSendOff && st.RawWriteCalls != 0 {
 		t.Fatalf("raw send %v: %d sendmmsg calls on raw sockets", raw, st.RawWriteCalls)
 	}
+	if p.RawSending() != (raw == RawSendOn) {
+		t.Fatalf("raw send %v: RawSending() = %v", raw, p.RawSending())
+	}
 
 	// Control traffic: a STUN-looking datagram reaches pion's reader, and
 	// pion's reply goes out on the listener socket.

@@ -105,6 +105,14 @@ func (w *worker) openRawSenders() error {
 	return nil
 }
 
+// RawSending reports whether the workers send client-to-peer datagrams on
+// raw sockets (Config.RawSend, and the process allowed to open them).
+func (p *Plane) RawSending() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.workers) > 0 && (p.workers[0].raw4.fd >= 0 || p.workers[0].raw6.fd >= 0)
+}
+
 func (w *worker) closeRawSenders() {
 	for _, s := range []*rawSender{&w.raw4, &w.raw6} {
 		if s.fd >= 0 {

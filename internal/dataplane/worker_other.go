@@ -44,3 +44,6 @@ func sendTo(int, []byte, netip.AddrPort, bool) error                   { return 
 func adoptFD(net.PacketConn) (int, netip.AddrPort, bool, error) {
 	return -1, netip.AddrPort{}, false, ErrUnsupported
 }
+
+// RawSending reports whether the workers send on raw sockets: never here.
+func (p *Plane) RawSending() bool { return false }
