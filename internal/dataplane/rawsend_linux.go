@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -76,15 +77,22 @@ func (w *worker) openRawSenders() error {
 	if w.p.cfg.RawSend == RawSendOff {
 		return nil
 	}
-	var errs []error
+	var failed []string
+	var firstErr error
 	for _, fam := range []struct {
 		s      *rawSender
 		domain int
 		name   string
 	}{{&w.raw4, unix.AF_INET, "IPv4"}, {&w.raw6, unix.AF_INET6, "IPv6"}} {
 		fd, err := unix.Socket(fam.domain, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		if errors.Is(err, unix.EAFNOSUPPORT) {
+			continue // the family is off in this kernel: no relay sockets of it either
+		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s raw socket: %w", fam.name, err))
+			failed = append(failed, fam.name)
+			if firstErr == nil {
+				firstErr = err
+			}
 			continue
 		}
 		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, rawSockBuf) != nil {
@@ -94,7 +102,8 @@ func (w *worker) openRawSenders() error {
 		fam.s.sys.init(IdealBatchSize)
 		fam.s.pktinfo = make([]byte, IdealBatchSize*pktinfoSpace)
 	}
-	if err := errors.Join(errs...); err != nil {
+	if firstErr != nil {
+		err := fmt.Errorf("%s raw socket: %w", strings.Join(failed, " and "), firstErr)
 		if w.p.cfg.RawSend == RawSendOn {
 			return fmt.Errorf("dataplane: worker %d: %w", w.id, err)
 		}
