@@ -111,7 +111,7 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		if c.closed {
 			return 0, c.opErr("write", net.ErrClosed)
 		}
-		if err := sendTo(c.fd, p, to, c.v6); err != nil {
+		if err := sendTo(c.fd, p, to, c.v6, 0); err != nil {
 			return 0, c.opErr("write", err)
 		}
 		return len(p), nil

@@ -197,7 +197,7 @@ func (w *worker) flushRaw(s *rawSender) {
 			i += int(r)
 		case unix.EINTR:
 		case unix.EMSGSIZE:
-			if err := sendTo(s.relay[i].fd, s.payload[i], s.peer[i], s.relay[i].v6); err != nil {
+			if err := sendTo(s.relay[i].fd, s.payload[i], s.peer[i], s.relay[i].v6, unix.MSG_DONTWAIT); err != nil {
 				w.drop(DropSend, 1)
 			}
 			i++

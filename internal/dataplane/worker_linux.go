@@ -376,8 +376,10 @@ func adoptFD(pc net.PacketConn) (fd int, local netip.AddrPort, v6 bool, err erro
 
 func closeFD(fd int) { _ = unix.Close(fd) }
 
-// sendTo sends one control-plane datagram (blocking descriptor).
-func sendTo(fd int, p []byte, to netip.AddrPort, v6 bool) error {
+// sendTo sends one datagram: a control-plane one (flags 0: the descriptor
+// blocks), or from a worker one the raw socket refused (MSG_DONTWAIT: a
+// worker never blocks).
+func sendTo(fd int, p []byte, to netip.AddrPort, v6 bool, flags int) error {
 	var sa unix.Sockaddr
 	a := to.Addr().Unmap()
 	switch {
@@ -389,7 +391,7 @@ func sendTo(fd int, p []byte, to netip.AddrPort, v6 bool) error {
 		return fmt.Errorf("dataplane: send to %v from an IPv4 socket: %w", to, errBadAddr)
 	}
 	for {
-		err := unix.Sendto(fd, p, 0, sa)
+		err := unix.Sendto(fd, p, flags, sa)
 		if !errors.Is(err, unix.EINTR) {
 			return err
 		}

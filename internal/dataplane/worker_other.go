@@ -40,7 +40,7 @@ func (p *Plane) startWorkers() error                                   { return 
 func closeFD(int)                                                      {}
 func (w *worker) sendRaw(*Conn, *Message, []byte, netip.AddrPort) bool { return false }
 func (w *worker) flushRaws()                                           {}
-func sendTo(int, []byte, netip.AddrPort, bool) error                   { return ErrUnsupported }
+func sendTo(int, []byte, netip.AddrPort, bool, int) error              { return ErrUnsupported }
 func adoptFD(net.PacketConn) (int, netip.AddrPort, bool, error) {
 	return -1, netip.AddrPort{}, false, ErrUnsupported
 }
