@@ -569,6 +569,20 @@ func newPionClient(t testing.TB, server netip.AddrPort, family turn.RequestedAdd
 		return nil, fmt.Errorf("listen %s: %w", local, err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
+	client, relayed, err := allocateOver(t, conn, server, family, username, password)
+	if err != nil {
+		return nil, err
+	}
+	return &pionClient{client: client, relayed: relayed}, nil
+}
+
+// allocateOver runs pion/turn's client over conn (a UDP socket, or a TCP or
+// TLS stream wrapped in turn.NewSTUNConn) toward server, with a 200 ms RTO
+// and quiet logs, and allocates a relay of the requested family. A client
+// that cannot start fails the test; a refused Allocate is the error. Client
+// and allocation are closed when t ends.
+func allocateOver(t testing.TB, conn net.PacketConn, server netip.AddrPort, family turn.RequestedAddressFamily, username, password string) (*turn.Client, net.PacketConn, error) {
+	t.Helper()
 	client, err := turn.NewClient(&turn.ClientConfig{
 		STUNServerAddr:         server.String(),
 		TURNServerAddr:         server.String(),
@@ -580,18 +594,18 @@ func newPionClient(t testing.TB, server netip.AddrPort, family turn.RequestedAdd
 		LoggerFactory:          quietLoggerFactory(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("turn.NewClient: %w", err)
+		t.Fatalf("turn.NewClient: %v", err)
 	}
 	t.Cleanup(client.Close)
 	if err := client.Listen(); err != nil {
-		return nil, fmt.Errorf("client Listen: %w", err)
+		t.Fatalf("client Listen: %v", err)
 	}
 	relayed, err := client.Allocate()
 	if err != nil {
-		return nil, fmt.Errorf("Allocate (family %v) via %s: %w", family, server, err)
+		return client, nil, fmt.Errorf("Allocate (family %v) via %s: %w", family, server, err)
 	}
 	t.Cleanup(func() { _ = relayed.Close() })
-	return &pionClient{client: client, relayed: relayed}, nil
+	return client, relayed, nil
 }
 
 func (c *pionClient) relayedAddr() netip.AddrPort {

@@ -84,28 +84,7 @@ func srvAllocate(t *testing.T, server netip.AddrPort, clientFam, relayFam netadd
 	if relayFam == netaddr.IPv6 {
 		raf = turn.RequestedAddressFamilyIPv6
 	}
-	c, err := turn.NewClient(&turn.ClientConfig{
-		TURNServerAddr:         server.String(),
-		STUNServerAddr:         server.String(),
-		Username:               user,
-		Password:               pass,
-		Conn:                   conn,
-		RequestedAddressFamily: raf,
-		RTO:                    200 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := c.Allocate()
-	if err != nil {
-		return c, nil, err
-	}
-	t.Cleanup(func() { _ = rc.Close() })
-	return c, rc, nil
+	return allocateOver(t, conn, server, raf, user, pass)
 }
 
 // srvExchange sends one datagram each way between the allocation and a
@@ -255,26 +234,10 @@ func TestTLSListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tc.Close() })
-	c, err := turn.NewClient(&turn.ClientConfig{
-		TURNServerAddr:         tlsAddr.String(),
-		STUNServerAddr:         tlsAddr.String(),
-		Username:               "alice",
-		Password:               "secret",
-		Conn:                   turn.NewSTUNConn(tc),
-		RequestedAddressFamily: turn.RequestedAddressFamilyIPv4,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if err := c.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := c.Allocate()
+	_, rc, err := allocateOver(t, turn.NewSTUNConn(tc), tlsAddr, turn.RequestedAddressFamilyIPv4, "alice", "secret")
 	if err != nil {
 		t.Fatalf("allocate over TLS: %v", err)
 	}
-	t.Cleanup(func() { _ = rc.Close() })
 	if !rc.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap().Is4() {
 		t.Fatalf("relayed %s, want IPv4", rc.LocalAddr())
 	}

@@ -62,13 +62,9 @@ func benchPlane(b *testing.B, n int) (*harness, *Conn, *feed, []*Conn, []*feed) 
 	return h, ln, lnFeed, relays, feeds
 }
 
-// BenchmarkForwardClientToPeer measures the data plane's own cost per
-// relayed client datagram (172-byte RTP in ChannelData), batches of
-// IdealBatchSize from one client, socket I/O faked. One op is one datagram.
-func BenchmarkForwardClientToPeer(b *testing.B) {
-	h, ln, lnFeed, _, feeds := benchPlane(b, 1)
-	lnFeed.tmpl = channelData(0x4000, make([]byte, rtpSize), 0)
-	lnFeed.from = netip.MustParseAddrPort("[2001:db8::10]:40000")
+// benchListener times b.N client datagrams: wake-ups that each serve the
+// listener (a batch of IdealBatchSize from lnFeed), all relayed to out.
+func benchListener(b *testing.B, h *harness, ln *Conn, lnFeed, out *feed) {
 	b.ReportAllocs()
 	b.SetBytes(rtpSize)
 	b.ResetTimer()
@@ -79,19 +75,14 @@ func BenchmarkForwardClientToPeer(b *testing.B) {
 		h.w.end()
 	}
 	b.StopTimer()
-	if feeds[0].sent != b.N {
-		b.Fatalf("forwarded %d of %d", feeds[0].sent, b.N)
+	if out.sent != b.N {
+		b.Fatalf("forwarded %d of %d", out.sent, b.N)
 	}
 }
 
-// BenchmarkForwardPeerToClient measures the cost per relayed peer datagram
-// when one wake-up finds one datagram on each of 64 allocations' relay
-// sockets (the per-core multi-port case) and sends them to the clients in
-// one batch. One op is one datagram.
-func BenchmarkForwardPeerToClient(b *testing.B) {
-	const allocs = 64
-	h, ln, lnFeed, relays, feeds := benchPlane(b, allocs)
-	_ = ln
+// benchRelays times b.N peer datagrams: wake-ups that each find one datagram
+// on every relay socket, all relayed to the clients through out.
+func benchRelays(b *testing.B, h *harness, relays []*Conn, feeds []*feed, out *feed) {
 	b.ReportAllocs()
 	b.SetBytes(rtpSize)
 	b.ResetTimer()
@@ -108,9 +99,29 @@ func BenchmarkForwardPeerToClient(b *testing.B) {
 		h.w.end()
 	}
 	b.StopTimer()
-	if lnFeed.sent != b.N {
-		b.Fatalf("forwarded %d of %d", lnFeed.sent, b.N)
+	if out.sent != b.N {
+		b.Fatalf("forwarded %d of %d", out.sent, b.N)
 	}
+}
+
+// BenchmarkForwardClientToPeer measures the data plane's own cost per
+// relayed client datagram (172-byte RTP in ChannelData), batches of
+// IdealBatchSize from one client, socket I/O faked. One op is one datagram.
+func BenchmarkForwardClientToPeer(b *testing.B) {
+	h, ln, lnFeed, _, feeds := benchPlane(b, 1)
+	lnFeed.tmpl = channelData(0x4000, make([]byte, rtpSize), 0)
+	lnFeed.from = netip.MustParseAddrPort("[2001:db8::10]:40000")
+	benchListener(b, h, ln, lnFeed, feeds[0])
+}
+
+// BenchmarkForwardPeerToClient measures the cost per relayed peer datagram
+// when one wake-up finds one datagram on each of 64 allocations' relay
+// sockets (the per-core multi-port case) and sends them to the clients in
+// one batch. One op is one datagram.
+func BenchmarkForwardPeerToClient(b *testing.B) {
+	const allocs = 64
+	h, _, lnFeed, relays, feeds := benchPlane(b, allocs)
+	benchRelays(b, h, relays, feeds, lnFeed)
 }
 
 // BenchmarkForwardSendIndication is BenchmarkForwardClientToPeer with Send
@@ -119,19 +130,7 @@ func BenchmarkForwardSendIndication(b *testing.B) {
 	h, ln, lnFeed, _, feeds := benchPlane(b, 1)
 	lnFeed.tmpl = sendInd(b, netip.MustParseAddrPort("198.51.100.7:6000"), make([]byte, rtpSize))
 	lnFeed.from = netip.MustParseAddrPort("[2001:db8::10]:40000")
-	b.ReportAllocs()
-	b.SetBytes(rtpSize)
-	b.ResetTimer()
-	lnFeed.left = b.N
-	for lnFeed.left > 0 {
-		h.w.begin()
-		h.w.serveListener(ln)
-		h.w.end()
-	}
-	b.StopTimer()
-	if feeds[0].sent != b.N {
-		b.Fatalf("forwarded %d of %d", feeds[0].sent, b.N)
-	}
+	benchListener(b, h, ln, lnFeed, feeds[0])
 }
 
 // BenchmarkForwardDataIndication is BenchmarkForwardPeerToClient for
@@ -143,23 +142,5 @@ func BenchmarkForwardDataIndication(b *testing.B) {
 	for i := range feeds {
 		feeds[i].from = netip.AddrPortFrom(feeds[i].from.Addr(), 1) // no channel to port 1
 	}
-	b.ReportAllocs()
-	b.SetBytes(rtpSize)
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		h.w.begin()
-		for i, r := range relays {
-			if done == b.N {
-				break
-			}
-			feeds[i].left = 1
-			h.w.serveRelay(r)
-			done++
-		}
-		h.w.end()
-	}
-	b.StopTimer()
-	if lnFeed.sent != b.N {
-		b.Fatalf("forwarded %d of %d", lnFeed.sent, b.N)
-	}
+	benchRelays(b, h, relays, feeds, lnFeed)
 }
