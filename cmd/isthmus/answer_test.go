@@ -38,6 +38,7 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
+// lockedBuffer is a goroutine-safe buffer for a command's stderr.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -106,33 +105,18 @@ func TestRelayBadConfigExitCode(t *testing.T) {
 	}
 }
 
-// relayTestBuffer is a goroutine-safe stderr.
-type relayTestBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *relayTestBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *relayTestBuffer) waitFor(t *testing.T, s string) {
+// waitFor waits up to 10 s for s to appear in the buffer (a process's
+// stderr), and fails the test with what it holds otherwise.
+func (l *lockedBuffer) waitFor(t *testing.T, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		b.mu.Lock()
-		ok := strings.Contains(b.buf.String(), s)
-		b.mu.Unlock()
-		if ok {
+		if strings.Contains(l.String(), s) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	t.Fatalf("no %q in stderr:\n%s", s, b.buf.String())
+	t.Fatalf("no %q in stderr:\n%s", s, l.String())
 }
 
 // The real process contract: "relay ready" with listen and metrics fields,
@@ -140,7 +124,7 @@ func (b *relayTestBuffer) waitFor(t *testing.T, s string) {
 // SIGTERM drains and exits 0.
 func TestRelaySignals(t *testing.T) {
 	p := relayTestConfigFile(t, "listen: [\"127.0.0.1:0\"]\nlistener_sockets: 1\n")
-	stderr := &relayTestBuffer{}
+	stderr := &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- runRelay([]string{"--config", p, "--metrics", "127.0.0.1:0", "--drain-timeout", "1s"}, &bytes.Buffer{}, stderr)
