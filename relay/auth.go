@@ -24,6 +24,11 @@ const (
 	// authStreamTimeout: a TCP/TLS connection sent no authenticated
 	// request within defaultStreamAuthTimeout and was closed.
 	authStreamTimeout = "stream_timeout"
+	// authStaleNonce: a nonce not minted for the request's 5-tuple (a
+	// replay) or expired; answered 438.
+	authStaleNonce = "stale_nonce"
+	// authThrottled: the source failed too often (throttle.go); dropped.
+	authThrottled = "throttled"
 )
 
 // longTermKey is the RFC 8489 §9.2.2 long-term key MD5(username:realm:password).

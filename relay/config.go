@@ -42,6 +42,14 @@ const (
 	// kernel memory (and hold seconds of media as delay) before anything is
 	// dropped.
 	DefaultRelayRecvBuffer = 256 << 10
+	// DefaultMaxUnauthStreams and DefaultMaxUnauthStreamsPerSource bound
+	// the TCP/TLS connections that have not authenticated: each holds a
+	// goroutine, a descriptor and a few KiB until it authenticates or its
+	// 30 s deadline passes, so without a bound one host could hold the
+	// relay's descriptors. A real client authenticates in a round trip;
+	// 64 per source leaves room for a NAT full of phones connecting at once.
+	DefaultMaxUnauthStreams          = 4096
+	DefaultMaxUnauthStreamsPerSource = 64
 	// DefaultDrainTimeout bounds how long a drain waits for allocations to end.
 	DefaultDrainTimeout = 30 * time.Second
 )
@@ -109,6 +117,14 @@ type Config struct {
 	// both directions together; 0 means unlimited. Excess is dropped and
 	// counted.
 	AllocationBandwidth int `yaml:"allocation_bandwidth"`
+
+	// MaxUnauthStreams caps the TCP and TLS connections that have not
+	// authenticated yet, from all sources together; a connection past it is
+	// closed at once (counted). 0 means no cap.
+	MaxUnauthStreams int `yaml:"max_unauthenticated_streams"`
+	// MaxUnauthStreamsPerSource caps them per source address (an IPv6 /64
+	// counts as one source). 0 means no cap.
+	MaxUnauthStreamsPerSource int `yaml:"max_unauthenticated_streams_per_source"`
 
 	// RecvBuffer is the receive buffer size, in bytes, asked of the kernel
 	// for listener sockets.
@@ -193,8 +209,11 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         "auto",
-		LogLevel:        "info",
-		DrainTimeout:    Duration(DefaultDrainTimeout),
+
+		MaxUnauthStreams:          DefaultMaxUnauthStreams,
+		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,
+		LogLevel:                  "info",
+		DrainTimeout:              Duration(DefaultDrainTimeout),
 	}
 }
 
@@ -428,6 +447,12 @@ func (c *Config) resolve() (*resolved, error) {
 	}
 	if c.AllocationBandwidth > 0 && c.AllocationBandwidth < 1500 {
 		return nil, fieldErr("allocation_bandwidth", "must be 0 (unlimited) or at least 1500 bytes/s, got %d", c.AllocationBandwidth)
+	}
+	if c.MaxUnauthStreams < 0 {
+		return nil, fieldErr("max_unauthenticated_streams", "must be >= 0, got %d", c.MaxUnauthStreams)
+	}
+	if c.MaxUnauthStreamsPerSource < 0 {
+		return nil, fieldErr("max_unauthenticated_streams_per_source", "must be >= 0, got %d", c.MaxUnauthStreamsPerSource)
 	}
 	if c.RecvBuffer < 0 || c.RecvBuffer > 1<<30 {
 		return nil, fieldErr("recv_buffer", "must be in 0..1GiB, got %d", c.RecvBuffer)

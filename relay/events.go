@@ -10,16 +10,27 @@ import (
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
-// allocTracker keeps the family pair of each live allocation, so the gauge
-// can be decremented (pion's deletion event does not carry the relay
-// address). Control path only.
+// allocTracker keeps each live allocation's owner and family pair, by
+// 5-tuple: the gauge is decremented from it (pion's deletion event does not
+// carry the relay address), and the request gate answers 437 and 441 from
+// it. Control path only.
 type allocTracker struct {
 	mu   sync.Mutex
-	live map[string][2]netaddr.Family
+	live map[allocKey]liveAlloc
 }
 
-func tupleKey(src, dst net.Addr, proto string) string {
-	return proto + "|" + src.String() + "|" + dst.String()
+// liveAlloc is what the relay knows of one allocation.
+type liveAlloc struct {
+	userID   string
+	families [2]netaddr.Family // client, relayed
+}
+
+// owner returns the user ID of the allocation on k, if there is one.
+func (t *allocTracker) owner(k allocKey) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a, ok := t.live[k]
+	return a.userID, ok
 }
 
 func addrFamily(a net.Addr) netaddr.Family {
@@ -41,23 +52,23 @@ func addrFamily(a net.Addr) netaddr.Family {
 // error drops. Data plane handlers are chained after it (hooks.go).
 func (s *Server) ownEvents() turn.EventHandler {
 	return turn.EventHandler{
-		OnAllocationCreated: func(src, dst net.Addr, proto, _, _ string, relay net.Addr, _ int) {
+		OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
 			cf, rf := addrFamily(src), addrFamily(relay)
 			s.allocs.mu.Lock()
-			s.allocs.live[tupleKey(src, dst, proto)] = [2]netaddr.Family{cf, rf}
+			s.allocs.live[keyOf(src, dst)] = liveAlloc{userID: userID, families: [2]netaddr.Family{cf, rf}}
 			s.allocs.mu.Unlock()
 			s.metrics.allocations.WithLabelValues(cf.Label(), rf.Label()).Inc()
 			s.metrics.allocationsMade.WithLabelValues(cf.Label(), rf.Label()).Inc()
 		},
-		OnAllocationDeleted: func(src, dst net.Addr, proto, _, _ string) {
-			k := tupleKey(src, dst, proto)
+		OnAllocationDeleted: func(src, dst net.Addr, _, _, _ string) {
+			k := keyOf(src, dst)
 			s.allocs.mu.Lock()
-			fams, ok := s.allocs.live[k]
+			a, ok := s.allocs.live[k]
 			delete(s.allocs.live, k)
 			n := len(s.allocs.live)
 			s.allocs.mu.Unlock()
 			if ok {
-				s.metrics.allocations.WithLabelValues(fams[0].Label(), fams[1].Label()).Dec()
+				s.metrics.allocations.WithLabelValues(a.families[0].Label(), a.families[1].Label()).Dec()
 			}
 			if n == 0 {
 				s.signalIdle()

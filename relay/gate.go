@@ -1,37 +1,44 @@
 package relay
 
 import (
-	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
-	"os"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v4"
-	"github.com/pion/turn/v5"
 
 	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
 // The request gate sees every STUN request before pion does. pion lacks
-// hooks for three answers the RFCs require, so the gate gives them:
+// hooks for several answers the RFCs require, so the gate gives them:
 //
+//   - nonces bound to the client's 5-tuple, and 438 for any other (see
+//     nonce.go);
 //   - 401 for a bad credential: pion answers an unknown user or a failed
 //     MESSAGE-INTEGRITY with 400, RFC 8489 §9.2.4 wants 401 (with REALM and
 //     NONCE so the client may retry). The gate also finds which of several
-//     REST secrets signed the request (see verifiedKeys).
+//     REST secrets signed the request (see verifiedKeys), and throttles
+//     sources that keep failing (authThrottle);
+//   - 400 for malformed attributes pion accepts (a 2-byte LIFETIME, a
+//     truncated XOR-PEER-ADDRESS, a USERNAME of 513 bytes or more);
+//   - 437 for a request on a 5-tuple with no allocation, and 441 for one
+//     signed by another user than the allocation's: pion sends nothing;
+//   - an Allocate LIFETIME below the default means the default (RFC 8656
+//     §7.2); pion answers 0 with 508;
 //   - 440 when the requested (or, under RFC 6156, the default IPv4) family
 //     has no relay address here; pion would answer 508.
 //   - 442 for REQUESTED-TRANSPORT TCP; RFC 6062 relaying is not offered.
-//   - the RESERVATION-TOKEN family fix (see rewriteReservation).
-//   - a bound on TCP/TLS connections that never authenticate
-//     (defaultStreamAuthTimeout): pion keeps them open indefinitely.
+//   - the RESERVATION-TOKEN family fix (see rewriteReservation);
+//   - a discarded message for a bad FINGERPRINT (RFC 8489 §7.3);
+//   - a reason phrase on every error response, pion's included.
 //
 // ChannelData (the per-packet path) is recognised by its first byte and
 // passed through untouched.
@@ -41,9 +48,118 @@ type gate struct {
 	// open without an authenticated request (defaultStreamAuthTimeout;
 	// tests shorten it).
 	streamAuthTimeout atomic.Int64
+	nonces            *nonceBook
+	throttle          authThrottle
+	unauth            unauthStreams
+	signers           signerBook
+	answered          answerBook
 
 	mu     sync.Mutex
 	tokens map[string]tokenEntry // RESERVATION-TOKEN -> reserved port
+}
+
+func newGate(s *Server, cfg Config) *gate {
+	g := &gate{srv: s, nonces: newNonceBook(defaultNonceLifetime),
+		unauth: unauthStreams{maxTotal: cfg.MaxUnauthStreams, maxPerIP: cfg.MaxUnauthStreamsPerSource}}
+	g.streamAuthTimeout.Store(int64(defaultStreamAuthTimeout))
+	return g
+}
+
+// signerBook remembers, for a short while, the key that signed each
+// request handed to pion, by transaction ID, so that pion's signed error
+// answer can be re-signed after the gate adds its reason phrase.
+type signerBook struct {
+	mu sync.Mutex
+	m  map[[stun.TransactionIDSize]byte]signer
+}
+
+type signer struct {
+	key []byte
+	at  time.Time
+}
+
+// signerTTL covers pion's handling of one request; signerPruneAt bounds
+// the map under a flood.
+const (
+	signerTTL     = 5 * time.Second
+	signerPruneAt = 4096
+)
+
+func (b *signerBook) put(id [stun.TransactionIDSize]byte, key []byte, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[[stun.TransactionIDSize]byte]signer{}
+	}
+	if len(b.m) >= signerPruneAt {
+		for k, e := range b.m {
+			if now.Sub(e.at) > signerTTL {
+				delete(b.m, k)
+			}
+		}
+		if len(b.m) >= 4*signerPruneAt {
+			clear(b.m)
+		}
+	}
+	b.m[id] = signer{key: key, at: now}
+}
+
+// take returns and forgets the key that signed request id, or nil.
+func (b *signerBook) take(id [stun.TransactionIDSize]byte, now time.Time) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.m[id]
+	if !ok || now.Sub(e.at) > signerTTL {
+		return nil
+	}
+	delete(b.m, id)
+	return e.key
+}
+
+// answerBook keeps the Allocate success responses of the last
+// answerTTL, by transaction ID and 5-tuple, to answer retransmissions.
+type answerBook struct {
+	mu sync.Mutex
+	m  map[[stun.TransactionIDSize]byte]answer
+}
+
+type answer struct {
+	tuple allocKey
+	raw   []byte
+	at    time.Time
+}
+
+// answerTTL covers a client's whole retransmission schedule (RFC 8489
+// §6.2.1: Rc = 7 transmissions over 39.5 s with the default RTO).
+const answerTTL = 40 * time.Second
+
+func (b *answerBook) put(res []byte, t allocKey, now time.Time) {
+	var id [stun.TransactionIDSize]byte
+	copy(id[:], res[8:20])
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[[stun.TransactionIDSize]byte]answer{}
+	}
+	if len(b.m) >= signerPruneAt {
+		for k, e := range b.m {
+			if now.Sub(e.at) > answerTTL {
+				delete(b.m, k)
+			}
+		}
+	}
+	b.m[id] = answer{tuple: t, raw: append([]byte(nil), res...), at: now}
+}
+
+// get returns the response already sent to request id on t, or nil.
+func (b *answerBook) get(id [stun.TransactionIDSize]byte, t allocKey) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e, ok := b.m[id]
+	if !ok || e.tuple != t || time.Since(e.at) > answerTTL {
+		return nil
+	}
+	return e.raw
 }
 
 // tokenEntry is a RESERVATION-TOKEN pion handed out, seen in its response.
@@ -62,65 +178,136 @@ func needsAuth(m stun.Method) bool {
 	return false
 }
 
+// needsAllocation reports whether a request only makes sense on a 5-tuple
+// that has an allocation (RFC 8656 §7.3, §9.2, §11.2: 437 otherwise).
+func needsAllocation(m stun.Method) bool {
+	switch m {
+	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind:
+		return true
+	}
+	return false
+}
+
 // verdict is what the gate decided for one datagram: send reply instead of
-// handing it to pion, or hand pion rewrite instead of the datagram, or (both
-// nil) hand it on unchanged.
+// handing it to pion, or hand pion rewrite instead of the datagram, or drop
+// it (counted), or (all zero) hand it on unchanged.
 type verdict struct {
 	reply   []byte
 	rewrite []byte
+	drop    bool
 	// authed is true when the datagram was a request whose long-term
 	// credentials checked out.
 	authed bool
 }
 
-// inspect looks at one datagram from src. msg is a per-reader scratch
-// message.
-func (g *gate) inspect(b []byte, src net.Addr, msg *stun.Message) verdict {
+// inspect looks at one datagram or stream frame on the 5-tuple t. msg is a
+// per-reader scratch message.
+func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
 	// STUN messages start with two zero bits (RFC 8489 §5); ChannelData with
 	// 01. Anything not a well-formed request goes to pion, which drops it.
 	if len(b) < 20 || b[0]&0xC0 != 0 || !stun.IsMessage(b) {
 		return verdict{}
 	}
-	t := binary.BigEndian.Uint16(b[0:2])
 	var mt stun.MessageType
-	mt.ReadValue(t)
-	if mt.Class != stun.ClassRequest || !needsAuth(mt.Method) {
+	mt.ReadValue(binary.BigEndian.Uint16(b[0:2]))
+	if mt.Class != stun.ClassRequest {
 		return verdict{}
 	}
-	msg.Reset()
-	msg.Raw = append(msg.Raw[:0], b...)
-	if msg.Decode() != nil || !msg.Contains(stun.AttrMessageIntegrity) {
-		return verdict{} // pion answers 401 with a nonce, or 400
+	auth := needsAuth(mt.Method)
+	if !auth && mt.Method != stun.MethodBinding {
+		return verdict{}
 	}
 	s := g.srv
+	msg.Reset()
+	msg.Raw = append(msg.Raw[:0], b...)
+	if msg.Decode() != nil {
+		return verdict{} // pion drops it
+	}
+	if msg.Contains(stun.AttrFingerprint) && stun.Fingerprint.Check(msg) != nil {
+		// RFC 8489 §7.3: not a STUN message after all; no answer.
+		s.metrics.drops.badFingerprint.Inc()
+		return verdict{drop: true}
+	}
+	if !auth {
+		return verdict{}
+	}
+	if reason := malformedAttr(msg); reason != "" {
+		s.metrics.drops.gateReject.Inc()
+		s.denyLog.Info().Str("client", t.src.String()).Str("method", mt.Method.String()).Str("reason", reason).Msg("bad request")
+		return verdict{reply: buildError(msg, stun.CodeBadRequest, nil)}
+	}
+	if mt.Method == stun.MethodAllocate {
+		if res := g.answered.get(msg.TransactionID, t.key()); res != nil {
+			// RFC 8489 §6.3.1: a retransmission gets the same answer.
+			// pion would see a second Allocate on a 5-tuple it has just
+			// allocated and answer 437.
+			return verdict{reply: res}
+		}
+	}
+	if !msg.Contains(stun.AttrMessageIntegrity) {
+		return verdict{} // pion answers 401 with a nonce (ours, on the way out)
+	}
 	now := time.Now()
 	creds := s.creds.Load()
+	var nonce stun.Nonce
+	var username stun.Username
+	if nonce.GetFrom(msg) != nil || username.GetFrom(msg) != nil || !msg.Contains(stun.AttrRealm) {
+		return verdict{} // pion answers 400
+	}
+	if !g.nonces.valid(string(nonce), t, now) {
+		// RFC 8489 §9.2.4 step 3: a nonce minted for another 5-tuple (a
+		// replay) or expired gets 438 and a fresh one.
+		s.metrics.authFailures.WithLabelValues(authStaleNonce).Inc()
+		return verdict{reply: buildError(msg, stun.CodeStaleNonce, nil,
+			stun.NewRealm(creds.realm), stun.NewNonce(g.nonces.mint(t, now)))}
+	}
+	src := addrOf(t.src)
+	if !g.throttle.allow(src, string(username), now) {
+		s.metrics.authFailures.WithLabelValues(authThrottled).Inc()
+		s.metrics.drops.authThrottled.Inc()
+		return verdict{drop: true}
+	}
 	userID, key, reason := creds.authenticate(msg, now)
 	if reason != "" {
 		s.metrics.authFailures.WithLabelValues(reason).Inc()
-		s.denyLog.Debug().Str("client", src.String()).Str("reason", reason).Str("method", mt.Method.String()).Msg("auth failure")
 		if reason == authMalformed {
 			return verdict{} // pion answers 400
 		}
+		g.throttle.fail(src, string(username), now)
+		s.denyLog.Info().Str("client", t.src.String()).Str("proto", t.proto).Str("reason", reason).Str("method", mt.Method.String()).Msg("auth failure")
 		s.metrics.drops.gateReject.Inc()
-		var nonce stun.Nonce
-		_ = nonce.GetFrom(msg)
+		// The nonce is still good: echoing it tells the client that its
+		// credentials, not its nonce, failed (a new one would make clients
+		// retry the same password).
 		return verdict{reply: buildError(msg, stun.CodeUnauthorized, nil, stun.NewRealm(creds.realm), nonce)}
 	}
-	v := g.authenticated(msg, mt.Method, src, userID, key, now)
+	v := g.authenticated(msg, mt.Method, t, userID, key, now)
 	v.authed = true
 	if v.reply == nil {
+		if v.rewrite == nil {
+			v.rewrite = g.forward(msg, key, nil)
+		}
 		// pion handles it next and asks the AuthHandler for the key.
-		var user stun.Username
-		_ = user.GetFrom(msg)
-		s.verified.put(src, string(user), verifiedKey{userID: userID, key: key, at: now})
+		s.verified.put(t.src, string(username), verifiedKey{userID: userID, key: key, at: now})
+		g.signers.put(msg.TransactionID, key, now)
 	}
 	return v
 }
 
 // authenticated decides on a request whose credentials checked out.
-func (g *gate) authenticated(msg *stun.Message, method stun.Method, src net.Addr, userID string, key []byte, now time.Time) verdict {
+func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple, userID string, key []byte, now time.Time) verdict {
 	s := g.srv
+	if needsAllocation(method) {
+		owner, ok := s.allocs.owner(t.key())
+		switch {
+		case !ok:
+			s.metrics.drops.gateReject.Inc()
+			return verdict{reply: buildError(msg, stun.CodeAllocMismatch, key)}
+		case owner != userID:
+			s.metrics.drops.gateReject.Inc()
+			return verdict{reply: buildError(msg, stun.CodeWrongCredentials, key)}
+		}
+	}
 	switch method {
 	case stun.MethodChannelBind:
 		// pion accepts numbers below 0x4000. The range, and why it goes
@@ -131,9 +318,9 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, src net.Addr
 				return verdict{reply: buildError(msg, stun.CodeBadRequest, key)}
 			}
 		}
-		return g.checkPeers(msg, src, key)
+		return g.checkPeers(msg, t.src, key)
 	case stun.MethodCreatePermission:
-		return g.checkPeers(msg, src, key)
+		return g.checkPeers(msg, t.src, key)
 	case stun.MethodAllocate:
 	default:
 		return verdict{}
@@ -169,7 +356,43 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, src net.Addr
 		s.metrics.drops.gateReject.Inc()
 		return verdict{reply: buildError(msg, stun.CodeAddrFamilyNotSupported, key)}
 	}
+	if v, err := msg.Get(stun.AttrLifetime); err == nil && binary.BigEndian.Uint32(v) < uint32(defaultAllocationLifetime/time.Second) {
+		// RFC 8656 §7.2: a requested lifetime below the default gets the
+		// default; pion would answer LIFETIME 0 with 508.
+		return verdict{rewrite: g.forward(msg, key, []stun.AttrType{stun.AttrLifetime})}
+	}
 	return verdict{}
+}
+
+// defaultAllocationLifetime is pion's and RFC 8656 §7.2's default
+// allocation lifetime.
+const defaultAllocationLifetime = 10 * time.Minute
+
+// malformedAttr checks the lengths of the attributes pion reads without
+// checking them, and the USERNAME limit of RFC 8489 §14.3 (fewer than 513
+// bytes, as RFC 5389 allowed). It returns a reason for a 400, or "".
+func malformedAttr(m *stun.Message) string {
+	for _, a := range m.Attributes {
+		if a.Type == stun.AttrMessageIntegrity {
+			break // what follows is not covered and is ignored
+		}
+		switch a.Type {
+		case stun.AttrLifetime, stun.AttrRequestedTransport, stun.AttrChannelNumber, stun.AttrRequestedAddressFamily:
+			if len(a.Value) != 4 {
+				return a.Type.String() + ": length " + strconv.Itoa(len(a.Value)) + ", want 4"
+			}
+		case stun.AttrXORPeerAddress:
+			// RFC 8489 §14.2: 8 bytes for IPv4, 20 for IPv6.
+			if n := len(a.Value); n < 4 || (a.Value[1] == 0x01 && n != 8) || (a.Value[1] == 0x02 && n != 20) {
+				return "XOR-PEER-ADDRESS: length " + strconv.Itoa(n) + " does not fit its family"
+			}
+		case stun.AttrUsername:
+			if len(a.Value) >= 513 {
+				return "USERNAME: " + strconv.Itoa(len(a.Value)) + " bytes, limit 512"
+			}
+		}
+	}
+	return ""
 }
 
 // checkPeers applies the peer policy to every XOR-PEER-ADDRESS of a
@@ -235,38 +458,129 @@ func (g *gate) rewriteReservation(msg *stun.Message, userID string, key []byte, 
 	if ip.Is6() {
 		fam = 0x02
 	}
+	out := g.forward(msg, key, []stun.AttrType{stun.AttrReservationToken},
+		stun.RawAttribute{Type: stun.AttrRequestedAddressFamily, Value: []byte{fam, 0, 0, 0}})
+	if out != nil {
+		g.srv.gen.expectReservation(userID, port, now)
+	}
+	return out
+}
+
+// forward returns the request as pion should get it: the nonce pion issued
+// in place of ours, without the attributes in drop, with add appended, and
+// re-signed with key (MESSAGE-INTEGRITY, and FINGERPRINT when the request
+// had one). MESSAGE-INTEGRITY-SHA256 is dropped: pion checks only the SHA-1
+// one. It returns nil when the request cannot be rebuilt; pion then gets
+// it as it came and answers 438 for our nonce, which teaches the gate
+// pion's (nonce.go).
+func (g *gate) forward(msg *stun.Message, key []byte, drop []stun.AttrType, add ...stun.RawAttribute) []byte {
+	pionNonce := g.nonces.pionNonce()
 	out := stun.New()
 	out.TransactionID = msg.TransactionID
 	out.Type = msg.Type
 	out.WriteHeader()
-	hadFingerprint := msg.Contains(stun.AttrFingerprint)
 	for _, a := range msg.Attributes {
 		if a.Type == stun.AttrMessageIntegrity {
 			break // anything after it is not covered and is ignored
 		}
-		if a.Type == stun.AttrReservationToken || a.Type == stun.AttrMessageIntegritySHA256 {
+		switch {
+		case a.Type == stun.AttrMessageIntegritySHA256, slices.Contains(drop, a.Type):
+			continue
+		case a.Type == stun.AttrNonce && pionNonce != "":
+			out.Add(stun.AttrNonce, []byte(pionNonce))
 			continue
 		}
 		out.Add(a.Type, a.Value)
 	}
-	out.Add(stun.AttrRequestedAddressFamily, []byte{fam, 0, 0, 0})
+	for _, a := range add {
+		out.Add(a.Type, a.Value)
+	}
 	if stun.MessageIntegrity(key).AddTo(out) != nil {
 		return nil
 	}
-	if hadFingerprint && stun.Fingerprint.AddTo(out) != nil {
+	if msg.Contains(stun.AttrFingerprint) && stun.Fingerprint.AddTo(out) != nil {
 		return nil
 	}
-	g.srv.gen.expectReservation(userID, port, now)
 	return out.Raw
 }
 
-// noteResponse records the RESERVATION-TOKEN of an Allocate success
-// response pion is sending. Cheap for everything else: two byte compares.
-func (g *gate) noteResponse(b []byte) {
-	// Allocate success response: type 0x0103.
-	if len(b) < 20 || b[0] != 0x01 || b[1] != 0x03 {
-		return
+// noteResponse looks at a message pion is sending on the 5-tuple t and
+// returns what should go out instead: pion's NONCE replaced by one of ours
+// for t, a reason phrase where pion left it empty. It also records the
+// RESERVATION-TOKEN of an Allocate success. Anything that is not a STUN
+// response costs two byte compares.
+func (g *gate) noteResponse(b []byte, t fiveTuple) []byte {
+	if len(b) < 20 || b[0]&0xC0 != 0 {
+		return b // ChannelData
 	}
+	switch {
+	case b[0]&0x01 == 0x01 && b[1]&0x10 == 0x10: // error response
+		return g.fixError(b, t)
+	case b[0] == 0x01 && b[1] == 0x03: // Allocate success
+		g.answered.put(b, t.key(), time.Now())
+		g.noteReservation(b)
+	}
+	return b
+}
+
+// fixError rewrites an error response pion is sending (see noteResponse).
+func (g *gate) fixError(b []byte, t fiveTuple) []byte {
+	m := &stun.Message{Raw: append([]byte(nil), b...)}
+	if m.Decode() != nil {
+		return b
+	}
+	var ec stun.ErrorCodeAttribute
+	if ec.GetFrom(m) != nil {
+		return b
+	}
+	var nonce stun.Nonce
+	hasNonce := nonce.GetFrom(m) == nil
+	now := time.Now()
+	if hasNonce {
+		g.nonces.notePion(string(nonce), now)
+	}
+	if !hasNonce && len(ec.Reason) > 0 {
+		return b
+	}
+	var key []byte
+	if m.Contains(stun.AttrMessageIntegrity) {
+		if key = g.signers.take(m.TransactionID, now); key == nil {
+			return b // signed with a key the gate does not hold: leave it
+		}
+	}
+	out := stun.New()
+	out.TransactionID = m.TransactionID
+	out.Type = m.Type
+	out.WriteHeader()
+	for _, a := range m.Attributes {
+		switch a.Type {
+		case stun.AttrMessageIntegrity, stun.AttrMessageIntegritySHA256, stun.AttrFingerprint:
+			continue
+		case stun.AttrErrorCode:
+			if len(ec.Reason) == 0 {
+				ec.Reason = []byte(reasonPhrase(ec.Code))
+			}
+			if ec.AddTo(out) != nil {
+				return b
+			}
+		case stun.AttrNonce:
+			out.Add(stun.AttrNonce, []byte(g.nonces.mint(t, now)))
+		default:
+			out.Add(a.Type, a.Value)
+		}
+	}
+	if key != nil && stun.MessageIntegrity(key).AddTo(out) != nil {
+		return b
+	}
+	if m.Contains(stun.AttrFingerprint) && stun.Fingerprint.AddTo(out) != nil {
+		return b
+	}
+	return out.Raw
+}
+
+// noteReservation records the RESERVATION-TOKEN of an Allocate success
+// response pion is sending.
+func (g *gate) noteReservation(b []byte) {
 	m := &stun.Message{Raw: append([]byte(nil), b...)}
 	if m.Decode() != nil {
 		return
@@ -304,13 +618,14 @@ func (g *gate) reservedPort(tok string, now time.Time) (int, bool) {
 	return e.port, true
 }
 
-// buildError builds an error response to req; key signs it when the request
-// was authenticated (RFC 8489 §9.2.4).
+// buildError builds an error response to req, with the code's reason
+// phrase; key signs it when the request was authenticated (RFC 8489
+// §9.2.4).
 func buildError(req *stun.Message, code stun.ErrorCode, key []byte, extra ...stun.Setter) []byte {
 	setters := []stun.Setter{
 		stun.NewTransactionIDSetter(req.TransactionID),
 		stun.NewType(req.Type.Method, stun.ClassErrorResponse),
-		&stun.ErrorCodeAttribute{Code: code},
+		&stun.ErrorCodeAttribute{Code: code, Reason: []byte(reasonPhrase(code))},
 	}
 	for _, e := range extra {
 		if n, ok := e.(stun.Nonce); ok && len(n) == 0 {
@@ -345,8 +660,10 @@ func (c *gatedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.once.Do(c.done)
 			return n, addr, err
 		}
-		v := c.gate.inspect(b[:n], addr, &c.msg)
+		v := c.gate.inspect(b[:n], fiveTuple{proto: "udp", src: addr, dst: c.PacketConn.LocalAddr()}, &c.msg)
 		switch {
+		case v.drop:
+			continue
 		case v.reply != nil:
 			_, _ = c.PacketConn.WriteTo(v.reply, addr)
 			continue
@@ -358,159 +675,9 @@ func (c *gatedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 func (c *gatedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	c.gate.noteResponse(b)
-	return c.PacketConn.WriteTo(b, addr)
-}
-
-// gatedListener wraps a TCP (or TLS) listener: it tracks accepted
-// connections so Close can end them (pion leaves them to the client), and
-// frames each stream so the gate sees whole STUN messages.
-type gatedListener struct {
-	net.Listener
-	gate *gate
-
-	mu     sync.Mutex
-	conns  map[*gatedStreamConn]struct{}
-	closed bool
-}
-
-// tlsHandshakeTimeout bounds a TLS client that never finishes its handshake.
-const tlsHandshakeTimeout = 10 * time.Second
-
-// defaultStreamAuthTimeout bounds how long a TCP or TLS connection may stay
-// open before it sends a request with valid credentials. pion keeps a
-// stream (a goroutine and two frame buffers) for as long as the client
-// keeps it open, so without a bound idle unauthenticated connections would
-// exhaust the relay's memory and descriptors. A real client authenticates
-// within a round trip or two of connecting.
-const defaultStreamAuthTimeout = 30 * time.Second
-
-func (l *gatedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	out := c.gate.noteResponse(b, fiveTuple{proto: "udp", src: addr, dst: c.PacketConn.LocalAddr()})
+	if _, err := c.PacketConn.WriteTo(out, addr); err != nil {
+		return 0, err
 	}
-	gc := &gatedStreamConn{Conn: c, frames: turn.NewSTUNConn(c), l: l,
-		authBy: time.Now().Add(time.Duration(l.gate.streamAuthTimeout.Load()))}
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		_ = c.Close()
-		return nil, net.ErrClosed
-	}
-	l.conns[gc] = struct{}{}
-	l.mu.Unlock()
-	return gc, nil
-}
-
-// Close closes the listener and every connection it accepted.
-func (l *gatedListener) Close() error {
-	err := l.Listener.Close()
-	l.mu.Lock()
-	l.closed = true
-	conns := l.conns
-	l.conns = map[*gatedStreamConn]struct{}{}
-	l.mu.Unlock()
-	for c := range conns {
-		_ = c.Conn.Close()
-	}
-	return err
-}
-
-func (l *gatedListener) forget(c *gatedStreamConn) {
-	l.mu.Lock()
-	delete(l.conns, c)
-	l.mu.Unlock()
-}
-
-// maxFrame is the largest STUN message or padded ChannelData frame.
-const maxFrame = 20 + 65535 + 4
-
-// gatedStreamConn hands pion the stream one frame at a time after the gate
-// has seen it. pion frames it again with its own STUNConn, which is cheap.
-type gatedStreamConn struct {
-	net.Conn
-	frames    *turn.STUNConn
-	l         *gatedListener
-	buf       []byte
-	pending   []byte
-	msg       stun.Message
-	handshake bool
-	// authBy is when the connection is closed unless it has sent an
-	// authenticated request (authed) by then.
-	authBy time.Time
-	authed bool
-	once   sync.Once
-}
-
-func (c *gatedStreamConn) Read(p []byte) (int, error) {
-	if len(c.pending) == 0 {
-		if err := c.next(); err != nil {
-			return 0, err
-		}
-	}
-	n := copy(p, c.pending)
-	c.pending = c.pending[n:]
-	return n, nil
-}
-
-func (c *gatedStreamConn) next() error {
-	if tc, ok := c.Conn.(*tls.Conn); ok && !c.handshake {
-		c.handshake = true
-		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
-	if c.buf == nil {
-		c.buf = make([]byte, maxFrame)
-	}
-	for {
-		if !c.authed {
-			if err := c.Conn.SetReadDeadline(c.authBy); err != nil {
-				return err
-			}
-		}
-		n, addr, err := c.frames.ReadFrom(c.buf)
-		if err != nil {
-			if !c.authed && errors.Is(err, os.ErrDeadlineExceeded) {
-				c.l.gate.srv.metrics.authFailures.WithLabelValues(authStreamTimeout).Inc()
-			}
-			return err
-		}
-		if n > len(c.buf) {
-			continue // cannot happen with maxFrame; never slice past the buffer
-		}
-		v := c.l.gate.inspect(c.buf[:n], addr, &c.msg)
-		if v.authed && !c.authed {
-			c.authed = true
-			if err := c.Conn.SetReadDeadline(time.Time{}); err != nil {
-				return err
-			}
-		}
-		switch {
-		case v.reply != nil:
-			if _, err := c.Conn.Write(v.reply); err != nil {
-				return err
-			}
-			continue
-		case v.rewrite != nil:
-			c.pending = v.rewrite
-			return nil
-		}
-		c.pending = c.buf[:n]
-		return nil
-	}
-}
-
-func (c *gatedStreamConn) Write(b []byte) (int, error) {
-	c.l.gate.noteResponse(b)
-	return c.Conn.Write(b)
-}
-
-func (c *gatedStreamConn) Close() error {
-	c.once.Do(func() { c.l.forget(c) })
-	return c.Conn.Close()
+	return len(b), nil
 }

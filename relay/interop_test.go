@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/isthmusrelay/isthmus/relay"
 )
 
 // coturn's test tools (Debian package coturn, 4.6.x). CI installs them; a
@@ -180,7 +182,9 @@ func TestInteropCoturnUclient(t *testing.T) {
 			t.Skipf("%s not installed (apt-get install -y coturn): %v", bin, err)
 		}
 	}
-	r := startRelay(t, nil)
+	// Wrong-password runs sign in as their own users: failures are
+	// throttled per source and username, and every run shares ::1.
+	r := startRelay(t, func(c *relay.Config) { c.Users = append(c.Users, "erin:erin-pass") })
 	peerPort := startTurnutilsPeer(t)
 	peer4, peer6 := "127.0.0.1", "::1"
 
@@ -220,9 +224,9 @@ func TestInteropCoturnUclient(t *testing.T) {
 		{name: "client to client (-y), 2 sessions: IPv6 clients, IPv4 relays",
 			server: "6", flags: []string{"-y"}, user: static, wantFam: "IPv4", sessions: 2},
 		{name: "RFC8489 9.2: wrong password -> no allocation",
-			server: "6", peer: peer4, user: []string{"-u", testUser, "-w", "not-" + testPassword}},
+			server: "6", peer: peer4, user: []string{"-u", "erin", "-w", "not-erin-pass"}},
 		{name: "TURN REST: wrong secret (-W) -> no allocation",
-			server: "6", peer: peer4, user: []string{"-u", "carol", "-W", "not-" + testSecret}},
+			server: "6", peer: peer4, user: []string{"-u", "dave", "-W", "not-" + testSecret}},
 	}
 
 	results := make([]uclientResult, len(cases))

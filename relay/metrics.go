@@ -39,6 +39,12 @@ type dropCounters struct {
 	noPermission prometheus.Counter // a peer datagram with no permission (pion drops it)
 	oversized    prometheus.Counter // a client datagram over pion's 1600-byte MTU
 	peerPolicy   prometheus.Counter // to or from a permitted peer a reloaded policy denies
+	// badFingerprint: a request whose FINGERPRINT does not match, discarded
+	// unanswered (RFC 8489 §7.3).
+	badFingerprint prometheus.Counter
+	// authThrottled: a signed request from a source over its wrong-password
+	// budget, dropped unanswered (throttle.go).
+	authThrottled prometheus.Counter
 }
 
 // metrics holds every collector of one Server.
@@ -51,6 +57,7 @@ type metrics struct {
 	peerDenials     *prometheus.CounterVec
 	quotaRejections *prometheus.CounterVec
 	dropsVec        *prometheus.CounterVec
+	streamCloses    *prometheus.CounterVec
 	draining        prometheus.Gauge
 	socketBuffer    *prometheus.GaugeVec
 
@@ -85,6 +92,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dropsVec: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "drops_total", Help: "Datagrams not relayed, by reason."},
 			[]string{"reason"}),
+		streamCloses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "stream_closes_total", Help: "TCP/TLS connections the relay closed or refused: bad_frame, frame_too_large, truncated_frame, auth_timeout, unauthenticated_limit; accept_error counts failed accepts (e.g. out of descriptors), retried."},
+			[]string{"reason"}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "draining", Help: "1 while the relay drains (no new allocations)."}),
 		socketBuffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -92,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			[]string{"kind"}),
 	}
 	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
-		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.draining, m.socketBuffer} {
+		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("relay: register metrics: %w", err)
 		}
@@ -118,8 +128,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		noPermission: m.dropsVec.WithLabelValues("no_permission"),
 		oversized:    m.dropsVec.WithLabelValues("oversized"),
 		peerPolicy:   m.dropsVec.WithLabelValues("peer_policy"),
+
+		badFingerprint: m.dropsVec.WithLabelValues("bad_fingerprint"),
+		authThrottled:  m.dropsVec.WithLabelValues("auth_throttled"),
 	}
-	for _, r := range []string{authUnknownUser, authExpired, authBadIntegrity, authWrongRealm, authMalformed, authStreamTimeout} {
+	for _, r := range streamCloseReasons {
+		m.streamCloses.WithLabelValues(r)
+	}
+	for _, r := range []string{authUnknownUser, authExpired, authBadIntegrity, authWrongRealm, authMalformed, authStreamTimeout, authStaleNonce, authThrottled} {
 		m.authFailures.WithLabelValues(r)
 	}
 	for _, q := range []string{"user", "total", "ports", "draining"} {
@@ -130,9 +146,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 func (m *metrics) quotaRejected(q string) { m.quotaRejections.WithLabelValues(q).Inc() }
 
+// streamClosed counts a TCP/TLS connection closed or refused for reason.
+func (s *Server) streamClosed(reason string) { s.metrics.streamCloses.WithLabelValues(reason).Inc() }
+
 func (m *metrics) unregister(reg prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
-		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.draining, m.socketBuffer} {
+		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer} {
 		reg.Unregister(c)
 	}
 }

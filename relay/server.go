@@ -95,10 +95,9 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		denyLog: log.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
 		reg:     reg,
 		idle:    make(chan struct{}, 1),
-		allocs:  allocTracker{live: map[string][2]netaddr.Family{}},
+		allocs:  allocTracker{live: map[allocKey]liveAlloc{}},
 	}
-	s.gate = &gate{srv: s}
-	s.gate.streamAuthTimeout.Store(int64(defaultStreamAuthTimeout))
+	s.gate = newGate(s, cfg)
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
 	}
@@ -542,6 +541,8 @@ func (s *Server) Reload(cfg Config) error {
 		{"min_port", old.MinPort, cfg.MinPort},
 		{"max_port", old.MaxPort, cfg.MaxPort},
 		{"realm", old.Realm, cfg.Realm},
+		{"max_unauthenticated_streams", old.MaxUnauthStreams, cfg.MaxUnauthStreams},
+		{"max_unauthenticated_streams_per_source", old.MaxUnauthStreamsPerSource, cfg.MaxUnauthStreamsPerSource},
 		{"recv_buffer", old.RecvBuffer, cfg.RecvBuffer},
 		{"relay_recv_buffer", old.RelayRecvBuffer, cfg.RelayRecvBuffer},
 		{"send_buffer", old.SendBuffer, cfg.SendBuffer},

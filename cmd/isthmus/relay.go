@@ -45,6 +45,7 @@ type relayFlags struct {
 	listenerSockets, minPort, maxPort  int
 	maxAllocs, userQuota, bandwidth    int
 	recvBuf, relayRecvBuf, sendBuf     int
+	maxUnauth, maxUnauthPerSource      int
 	allowLoopback                      bool
 	drainTimeout                       time.Duration
 }
@@ -73,6 +74,8 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	fs.IntVar(&f.maxAllocs, "max-allocations", 0, "total allocations, 508 beyond; 0 = port range only (YAML max_allocations)")
 	fs.IntVar(&f.userQuota, "user-quota", 0, "allocations per user, 486 beyond; 0 = unlimited (YAML user_quota)")
 	fs.IntVar(&f.bandwidth, "allocation-bandwidth", 0, "bytes/s per allocation, both directions; 0 = unlimited (YAML allocation_bandwidth)")
+	fs.IntVar(&f.maxUnauth, "max-unauthenticated-streams", d.MaxUnauthStreams, "TCP/TLS connections not yet authenticated, all sources; 0 = no cap (YAML max_unauthenticated_streams)")
+	fs.IntVar(&f.maxUnauthPerSource, "max-unauthenticated-streams-per-source", d.MaxUnauthStreamsPerSource, "the same per source IP (IPv6: per /64); 0 = no cap (YAML max_unauthenticated_streams_per_source)")
 	fs.IntVar(&f.recvBuf, "recv-buffer", d.RecvBuffer, "listener socket receive buffer `bytes` (YAML recv_buffer)")
 	fs.IntVar(&f.relayRecvBuf, "relay-recv-buffer", d.RelayRecvBuffer, "receive buffer `bytes` of each allocation's relay socket (YAML relay_recv_buffer)")
 	fs.IntVar(&f.sendBuf, "send-buffer", d.SendBuffer, "socket send buffer `bytes` (YAML send_buffer)")
@@ -133,6 +136,10 @@ func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
 			cfg.UserQuota = f.userQuota
 		case "allocation-bandwidth":
 			cfg.AllocationBandwidth = f.bandwidth
+		case "max-unauthenticated-streams":
+			cfg.MaxUnauthStreams = f.maxUnauth
+		case "max-unauthenticated-streams-per-source":
+			cfg.MaxUnauthStreamsPerSource = f.maxUnauthPerSource
 		case "recv-buffer":
 			cfg.RecvBuffer = f.recvBuf
 		case "relay-recv-buffer":
