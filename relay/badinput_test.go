@@ -442,3 +442,56 @@ func FuzzRelayDatagram(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRelayStream writes arbitrary bytes on a TCP connection to the relay
+// and closes it; the relay must keep answering on another connection. The
+// seeds include the length-wrap frames of pion/turn#593.
+func FuzzRelayStream(f *testing.F) {
+	for _, frame := range lengthWrapFrames {
+		f.Add(frame)
+	}
+	f.Add(bindingRequest(f))
+	f.Add(append(bindingRequest(f), channelData(0x4000, []byte("hello"))...))
+	f.Add([]byte{0x40, 0x00, 0xff, 0xff, 1})
+	f.Add(stunHeader(0x0003, 0xfff0))
+	r := startRelay(f, nil)
+	// The probes are unauthenticated, so the relay closes them after its
+	// stream auth timeout (30 s): renew them well before that.
+	type probe struct {
+		c    *stunClient
+		born time.Time
+	}
+	probes := map[string]*probe{}
+	f.Cleanup(func() {
+		for _, p := range probes {
+			_ = p.c.conn.Close()
+		}
+	})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fam := "4"
+		if len(data)%2 == 1 {
+			fam = "6"
+		}
+		p := probes[fam]
+		if p == nil || time.Since(p.born) > 10*time.Second {
+			if p != nil {
+				_ = p.c.conn.Close()
+			}
+			conn, err := net.DialTimeout("tcp", r.addr(fam).String(), ioTimeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p = &probe{c: &stunClient{t: t, conn: conn, server: conn.RemoteAddr(), pc: turn.NewSTUNConn(conn)}, born: time.Now()}
+			probes[fam] = p
+		}
+		c, err := net.DialTimeout("tcp", r.addr(fam).String(), ioTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(data)
+		_ = c.Close()
+		if err := bindingWorks(p.c); err != nil {
+			t.Fatalf("after a stream of %d bytes %x: %v", len(data), data[:min(len(data), 64)], err)
+		}
+	})
+}
