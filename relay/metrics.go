@@ -156,6 +156,26 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 	}
 }
 
+// Ready returns nil when the relay takes new allocations on every
+// listener, else why not: draining, closed, or a TCP/TLS listener whose
+// accepts keep failing (out of descriptors). /readyz serves it.
+func (s *Server) Ready() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if s.draining.Load() {
+		return errors.New("draining")
+	}
+	for _, l := range s.listeners {
+		if gl, ok := l.(*gatedListener); ok {
+			if err := gl.health(); err != nil {
+				return fmt.Errorf("listener %s: %w", gl.Addr(), err)
+			}
+		}
+	}
+	return nil
+}
+
 // startHTTP serves /metrics, /healthz (the process is up) and /readyz
 // (listening and not draining) on addr.
 func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
@@ -169,8 +189,8 @@ func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.draining.Load() || s.closed.Load() {
-			http.Error(w, "draining", http.StatusServiceUnavailable)
+		if err := s.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v4"
@@ -111,6 +112,17 @@ type gatedListener struct {
 	mu     sync.Mutex
 	conns  map[*gatedStreamConn]struct{}
 	closed bool
+	// acceptErr is the error of the last accept while it keeps failing,
+	// nil once one succeeds; /readyz reports it.
+	acceptErr atomic.Pointer[error]
+}
+
+// health returns why the listener cannot take connections now, or nil.
+func (l *gatedListener) health() error {
+	if e := l.acceptErr.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // Accept returns the next connection for pion. It never hands pion an
@@ -124,11 +136,16 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 			if errors.Is(err, net.ErrClosed) || l.isClosed() {
 				return nil, err
 			}
+			l.acceptErr.Store(&err)
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 			l.gate.srv.streamClosed(streamAcceptError)
 			l.gate.srv.denyLog.Warn().Err(err).Str("listen", l.Addr().String()).Dur("retry_in", backoff).Msg("accept failed; retrying")
 			time.Sleep(backoff)
 			continue
+		}
+		if backoff != 0 {
+			l.acceptErr.Store(nil)
+			l.gate.srv.log.Info().Str("listen", l.Addr().String()).Msg("accepting again")
 		}
 		backoff = 0
 		gc, ok := l.admit(c)

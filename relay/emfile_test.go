@@ -1,0 +1,129 @@
+//go:build linux
+
+package relay_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/isthmusrelay/isthmus/relay"
+)
+
+const emfileChildEnv = "ISTHMUS_TEST_EMFILE_CHILD"
+
+// Out of descriptors, accept fails with EMFILE. pion's accept loop ends at
+// the first error, leaving the TCP port bound and dead for good; the relay
+// must report the listener not ready and serve again once descriptors are
+// free. The relay runs in a child process whose descriptor limit the test
+// lowers, so the test process itself is not starved.
+func TestAcceptRecoversFromEMFILE(t *testing.T) {
+	if os.Getenv(emfileChildEnv) != "" {
+		emfileChild(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAcceptRecoversFromEMFILE$", "-test.v")
+	cmd.Env = append(os.Environ(), emfileChildEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	waitLine := func(prefix string, timeout time.Duration) string {
+		t.Helper()
+		deadline := time.After(timeout)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("child exited before printing %q", prefix)
+				}
+				if strings.HasPrefix(l, prefix) {
+					return strings.TrimPrefix(l, prefix)
+				}
+			case <-deadline:
+				t.Fatalf("child did not print %q within %v", prefix, timeout)
+			}
+		}
+	}
+	addr := waitLine("addr ", 20*time.Second)
+
+	var conns []net.Conn
+	for i := 0; i < 40; i++ {
+		c, err := net.DialTimeout("tcp", addr, ioTimeout)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	if got := waitLine("ready: listener", 10*time.Second); !strings.Contains(got, "too many open files") {
+		t.Errorf("Ready() while out of descriptors: %q, want the listener's EMFILE", got)
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	waitLine("ready: ok", 10*time.Second)
+	c := dialSTUN(t, "tcp", netip.MustParseAddrPort(addr), testUser, testPassword)
+	c.mustAllocate()
+}
+
+// emfileChild runs the relay with few spare descriptors and prints its TCP
+// address, then its readiness every 50 ms until stdin closes.
+func emfileChild(t *testing.T) {
+	r := startRelay(t, func(c *relay.Config) { c.ListenerSockets = 1 })
+	open := countFDs(t)
+	lim := syscall.Rlimit{Cur: uint64(open + 12), Max: uint64(open + 12)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("addr %s\n", r.addr("4"))
+	stop := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			if err := r.srv.Ready(); err != nil {
+				fmt.Printf("ready: %v\n", err)
+			} else {
+				fmt.Println("ready: ok")
+			}
+		}
+	}
+}
