@@ -160,3 +160,20 @@ func FuzzParseAddress(f *testing.F) {
 		}
 	})
 }
+
+func FuzzFromSipgoViaHost(f *testing.F) {
+	for _, s := range append(hostSeeds, "2001:db8::9:1", "::ffff:192.0.2.1", "fe80::1%eth0") {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := FromSipgoViaHost(s)
+		if err != nil {
+			return
+		}
+		checkHostRoundTrip(t, h)
+		back, err := FromSipgoViaHost(ToSipgoViaHost(h))
+		if err != nil || !back.Equal(h) {
+			t.Fatalf("sipgo Via round trip %q -> %v, %v", ToSipgoViaHost(h), back, err)
+		}
+	})
+}
