@@ -44,6 +44,14 @@
 //	hp, err := sipaddr.ParseURIHost("sip:bob@[2001:db8::10]:5070")
 //	// hp.Host.Addr() == netip.MustParseAddr("2001:db8::10"), hp.Port == 5070
 //
+// # sipgo
+//
+// ToSipgoURIHost, ToSipgoViaHost, FromSipgoURIHost, FromSipgoViaHost and
+// ToSipgoDestination convert at the boundary with github.com/emiago/sipgo
+// v1.7.3, which keeps brackets in Uri.Host but not in ViaHeader.Host, does
+// not check inside them, writes IPv4-mapped and zoned hosts bare and builds
+// bare "host:port" destinations from an IPv6 Via (see sipgo.go).
+//
 // internal/sipcheck and "isthmus sip check" build the verdict on a whole
 // message from these readers.
 package sipaddr
