@@ -43,6 +43,7 @@ type attachment struct {
 	name    string
 	mode    AttachMode
 	link    link.Link // AttachTCX
+	nlfd    int       // AttachClsact: netlink socket in the interface's namespace
 }
 
 // Attach hangs the program on ifname's ingress: TCX where the kernel has
@@ -67,18 +68,21 @@ func (t *Table) AttachIndex(ifindex int, name string) (AttachMode, error) {
 			return a.mode, nil
 		}
 	}
-	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.prog, Attach: ebpf.AttachTCXIngress})
-	if err == nil {
-		t.attached = append(t.attached, attachment{ifindex: ifindex, name: name, mode: AttachTCX, link: l})
-		return AttachTCX, nil
+	if !t.clsact {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: t.prog, Attach: ebpf.AttachTCXIngress})
+		if err == nil {
+			t.attached = append(t.attached, attachment{ifindex: ifindex, name: name, mode: AttachTCX, link: l})
+			return AttachTCX, nil
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return 0, fmt.Errorf("kfp: attach %s (tcx): %w", name, err)
+		}
 	}
-	if !errors.Is(err, ebpf.ErrNotSupported) {
-		return 0, fmt.Errorf("kfp: attach %s (tcx): %w", name, err)
+	fd, err := clsactAttach(ifindex, t.prog.FD())
+	if err != nil {
+		return 0, fmt.Errorf("kfp: attach %s (clsact): %w", name, err)
 	}
-	if err := clsactAttach(ifindex, t.prog.FD()); err != nil {
-		return 0, fmt.Errorf("kfp: attach %s (clsact, no tcx): %w", name, err)
-	}
-	t.attached = append(t.attached, attachment{ifindex: ifindex, name: name, mode: AttachClsact})
+	t.attached = append(t.attached, attachment{ifindex: ifindex, name: name, mode: AttachClsact, nlfd: fd})
 	return AttachClsact, nil
 }
 
@@ -101,7 +105,7 @@ func (t *Table) detachAllLocked() error {
 		case AttachTCX:
 			err = a.link.Close()
 		case AttachClsact:
-			err = clsactDetach(a.ifindex)
+			err = clsactDetach(a.nlfd, a.ifindex)
 		}
 		if err != nil && first == nil {
 			first = fmt.Errorf("kfp: detach %s: %w", a.name, err)

@@ -38,15 +38,45 @@ const (
 
 var nlSeq atomic.Uint32
 
+// nlSocket opens a route netlink socket. It belongs to the calling
+// thread's network namespace for its whole life, which is why an
+// attachment keeps its socket: Close may run on any thread, and an
+// interface index means nothing outside its namespace.
+func nlSocket() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return -1, fmt.Errorf("netlink socket: %w", err)
+	}
+	tv := unix.Timeval{Sec: 5}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("netlink timeout: %w", err)
+	}
+	return fd, nil
+}
+
 // clsactAttach ensures the clsact qdisc on ifindex, removes a leftover
 // filter of ours and adds the program as a direct-action ingress filter.
-func clsactAttach(ifindex, progFD int) error {
+// It returns the netlink socket to detach with.
+func clsactAttach(ifindex, progFD int) (int, error) {
+	fd, err := nlSocket()
+	if err != nil {
+		return -1, err
+	}
+	if err := clsactAdd(fd, ifindex, progFD); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func clsactAdd(fd, ifindex, progFD int) error {
 	qd := tcmsg(ifindex, tcHClsactHandle, tcHClsact, 0)
 	qd = appendAttr(qd, tcaKind, cstring("clsact"))
-	if err := rtnetlink(unix.RTM_NEWQDISC, unix.NLM_F_CREATE|unix.NLM_F_EXCL, qd); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := rtnetlink(fd, unix.RTM_NEWQDISC, unix.NLM_F_CREATE|unix.NLM_F_EXCL, qd); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("clsact qdisc: %w", err)
 	}
-	if err := clsactDetach(ifindex); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := clsactDelete(fd, ifindex); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove leftover filter: %w", err)
 	}
 	var opts []byte
@@ -56,17 +86,26 @@ func clsactAttach(ifindex, progFD int) error {
 	f := filterMsg(ifindex)
 	f = appendAttr(f, tcaKind, cstring("bpf"))
 	f = appendAttr(f, tcaOptions|nlaFNested, opts)
-	if err := rtnetlink(unix.RTM_NEWTFILTER, unix.NLM_F_CREATE|unix.NLM_F_EXCL, f); err != nil {
+	if err := rtnetlink(fd, unix.RTM_NEWTFILTER, unix.NLM_F_CREATE|unix.NLM_F_EXCL, f); err != nil {
 		return fmt.Errorf("bpf filter: %w", err)
 	}
 	return nil
 }
 
 // clsactDetach removes our filter (the qdisc stays: other filters may
-// hang off it).
-func clsactDetach(ifindex int) error {
+// hang off it) and closes the attachment's netlink socket.
+func clsactDetach(fd, ifindex int) error {
+	defer unix.Close(fd)
+	err := clsactDelete(fd, ifindex)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("filter already gone: %w", err)
+	}
+	return err
+}
+
+func clsactDelete(fd, ifindex int) error {
 	f := appendAttr(filterMsg(ifindex), tcaKind, cstring("bpf"))
-	err := rtnetlink(unix.RTM_DELTFILTER, 0, f)
+	err := rtnetlink(fd, unix.RTM_DELTFILTER, 0, f)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
 		// EINVAL: no filter chain at that preference yet.
 		return unix.ENOENT
@@ -105,17 +144,8 @@ func appendAttr(b []byte, typ uint16, payload []byte) []byte {
 	return b
 }
 
-// rtnetlink sends one request and waits for its acknowledgement.
-func rtnetlink(typ uint16, flags int, body []byte) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink socket: %w", err)
-	}
-	defer unix.Close(fd)
-	tv := unix.Timeval{Sec: 5}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("netlink timeout: %w", err)
-	}
+// rtnetlink sends one request on fd and waits for its acknowledgement.
+func rtnetlink(fd int, typ uint16, flags int, body []byte) error {
 	seq := nlSeq.Add(1)
 	msg := make([]byte, unix.SizeofNlMsghdr, unix.SizeofNlMsghdr+len(body))
 	binary.NativeEndian.PutUint32(msg[0:], uint32(unix.SizeofNlMsghdr+len(body)))

@@ -18,6 +18,10 @@ type Config struct {
 	// (default 32768); each takes two entries of the flows hash map
 	// (about 150 bytes each, preallocated).
 	MaxChannels int
+	// Clsact skips TCX and attaches with a clsact qdisc and a cls_bpf
+	// filter, the route taken by itself on kernels before 6.6 (for tests,
+	// and for kernels whose TCX misbehaves).
+	Clsact bool
 }
 
 const (
@@ -41,6 +45,7 @@ type Table struct {
 	installed map[Alloc]map[chanID]Channel
 
 	attached []attachment
+	clsact   bool
 }
 
 // statsBlock and allocBlock are one CPU's counters.
@@ -62,6 +67,7 @@ func New(cfg Config) (*Table, error) {
 		gens:      make([]uint32, cfg.MaxAllocations),
 		used:      make([]bool, cfg.MaxAllocations),
 		installed: make(map[Alloc]map[chanID]Channel),
+		clsact:    cfg.Clsact,
 	}
 	var err error
 	mk := func(spec *ebpf.MapSpec) *ebpf.Map {
