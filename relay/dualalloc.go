@@ -290,7 +290,9 @@ func (t *dualTable) allocate(msg *stun.Message, ft fiveTuple, userID string, key
 // the gate handed pion; it returns the response to send instead, or nil.
 // Cheap for every other datagram pion writes: one atomic load.
 func (t *dualTable) response(b []byte) []byte {
-	if t.pendingN.Load() == 0 || len(b) < 20 || b[0]&0xC0 != 0 {
+	// Responses only: the class bit C1 (0x0100) is set in success and error
+	// responses, not in indications or ChannelData.
+	if t.pendingN.Load() == 0 || len(b) < 20 || b[0]&0xC0 != 0 || b[0]&0x01 == 0 {
 		return nil
 	}
 	var id [stun.TransactionIDSize]byte
@@ -539,8 +541,8 @@ func requestedLifetime(m *stun.Message) time.Duration {
 	return defaultLifetime
 }
 
-// peerFamily returns the family byte of an XOR-PEER-ADDRESS value and the
-// address; ok is false when it is malformed (pion answers 400).
+// peerOf decodes one XOR-PEER-ADDRESS attribute a of m; ok is false when
+// it is malformed (pion answers 400).
 func peerOf(m *stun.Message, a stun.RawAttribute) (netip.AddrPort, bool) {
 	var pa stun.XORMappedAddress
 	tmp := &stun.Message{TransactionID: m.TransactionID}
@@ -923,7 +925,7 @@ type planeEvent struct {
 	ip    netip.Addr
 	peer  netip.AddrPort
 	num   uint16
-	chan_ bool
+	isChan bool
 	add   bool
 }
 
@@ -942,13 +944,13 @@ func (d *dualAlloc) emit(evs []planeEvent) {
 	h := d.t.srv.hooks.events
 	for _, e := range evs {
 		switch {
-		case e.chan_ && e.add && h.OnChannelCreated != nil:
+		case e.isChan && e.add && h.OnChannelCreated != nil:
 			h.OnChannelCreated(d.src, d.dst, d.proto, d.userID, d.realm, e.relay, net.UDPAddrFromAddrPort(e.peer), e.num)
-		case e.chan_ && !e.add && h.OnChannelDeleted != nil:
+		case e.isChan && !e.add && h.OnChannelDeleted != nil:
 			h.OnChannelDeleted(d.src, d.dst, d.proto, d.userID, d.realm, e.relay, net.UDPAddrFromAddrPort(e.peer), e.num)
-		case !e.chan_ && e.add && h.OnPermissionCreated != nil:
+		case !e.isChan && e.add && h.OnPermissionCreated != nil:
 			h.OnPermissionCreated(d.src, d.dst, d.proto, d.userID, d.realm, e.relay, e.ip.AsSlice())
-		case !e.chan_ && !e.add && h.OnPermissionDeleted != nil:
+		case !e.isChan && !e.add && h.OnPermissionDeleted != nil:
 			h.OnPermissionDeleted(d.src, d.dst, d.proto, d.userID, d.realm, e.relay, e.ip.AsSlice())
 		}
 	}
@@ -1026,7 +1028,7 @@ func (d *dualAlloc) bind(num uint16, peer netip.AddrPort, now time.Time) bool {
 		}
 	}
 	if _, ok := d.chans[num]; !ok {
-		evs = append(evs, planeEvent{relay: d.relayAddr, peer: peer, num: num, chan_: true, add: true})
+		evs = append(evs, planeEvent{relay: d.relayAddr, peer: peer, num: num, isChan: true, add: true})
 	}
 	d.chans[num] = dualChan{peer: peer, until: now.Add(channelLifetime)}
 	if _, ok := d.perms[peer.Addr()]; !ok {
@@ -1101,7 +1103,7 @@ func (d *dualAlloc) expire() {
 	for n, c := range d.chans {
 		if !now.Before(c.until) {
 			delete(d.chans, n)
-			evs = append(evs, planeEvent{relay: d.relayAddr, peer: c.peer, num: n, chan_: true})
+			evs = append(evs, planeEvent{relay: d.relayAddr, peer: c.peer, num: n, isChan: true})
 		}
 	}
 	v6Done := !now.Before(d.v6Until)

@@ -255,6 +255,27 @@ func TestDualAllocationDraftCodePoint(t *testing.T) {
 	if err := stun.NewLongTermIntegrity(testUser, testRealm, testPassword).Check(res); err != nil {
 		t.Errorf("dual Allocate response MESSAGE-INTEGRITY: %v", err)
 	}
+
+	// RFC 8489 §6.3.1: a retransmission gets the same two addresses.
+	c2 := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
+	c2.allocate(requestedFamily(0x07)) // learns a nonce (440)
+	m, err := c2.build(stun.MethodAllocate, requestedTransportUDP(), additionalFamily(attrAAF, famIPv6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := c2.roundTrip(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c2.roundTrip(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a4, a6 := splitFamilies(t, first)
+	b4, b6 := splitFamilies(t, again)
+	if a4 != b4 || a6 != b6 {
+		t.Errorf("retransmitted Allocate: relayed %s %s, first answer %s %s", b4, b6, a4, a6)
+	}
 }
 
 // TestDualAllocationRejects: RFC 8656 §7.2's 400s.
