@@ -921,12 +921,12 @@ func (s *dualSnap) channelOf(peer netip.AddrPort) (uint16, bool) {
 
 // planeEvent is a permission or channel change the data plane must learn.
 type planeEvent struct {
-	relay net.Addr
-	ip    netip.Addr
-	peer  netip.AddrPort
-	num   uint16
+	relay  net.Addr
+	ip     netip.Addr
+	peer   netip.AddrPort
+	num    uint16
 	isChan bool
-	add   bool
+	add    bool
 }
 
 func (d *dualAlloc) publishLocked() {
