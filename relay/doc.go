@@ -14,6 +14,9 @@
 //     (detected when not given), advertised addresses for 1:1 NAT, one
 //     shared port pool, raised socket buffers, and RTCP reservations that
 //     keep the first allocation's family.
+//   - RFC 8656 dual allocations (ADDITIONAL-ADDRESS-FAMILY): an IPv4 and
+//     an IPv6 relayed address on one 5-tuple, the IPv6 half built next to
+//     pion's allocation (dualalloc.go).
 //   - Long-term credentials: static users and TURN REST API secrets
 //     compatible with coturn's use-auth-secret (see RESTCredential).
 //   - A secure-by-default peer policy (package netaddr): non-global

@@ -77,6 +77,19 @@ func (s *Server) ownEvents() turn.EventHandler {
 		OnAllocationError: func(net.Addr, net.Addr, string, string) {
 			s.metrics.drops.requestError.Inc()
 		},
+		// pion's permissions and channels of dual allocations (dualalloc.go).
+		OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			s.gate.dual.pionPermission(src, dst, relay, peer, true)
+		},
+		OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			s.gate.dual.pionPermission(src, dst, relay, peer, false)
+		},
+		OnChannelCreated: func(src, dst net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			s.gate.dual.pionChannel(src, dst, relay, peer, num, true)
+		},
+		OnChannelDeleted: func(src, dst net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			s.gate.dual.pionChannel(src, dst, relay, peer, num, false)
+		},
 	}
 }
 

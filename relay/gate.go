@@ -56,12 +56,15 @@ type gate struct {
 
 	mu     sync.Mutex
 	tokens map[string]tokenEntry // RESERVATION-TOKEN -> reserved port
+
+	dual dualTable // RFC 8656 dual allocations (dualalloc.go)
 }
 
 func newGate(s *Server, cfg Config) *gate {
 	g := &gate{srv: s, nonces: newNonceBook(defaultNonceLifetime),
 		unauth: unauthStreams{maxTotal: cfg.MaxUnauthStreams, maxPerIP: cfg.MaxUnauthStreamsPerSource}}
 	g.streamAuthTimeout.Store(int64(defaultStreamAuthTimeout))
+	g.dual.srv = s
 	return g
 }
 
@@ -198,11 +201,17 @@ type verdict struct {
 	// authed is true when the datagram was a request whose long-term
 	// credentials checked out.
 	authed bool
+	// consumed is true when the gate relayed the datagram itself (data for
+	// a dual allocation's IPv6 half, dualalloc.go): nothing goes to pion.
+	consumed bool
 }
 
 // inspect looks at one datagram or stream frame on the 5-tuple t. msg is a
 // per-reader scratch message.
 func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
+	if g.dual.clientData(b, t, msg) {
+		return verdict{consumed: true}
+	}
 	// STUN messages start with two zero bits (RFC 8489 §5); ChannelData with
 	// 01. Anything not a well-formed request goes to pion, which drops it.
 	if len(b) < 20 || b[0]&0xC0 != 0 || !stun.IsMessage(b) {
@@ -318,9 +327,17 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 				return verdict{reply: buildError(msg, stun.CodeBadRequest, key)}
 			}
 		}
-		return g.checkPeers(msg, t.src, key)
+		if v := g.checkPeers(msg, t.src, key); v.reply != nil {
+			return v
+		}
+		return g.dual.channelBind(msg, t, key, now)
 	case stun.MethodCreatePermission:
-		return g.checkPeers(msg, t.src, key)
+		if v := g.checkPeers(msg, t.src, key); v.reply != nil {
+			return v
+		}
+		return g.dual.createPermission(msg, t, key, now)
+	case stun.MethodRefresh:
+		return g.dual.refresh(msg, t, key, now)
 	case stun.MethodAllocate:
 	default:
 		return verdict{}
@@ -328,6 +345,9 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 	if v, err := msg.Get(stun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == 6 {
 		s.metrics.drops.gateReject.Inc()
 		return verdict{reply: buildError(msg, stun.CodeUnsupportedTransProto, key)}
+	}
+	if v, ok := g.dual.allocate(msg, t, userID, key, now); ok {
+		return v
 	}
 	if msg.Contains(stun.AttrReservationToken) {
 		if msg.Contains(stun.AttrRequestedAddressFamily) || msg.Contains(stun.AttrEvenPort) {
@@ -513,6 +533,9 @@ func (g *gate) noteResponse(b []byte, t fiveTuple) []byte {
 	if len(b) < 20 || b[0]&0xC0 != 0 {
 		return b // ChannelData
 	}
+	if r := g.dual.response(b); r != nil {
+		b = r // a dual allocation's answer, completed (dualalloc.go)
+	}
 	switch {
 	case b[0]&0x01 == 0x01 && b[1]&0x10 == 0x10: // error response
 		return g.fixError(b, t)
@@ -660,9 +683,9 @@ func (c *gatedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.once.Do(c.done)
 			return n, addr, err
 		}
-		v := c.gate.inspect(b[:n], fiveTuple{proto: "udp", src: addr, dst: c.PacketConn.LocalAddr()}, &c.msg)
+		v := c.gate.inspect(b[:n], fiveTuple{proto: "udp", src: addr, dst: c.PacketConn.LocalAddr(), pc: c.PacketConn}, &c.msg)
 		switch {
-		case v.drop:
+		case v.drop, v.consumed:
 			continue
 		case v.reply != nil:
 			_, _ = c.PacketConn.WriteTo(v.reply, addr)

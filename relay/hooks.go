@@ -31,7 +31,12 @@ type hooks struct {
 	wrapRelay    func(c *net.UDPConn, info relayInfo) net.PacketConn
 	events       turn.EventHandler
 	filterPeers  func(allowed func(netip.Addr) bool) int
-	close        func() error
+	// attachRelay gives the data plane a dual allocation's second relay
+	// socket (already through wrapRelay), named by its advertised address,
+	// for the allocation of 5-tuple (src, dst); false: the relay serves
+	// that family on pion's path itself (dualalloc.go).
+	attachRelay func(src, dst, relay net.Addr) bool
+	close       func() error
 	// err, when set, stops the Server from starting: a data plane the
 	// configuration requires could not be set up.
 	err error
@@ -46,6 +51,7 @@ func defaultHooks() hooks {
 		wrapListener: func(c *net.UDPConn) net.PacketConn { return c },
 		wrapRelay:    func(c *net.UDPConn, _ relayInfo) net.PacketConn { return c },
 		filterPeers:  func(func(netip.Addr) bool) int { return 0 },
+		attachRelay:  func(net.Addr, net.Addr, net.Addr) bool { return false },
 		close:        func() error { return nil },
 	}
 }

@@ -39,6 +39,10 @@ const nonceMACSize = 12
 type fiveTuple struct {
 	proto    string
 	src, dst net.Addr
+	// How the gate reaches the client (dualalloc.go): the listener socket
+	// (UDP) or the connection (TCP/TLS).
+	pc   net.PacketConn
+	conn net.Conn
 }
 
 // allocKey is the comparable form of a 5-tuple, as pion keys allocations

@@ -30,6 +30,17 @@ type relayConn struct {
 	born    *netaddr.PeerPolicy
 	once    sync.Once
 	onClose func()
+
+	// Dual allocations (dualalloc.go): advertise names the socket in
+	// dualTable.relays; dual is the IPv6 half when this is pion's socket
+	// of one; retired means its own (IPv4) half was deleted, so nothing
+	// is relayed; killed means it was closed to make pion end the
+	// allocation.
+	advertise netip.AddrPort
+	dualTab   *dualTable
+	dual      atomic.Pointer[dualAlloc]
+	retired   atomic.Bool
+	killed    atomic.Bool
 }
 
 // newRelayConn wraps one relay socket. conn is what hooks.wrapRelay made of
@@ -42,6 +53,11 @@ func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func())
 		policy:     &s.policy,
 		born:       s.policy.Load(),
 		onClose:    onClose,
+		advertise:  info.advertise,
+	}
+	if s.gate != nil {
+		rc.dualTab = &s.gate.dual
+		rc.dualTab.relays.Store(info.advertise, rc)
 	}
 	if bw := s.limits.Load().bandwidth; bw > 0 {
 		// Burst of one second's worth, at least one full-size datagram.
@@ -63,6 +79,10 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			c.drops.peerPolicy.Inc()
 			continue
 		}
+		if c.retired.Load() {
+			c.drops.noPermission.Inc()
+			continue
+		}
 		if c.limit != nil && !c.limit.AllowN(time.Now(), n) {
 			c.drops.bandwidth.Inc()
 			continue
@@ -78,6 +98,10 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !c.peerAllowed(addr) {
 		c.drops.peerPolicy.Inc()
+		return len(b), nil
+	}
+	if c.retired.Load() {
+		c.drops.requestError.Inc()
 		return len(b), nil
 	}
 	if c.limit != nil && !c.limit.AllowN(time.Now(), len(b)) {
@@ -110,9 +134,30 @@ func (c *relayConn) peerAllowed(addr net.Addr) bool {
 	return ok && pol.Check(a).Allowed
 }
 
-// Close closes the socket and returns its port and quota, once.
+// Close closes the socket and returns its port and quota, once; a dual
+// allocation's IPv6 half goes with it.
 func (c *relayConn) Close() error {
-	err := c.PacketConn.Close()
-	c.once.Do(c.onClose)
+	var err error
+	if !c.killed.Load() {
+		err = c.PacketConn.Close()
+	}
+	c.once.Do(func() {
+		if c.dualTab != nil {
+			c.dualTab.relays.CompareAndDelete(c.advertise, c)
+		}
+		if d := c.dual.Load(); d != nil {
+			d.endV6("allocation deleted", false)
+		}
+		c.onClose()
+	})
 	return err
+}
+
+// kill closes the socket under pion, whose read loop then deletes the
+// allocation (pion has no other way in): a dual allocation whose halves
+// are both deleted.
+func (c *relayConn) kill() {
+	if !c.killed.Swap(true) {
+		_ = c.PacketConn.Close()
+	}
 }

@@ -485,6 +485,7 @@ func (s *Server) Close() error {
 		case <-done:
 		case <-deadline.C:
 		}
+		s.gate.dual.closeAll() // dual allocations' IPv6 halves (dualalloc.go)
 		// pion closes each allocation manager after its read loop ends;
 		// relay sockets give their ports back as they close.
 		tick := time.NewTicker(5 * time.Millisecond)

@@ -175,7 +175,7 @@ func (l *gatedListener) admit(c net.Conn) (*gatedStreamConn, bool) {
 	}
 	gc := &gatedStreamConn{Conn: c, l: l, src: src, counted: true,
 		framer: streamFramer{r: c},
-		tuple:  fiveTuple{proto: streamProto(c), src: c.RemoteAddr(), dst: c.LocalAddr()},
+		tuple:  fiveTuple{proto: streamProto(c), src: c.RemoteAddr(), dst: c.LocalAddr(), conn: c},
 		authBy: time.Now().Add(time.Duration(g.streamAuthTimeout.Load()))}
 	l.mu.Lock()
 	if l.closed {
@@ -306,7 +306,7 @@ func (c *gatedStreamConn) next() error {
 			}
 		}
 		switch {
-		case v.drop:
+		case v.drop, v.consumed:
 			continue
 		case v.reply != nil:
 			if _, err := c.Conn.Write(v.reply); err != nil {

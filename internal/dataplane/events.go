@@ -114,6 +114,41 @@ func (p *Plane) dropAllocLocked(a *alloc) {
 		p.table.deleteIf(a.key, a)
 	}
 	a.relay.alloc.CompareAndSwap(a, nil)
+	if x := a.extra.Swap(nil); x != nil {
+		x.alloc.CompareAndSwap(a, nil)
+	}
+}
+
+// AttachRelay makes relay, an adopted relay socket (Plane.Relay) of the
+// other address family, the second relayed address of the allocation of the
+// 5-tuple (src, dst) pion reported: an RFC 8656 dual allocation, of which
+// pion knows only the first socket. From then on datagrams to peers of
+// relay's family leave on it, its peers' datagrams reach the client on the
+// fast path like the first socket's, and permission and channel events
+// naming relay's address update the allocation's shared state. Closing
+// relay detaches it and leaves the allocation. It reports false when the
+// plane serves no such allocation or socket, or the families do not
+// differ; then the caller relays that family itself.
+func (p *Plane) AttachRelay(src, dst, relay net.Addr) bool {
+	relayAP, err1 := addrPortOf(relay)
+	srcAP, err2 := addrPortOf(src)
+	dstAP, err3 := addrPortOf(dst)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return false
+	}
+	_, udp := src.(*net.UDPAddr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.allocs[ctlKey{server: dstAP, client: srcAP, udp: udp}]
+	c := p.relays[relayAP]
+	if a == nil || c == nil || c == a.relay || c.v6 == a.relay.v6 {
+		return false
+	}
+	if !c.alloc.CompareAndSwap(nil, a) {
+		return false
+	}
+	a.extra.Store(c)
+	return true
 }
 
 // allocByRelayLocked finds the allocation of a relayed address.

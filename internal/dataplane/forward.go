@@ -115,20 +115,21 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		if ind {
 			w.ctr[ctrIndications+ClientToPeer]++
 		}
+		rc, fam := a.relayFor(peer)
 		d.packets.Add(1)
 		d.bytes.Add(uint64(len(payload)))
-		w.count(ClientToPeer, a.fam, len(payload))
+		w.count(ClientToPeer, fam, len(payload))
 
-		if w.sendRaw(a.relay, m, payload, peer) {
+		if w.sendRaw(rc, m, payload, peer) {
 			continue
 		}
 		m.Buf = payload
 		m.Addr = peer
-		if a.relay != runRelay {
+		if rc != runRelay {
 			if k > runLo {
 				w.write(runRelay, ms, runLo, k)
 			}
-			runRelay, runLo = a.relay, k
+			runRelay, runLo = rc, k
 		}
 		if k != i {
 			ms.M[k], ms.M[i] = ms.M[i], ms.M[k]
@@ -242,6 +243,7 @@ func (w *worker) serveRelay(r *Conn) {
 	}
 	st := a.state.Load()
 	d := &a.dir[PeerToClient]
+	fam := a.famOf(r)
 	end := k + n
 	for i := k; i < end; i++ {
 		m := &tx.M[i]
@@ -251,8 +253,8 @@ func (w *worker) serveRelay(r *Conn) {
 		}
 		if !st.permitted(m.Addr.Addr()) {
 			w.drop(DropNoPermission, 1)
-			w.ctr[ctrUnpermPkts+a.fam]++
-			w.ctr[ctrUnpermBytes+a.fam] += uint64(m.N)
+			w.ctr[ctrUnpermPkts+fam]++
+			w.ctr[ctrUnpermBytes+fam] += uint64(m.N)
 			continue
 		}
 		if !a.quota.allow(w.now, m.N, a.limit) {
@@ -272,7 +274,7 @@ func (w *worker) serveRelay(r *Conn) {
 		}
 		d.packets.Add(1)
 		d.bytes.Add(uint64(m.N))
-		w.count(PeerToClient, a.fam, m.N)
+		w.count(PeerToClient, fam, m.N)
 		m.Addr = a.key.client
 		if k != i {
 			tx.M[k], tx.M[i] = tx.M[i], tx.M[k]

@@ -323,6 +323,9 @@ func (p *Plane) release(c *Conn) {
 			delete(p.relays, c.advertised)
 		}
 		if a := c.alloc.Swap(nil); a != nil {
+			if a.extra.CompareAndSwap(c, nil) {
+				break // a dual allocation's second socket: the allocation stays
+			}
 			p.dropAllocLocked(a)
 		}
 	}

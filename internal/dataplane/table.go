@@ -87,6 +87,12 @@ type alloc struct {
 	ctl   ctlKey
 	key   clientKey
 	relay *Conn
+	// extra is the relay socket of the other address family in an RFC 8656
+	// dual allocation (Plane.AttachRelay), nil otherwise: datagrams to peers
+	// of its family leave on it, and its peers' datagrams reach the client
+	// like those of relay. Permissions and channels are shared (one
+	// allocation, one channel number space).
+	extra atomic.Pointer[Conn]
 	// fast is true when the client reaches us over UDP through an adopted
 	// listener: then both directions of bound channels are forwarded here.
 	// Otherwise (TCP/TLS clients) every datagram goes to pion.
@@ -102,6 +108,23 @@ type alloc struct {
 	suspended []netip.Addr
 	dir       [numDirs]dirCounters
 	quota     bucket
+}
+
+// relayFor returns the relay socket that sends to peer, and the per-core
+// counter index (client family * 2 + relay family) of that datagram.
+func (a *alloc) relayFor(peer netip.AddrPort) (*Conn, int) {
+	if x := a.extra.Load(); x != nil && peer.Addr().Is4() == a.relay.v6 {
+		return x, a.fam ^ 1
+	}
+	return a.relay, a.fam
+}
+
+// famOf is the counter index of a datagram read from relay socket r.
+func (a *alloc) famOf(r *Conn) int {
+	if r != a.relay {
+		return a.fam ^ 1
+	}
+	return a.fam
 }
 
 // update publishes a modified copy of the allocation's state. Callers hold
