@@ -123,8 +123,8 @@ func TestPolicyTableRFC6724(t *testing.T) {
 		{"10.0.0.1", 35, 4, ScopeGlobal}, // RFC 6724 §3.2: private IPv4 is global scope
 		{"2002:c000:201::1", 30, 2, ScopeGlobal},
 		{"2001:0:4136:e378::1", 5, 5, ScopeGlobal}, // Teredo
-		{"fd12:3456::1", 3, 13, ScopeGlobal},        // ULA is global scope (§3.1)
-		{"::c000:201", 1, 3, ScopeGlobal},           // IPv4-compatible
+		{"fd12:3456::1", 3, 13, ScopeGlobal},       // ULA is global scope (§3.1)
+		{"::c000:201", 1, 3, ScopeGlobal},          // IPv4-compatible
 		{"fec0::1", 1, 11, ScopeSiteLocal},
 		{"3ffe::1", 1, 12, ScopeGlobal},
 		{"fe80::1", 40, 1, ScopeLinkLocal},
