@@ -58,7 +58,14 @@ func orderSRV(recs []*dns.SRV, intn func(n uint32) uint32) []*dns.SRV {
 		}
 		group := recs[:n]
 		recs = recs[n:]
-		// "all those with weight 0 are placed at the beginning of the list"
+		// "arrange all SRV RRs (that have not been ordered yet) in any
+		// order, except that all those with weight 0 are placed at the
+		// beginning of the list". Shuffling first spreads the load over
+		// weight-0 records, which the running sum alone never would.
+		for i := len(group) - 1; i > 0; i-- {
+			j := int(intn(uint32(i + 1)))
+			group[i], group[j] = group[j], group[i]
+		}
 		slices.SortStableFunc(group, func(a, b *dns.SRV) int {
 			return cmp.Compare(min(a.Weight, 1), min(b.Weight, 1))
 		})

@@ -240,6 +240,10 @@ func parseHostPort(u *URI, hp string) error {
 				return err
 			}
 			u.Host = name
+			if a, err := netip.ParseAddr(name); err == nil {
+				u.Addr = a // "192.0.2.1." is still numeric
+				u.Host = a.String()
+			}
 		}
 	}
 	if port != "" {
