@@ -86,16 +86,6 @@ func (z *zoneServer) Queries() []string {
 	return slices.Clone(z.queries)
 }
 
-// asked reports whether any query of type qtype ("NAPTR", "SRV"...) was made.
-func (z *zoneServer) asked(qtype string) bool {
-	for _, q := range z.Queries() {
-		if strings.Fields(q)[1] == qtype {
-			return true
-		}
-	}
-	return false
-}
-
 func (z *zoneServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(req)
