@@ -153,7 +153,7 @@ func (r *Resolver) LocateURI(ctx context.Context, u URI) ([]Target, error) {
 	l := &locator{r: r, u: u, allowed: allowed, hosts: map[string]*hostAddrs{}, sources: map[netip.Addr]netip.Addr{}}
 	ts, err := l.run(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("siplocate: %s: %w", u, err)
+		return nil, fmt.Errorf("%s: %w", u, err)
 	}
 	return ts, nil
 }
@@ -276,7 +276,7 @@ func (l *locator) run(ctx context.Context) ([]Target, error) {
 		if len(ts) > 0 {
 			return ts, nil
 		}
-		return nil, errors.Join(append(errs, err)...)
+		return nil, lastError(err, errs)
 	}
 	if unavailable {
 		return nil, ErrUnavailable
@@ -285,10 +285,26 @@ func (l *locator) run(ctx context.Context) ([]Target, error) {
 	// an A or AAAA record lookup of the domain name."
 	ts, err := l.addressTargets(ctx, name, l.fallback(), 0)
 	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
+		return nil, lastError(err, errs)
 	}
 	return ts, nil
 }
+
+// lastError reports the failure of the last step, and how many earlier
+// lookups failed too, rather than one line per query: a dead DNS server
+// fails all of them the same way. errors.Is still finds every cause.
+func lastError(last error, earlier []error) error {
+	if len(earlier) == 0 {
+		return last
+	}
+	return fmt.Errorf("%w (after %d earlier failed lookup steps)%w", last, len(earlier), hiddenErr{errors.Join(earlier...)})
+}
+
+// hiddenErr keeps an error in the chain for errors.Is without printing it.
+type hiddenErr struct{ err error }
+
+func (h hiddenErr) Error() string { return "" }
+func (h hiddenErr) Unwrap() error { return h.err }
 
 // viaNAPTR asks name's NAPTR records and the SRV records they point to.
 // sawNAPTR reports whether any usable NAPTR record existed: then SRV names
@@ -555,8 +571,13 @@ func (l *locator) lookupAddrs(ctx context.Context, name string) ([]netip.Addr, e
 	if err6 != nil && err4 != nil && errors.Is(err6, ErrNXDomain) && errors.Is(err4, ErrNXDomain) {
 		return nil, fmt.Errorf("%w: %w", ErrNotFound, err4)
 	}
-	if err := errors.Join(err6, err4); err != nil {
-		return nil, err
+	switch {
+	case err6 != nil && err4 != nil:
+		return nil, fmt.Errorf("%w; %w", err6, err4)
+	case err6 != nil:
+		return nil, err6
+	case err4 != nil:
+		return nil, err4
 	}
 	return nil, fmt.Errorf("%w: %s has no A or AAAA record", ErrNotFound, name)
 }
