@@ -3,6 +3,7 @@ module github.com/isthmusrelay/isthmus
 go 1.26.0
 
 require (
+	github.com/miekg/dns v1.1.73
 	github.com/pion/ice/v4 v4.4.8
 	github.com/pion/logging v0.2.4
 	github.com/pion/rtp v1.10.6

@@ -13,6 +13,7 @@ import (
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/isthmusrelay/isthmus/sdpcand"
+	"github.com/isthmusrelay/isthmus/siplocate"
 )
 
 // DefaultTimeout is the overall gathering deadline when Config.Timeout is
@@ -58,6 +59,9 @@ type Config struct {
 	// TLSConfig is used for "turns:" servers; nil means a default config
 	// with ServerName taken from the URL.
 	TLSConfig *tls.Config
+	// Locator finds the STUN and TURN servers' addresses (SRV and AAAA
+	// included, see siplocate); nil means one using /etc/resolv.conf.
+	Locator *siplocate.Resolver
 	// Codecs are the audio codecs offered; empty means sdpcand.DefaultCodecs().
 	Codecs []sdpcand.Codec
 	// Logger receives the agent's logs (and pion's, shifted one level

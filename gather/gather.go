@@ -237,25 +237,6 @@ func (a *Agent) hostCandidate(addr netip.Addr, pos int) (*localCandidate, error)
 	}, nil
 }
 
-// resolveServer returns the server's address of family f.
-func resolveServer(ctx context.Context, s server, f netaddr.Family) (netip.AddrPort, error) {
-	var addrs []netip.Addr
-	if a, err := netip.ParseAddr(s.uri.Host); err == nil {
-		addrs = []netip.Addr{a.Unmap()}
-	} else {
-		addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", s.uri.Host)
-		if err != nil {
-			return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", s.uri.Host, err)
-		}
-	}
-	for _, a := range addrs {
-		if a = a.Unmap(); netaddr.FamilyOf(a) == f {
-			return netip.AddrPortFrom(a, uint16(s.uri.Port)), nil //nolint:gosec // ParseURI checked the port
-		}
-	}
-	return netip.AddrPort{}, fmt.Errorf("%w: %s has no %s address", errNoRoute, s.uri.Host, f)
-}
-
 // errNoRoute marks an attempt skipped because the family is unusable: no
 // server address or no route of that family (an IPv6-only host, say).
 var errNoRoute = errors.New("no route")

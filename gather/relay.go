@@ -39,7 +39,7 @@ func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Fami
 		if !slices.Contains(a.fams, tf) {
 			continue
 		}
-		addr, err := resolveServer(ctx, s, tf)
+		addr, err := a.resolveServer(ctx, s, tf)
 		if err == nil {
 			src, err = sourceFor(addr)
 		}

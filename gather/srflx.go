@@ -22,7 +22,7 @@ const bindingRTO = 250 * time.Millisecond
 // address and makes it a server-reflexive candidate on a socket of its own.
 func (a *Agent) srflxJob(ctx context.Context, s server, idx int, f netaddr.Family) jobResult {
 	what := fmt.Sprintf("%s %s", s.raw, f)
-	srv, err := resolveServer(ctx, s, f)
+	srv, err := a.resolveServer(ctx, s, f)
 	if err != nil {
 		return jobResult{err: err, what: what}
 	}

@@ -16,7 +16,10 @@
 //     ::ffff:127.0.0.1 reached the relay's loopback), with explicit
 //     allow/deny prefixes and a loopback switch for tests;
 //   - IsUsableHost, which picks interface addresses worth offering;
-//   - ParsePrefixes for configuration lists.
+//   - ParsePrefixes for configuration lists;
+//   - the RFC 6724 default policy table (Precedence, Label, ScopeOf) and
+//     destination address selection (SortDestinations), which orders a
+//     name's addresses by the source addresses the host has.
 //
 // Example:
 //
