@@ -2,7 +2,6 @@ package relay
 
 import (
 	"net"
-	"net/netip"
 	"sync"
 
 	"github.com/pion/turn/v5"
@@ -34,18 +33,11 @@ func (t *allocTracker) owner(k allocKey) (string, bool) {
 }
 
 func addrFamily(a net.Addr) netaddr.Family {
-	var ip net.IP
-	switch v := a.(type) {
-	case *net.UDPAddr:
-		ip = v.IP
-	case *net.TCPAddr:
-		ip = v.IP
-	}
-	na, ok := netip.AddrFromSlice(ip)
-	if !ok {
+	ap := addrPortOf(a)
+	if !ap.IsValid() {
 		return 0
 	}
-	return netaddr.FamilyOf(na.Unmap())
+	return netaddr.FamilyOf(ap.Addr())
 }
 
 // ownEvents is the relay's EventHandler: allocation gauges and request

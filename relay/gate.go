@@ -270,7 +270,7 @@ func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
 		return verdict{reply: buildError(msg, stun.CodeStaleNonce, nil,
 			stun.NewRealm(creds.realm), stun.NewNonce(g.nonces.mint(t, now)))}
 	}
-	src := addrOf(t.src)
+	src := addrPortOf(t.src).Addr()
 	if !g.throttle.allow(src, string(username), now) {
 		s.metrics.authFailures.WithLabelValues(authThrottled).Inc()
 		s.metrics.drops.authThrottled.Inc()

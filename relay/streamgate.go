@@ -166,7 +166,7 @@ func (l *gatedListener) isClosed() bool {
 // reached or the listener is closing.
 func (l *gatedListener) admit(c net.Conn) (*gatedStreamConn, bool) {
 	g := l.gate
-	src := addrOf(c.RemoteAddr())
+	src := addrPortOf(c.RemoteAddr()).Addr()
 	if !g.unauth.admit(src) {
 		g.srv.streamClosed(streamUnauthLimit)
 		g.srv.denyLog.Info().Str("client", c.RemoteAddr().String()).Msg("unauthenticated stream limit reached; connection closed")
@@ -194,17 +194,6 @@ func streamProto(c net.Conn) string {
 		return "tls"
 	}
 	return "tcp"
-}
-
-// addrOf returns the IP of a TCP or UDP address, unmapped.
-func addrOf(a net.Addr) netip.Addr {
-	switch v := a.(type) {
-	case *net.TCPAddr:
-		return v.AddrPort().Addr().Unmap()
-	case *net.UDPAddr:
-		return v.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // Close closes the listener and every connection it accepted.

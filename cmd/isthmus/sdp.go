@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -37,38 +35,9 @@ Exit status: 0 valid, 1 invalid (reason on stderr), 2 usage error.
 
 // runSDP implements "isthmus sdp check FILE|-".
 func runSDP(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, sdpUsage)
-		return 2
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, sdpUsage)
-		return 0
-	case "check":
-	default:
-		fmt.Fprintf(stderr, "sdp: unknown action %q\n\n%s", args[0], sdpUsage)
-		return 2
-	}
-
-	fs := flag.NewFlagSet("sdp check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, sdpUsage) }
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "sdp check: want exactly one FILE or -, got %d arguments\n\n%s", fs.NArg(), sdpUsage)
-		return 2
-	}
-
-	data, err := readSDPInput(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintf(stderr, "sdp check: %v\n", err)
-		return 1
+	data, code, ok := checkInput("sdp", sdpUsage, args, sdpStdin, sdpcand.MaxSize, 1, stderr)
+	if !ok {
+		return code
 	}
 	body, fromSIP := sdpBody(data)
 	if fromSIP {
@@ -120,26 +89,6 @@ func mediaLine(m sdpcand.Media) string {
 }
 
 // readSDPInput reads name ("-" = standard input), at most one byte more
-// than sdpcand.MaxSize so Parse can say the input is too large.
-func readSDPInput(name string) ([]byte, error) {
-	var r io.Reader
-	if name == "-" {
-		r = sdpStdin
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	data, err := io.ReadAll(io.LimitReader(r, sdpcand.MaxSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return data, nil
-}
-
 // sdpBody returns the SDP part of data: data itself, or the body of a SIP
 // message (the bytes after the first empty line) when data starts with a
 // SIP request or status line. Content-Length is not trusted: archived

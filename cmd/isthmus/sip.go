@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -45,36 +43,9 @@ Exit status: 0 accept, 1 reject, 2 unreadable input or usage error.
 
 // runSIP implements "isthmus sip check FILE|-".
 func runSIP(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, sipUsage)
-		return 2
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stderr, sipUsage)
-		return 0
-	case "check":
-	default:
-		fmt.Fprintf(stderr, "sip: unknown action %q\n\n%s", args[0], sipUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("sip check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, sipUsage) }
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "sip check: want exactly one FILE or -, got %d arguments\n\n%s", fs.NArg(), sipUsage)
-		return 2
-	}
-	data, err := readSIPInput(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintf(stderr, "sip check: %v\n", err)
-		return 2
+	data, code, ok := checkInput("sip", sipUsage, args, sipStdin, sipcheck.MaxSize, 2, stderr)
+	if !ok {
+		return code
 	}
 	res := sipcheck.Check(data)
 	writeVerdict(stdout, res)
@@ -85,26 +56,6 @@ func runSIP(args []string, stdout, stderr io.Writer) int {
 }
 
 // readSIPInput reads name ("-" = standard input), at most one byte more
-// than sipcheck.MaxSize so Check can say the input is too large.
-func readSIPInput(name string) ([]byte, error) {
-	var r io.Reader
-	if name == "-" {
-		r = sipStdin
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	data, err := io.ReadAll(io.LimitReader(r, sipcheck.MaxSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return data, nil
-}
-
 // writeVerdict prints the verdict and what was read (see sipUsage).
 func writeVerdict(w io.Writer, res *sipcheck.Result) {
 	if !res.Accept {
