@@ -3,14 +3,10 @@
 package relay_test
 
 import (
-	"context"
-	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 // TestInteropCoturnDualAllocation drives dual allocations (RFC 8656
@@ -50,31 +46,16 @@ func TestInteropCoturnDualAllocation(t *testing.T) {
 		{name: "-Z -t -s: IPv4 client over TCP, Send indications through the IPv4 relayed address",
 			server: "4", flags: []string{"-Z", "-t", "-s"}, peer: "127.0.0.1", wantFams: []string{"IPv4"}, wantRelay: "IPv4"},
 	}
-	results := make([]uclientResult, len(cases))
-	var wg sync.WaitGroup
+	argv := make([][]string, len(cases))
 	for i, tc := range cases {
 		srv := r.addr(tc.server)
 		args := []string{"-v", "-n", strconv.Itoa(msgs), "-l", "120", "-z", "10",
 			"-p", strconv.Itoa(int(srv.Port())), "-u", testUser, "-w", testPassword}
 		args = append(args, tc.flags...)
 		args = append(args, "-e", tc.peer, "-r", strconv.Itoa(int(peerPort)), srv.Addr().String())
-		wg.Add(1)
-		go func(i int, args []string) {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), uclientTimeout)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, uclientBin, args...)
-			cmd.WaitDelay = time.Second
-			out, err := cmd.CombinedOutput()
-			if ctx.Err() != nil {
-				err = fmt.Errorf("killed after %v: %w", uclientTimeout, ctx.Err())
-			}
-			res := parseUclient(string(out))
-			res.args, res.err = args, err
-			results[i] = res
-		}(i, args)
+		argv[i] = args
 	}
-	wg.Wait()
+	results := runUclients(argv)
 	for i, tc := range cases {
 		res := results[i]
 		t.Run(tc.name, func(t *testing.T) {

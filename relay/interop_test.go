@@ -229,8 +229,7 @@ func TestInteropCoturnUclient(t *testing.T) {
 			server: "6", peer: peer4, user: []string{"-u", "dave", "-W", "not-" + testSecret}},
 	}
 
-	results := make([]uclientResult, len(cases))
-	var wg sync.WaitGroup
+	argv := make([][]string, len(cases))
 	for i, tc := range cases {
 		sessions := tc.sessions
 		if sessions == 0 {
@@ -245,23 +244,9 @@ func TestInteropCoturnUclient(t *testing.T) {
 			args = append(args, "-e", tc.peer, "-r", strconv.Itoa(int(peerPort)))
 		}
 		args = append(args, srv.Addr().String())
-		wg.Add(1)
-		go func(i int, args []string) {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), uclientTimeout)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, uclientBin, args...)
-			cmd.WaitDelay = time.Second
-			out, err := cmd.CombinedOutput()
-			if ctx.Err() != nil {
-				err = fmt.Errorf("killed after %v: %w", uclientTimeout, ctx.Err())
-			}
-			res := parseUclient(string(out))
-			res.args, res.err = args, err
-			results[i] = res
-		}(i, args)
+		argv[i] = args
 	}
-	wg.Wait()
+	results := runUclients(argv)
 
 	for i, tc := range cases {
 		res := results[i]
@@ -349,4 +334,30 @@ func TestParseUclient(t *testing.T) {
 	if r.sent != 5 || r.recv != 4 || r.lost != 1 || !r.haveTotals || !r.haveLost {
 		t.Errorf("totals sent=%d recv=%d lost=%d, want 5 4 1", r.sent, r.recv, r.lost)
 	}
+}
+
+// runUclients runs turnutils_uclient once per argument list, all at once,
+// each bounded by uclientTimeout, and returns their parsed results in order.
+func runUclients(argv [][]string) []uclientResult {
+	results := make([]uclientResult, len(argv))
+	var wg sync.WaitGroup
+	for i, args := range argv {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), uclientTimeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, uclientBin, args...)
+			cmd.WaitDelay = time.Second
+			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				err = fmt.Errorf("killed after %v: %w", uclientTimeout, ctx.Err())
+			}
+			res := parseUclient(string(out))
+			res.args, res.err = args, err
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	return results
 }
