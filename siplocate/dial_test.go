@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/siplocate/dnstest"
+
 	"github.com/isthmusrelay/isthmus/siplocate"
 )
 
@@ -89,8 +91,8 @@ func samePort(t *testing.T) (int, net.Listener) {
 }
 
 // heZone is a dual-stack server on loopback reached through SRV.
-func heZone(t *testing.T, port int) *zoneServer {
-	return startZone(t, "127.0.0.1",
+func heZone(t *testing.T, port int) *dnstest.Zone {
+	return dnstest.Serve(t, "127.0.0.1",
 		fmt.Sprintf("_sip._tcp.he.example.test. SRV 0 0 %d box.example.test.", port),
 		fmt.Sprintf("_sips._tcp.he.example.test. SRV 0 0 %d box.example.test.", port),
 		"box.example.test. AAAA ::1",

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/siplocate/dnstest"
+	"github.com/miekg/dns"
+
 	"github.com/isthmusrelay/isthmus/siplocate"
 )
 
@@ -99,7 +102,7 @@ func lines(ts []siplocate.Target) []string {
 }
 
 func TestLocate(t *testing.T) {
-	z := startZone(t, "127.0.0.1", testZone...)
+	z := dnstest.Serve(t, "127.0.0.1", testZone...)
 	tests := []struct {
 		name     string
 		uri      string
@@ -325,7 +328,7 @@ func TestLocate(t *testing.T) {
 
 // TestLocateTransports: the client's transport list filters and orders.
 func TestLocateTransports(t *testing.T) {
-	z := startZone(t, "127.0.0.1", testZone...)
+	z := dnstest.Serve(t, "127.0.0.1", testZone...)
 	r := &siplocate.Resolver{Server: z.Addr, SourceAddr: ipv6Only, Transports: []siplocate.Transport{siplocate.TCP}}
 	ts, err := r.Locate(context.Background(), "sip:srv.example.test")
 	if err != nil {
@@ -344,8 +347,8 @@ func TestLocateTransports(t *testing.T) {
 // TestLocateTruncatedRetriesOverTCP: RFC 7766 §5, a TC=1 answer over UDP is
 // asked again over TCP.
 func TestLocateTruncatedRetriesOverTCP(t *testing.T) {
-	z := startZone(t, "::1", testZone...)
-	z.truncate["_sip._udp.srv.example.test."] = true
+	z := dnstest.Serve(t, "::1", testZone...)
+	z.Truncate("_sip._udp.srv.example.test.")
 	r := &siplocate.Resolver{Server: z.Addr, SourceAddr: dualStack}
 	ts, err := r.Locate(context.Background(), "sip:srv.example.test;transport=udp")
 	if err != nil {
@@ -362,8 +365,8 @@ func TestLocateTruncatedRetriesOverTCP(t *testing.T) {
 // TestLocateNonRecursiveCNAME: a server that returns only the CNAME gets a
 // second query for the alias target.
 func TestLocateNonRecursiveCNAME(t *testing.T) {
-	z := startZone(t, "127.0.0.1", testZone...)
-	z.noChase = true
+	z := dnstest.Serve(t, "127.0.0.1", testZone...)
+	z.NoChase()
 	r := &siplocate.Resolver{Server: z.Addr, SourceAddr: dualStack}
 	ts, err := r.Locate(context.Background(), "sip:alias2.example.test:5060")
 	if err != nil {
@@ -379,8 +382,8 @@ func TestLocateNonRecursiveCNAME(t *testing.T) {
 
 // TestLocateServerFailure: SERVFAIL is ErrDNS, with the server named.
 func TestLocateServerFailure(t *testing.T) {
-	z := startZone(t, "127.0.0.1", testZone...)
-	z.rcode["plain.example.test."] = 2 // SERVFAIL
+	z := dnstest.Serve(t, "127.0.0.1", testZone...)
+	z.SetRcode("plain.example.test.", dns.RcodeServerFailure)
 	r := &siplocate.Resolver{Server: z.Addr, SourceAddr: dualStack}
 	_, err := r.Locate(context.Background(), "sip:plain.example.test:5060")
 	if !errors.Is(err, siplocate.ErrDNS) || !strings.Contains(err.Error(), "SERVFAIL") {
@@ -425,7 +428,7 @@ func TestLocateResolvConf(t *testing.T) {
 }
 
 func TestIteratorFailover(t *testing.T) {
-	z := startZone(t, "127.0.0.1", testZone...)
+	z := dnstest.Serve(t, "127.0.0.1", testZone...)
 	r := &siplocate.Resolver{Server: z.Addr, SourceAddr: ipv6Only}
 	it, err := r.Iterate(context.Background(), "sip:example.test;transport=udp")
 	if err != nil {

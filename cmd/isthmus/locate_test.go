@@ -3,53 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 
-	"github.com/miekg/dns"
+	"github.com/isthmusrelay/isthmus/siplocate/dnstest"
 )
 
-// locateDNS serves a zone on loopback UDP for the test's lifetime. Its
-// answers are loopback too: the CLI asks the kernel for a route to each
-// (RFC 6724 sources), which must stay on this host.
+// locateDNS serves a zone on loopback for the test's lifetime. Its answers
+// are loopback too: the CLI asks the kernel for a route to each (RFC 6724
+// sources), which must stay on this host.
 func locateDNS(t *testing.T, records ...string) string {
-	t.Helper()
-	var rrs []dns.RR
-	for _, s := range records {
-		rr, err := dns.NewRR("$TTL 60\n" + s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rrs = append(rrs, rr)
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(req)
-		known := false
-		for _, rr := range rrs {
-			if strings.EqualFold(rr.Header().Name, req.Question[0].Name) {
-				known = true
-				if rr.Header().Rrtype == req.Question[0].Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		if !known {
-			m.Rcode = dns.RcodeNameError
-		}
-		_ = w.WriteMsg(m)
-	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return pc.LocalAddr().String()
+	return dnstest.Serve(t, "127.0.0.1", records...).Addr
 }
 
 var locateZone = []string{
