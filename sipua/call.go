@@ -58,10 +58,14 @@ func (c *Call) Hangup(ctx context.Context) error {
 		select {
 		case <-c.Done():
 		default:
+			// sipgo's Bye builds a request without the client's local
+			// address (it would leave from a new socket); ours carries
+			// it, and the dialog fills in From, To, Call-ID, CSeq and the
+			// route set.
 			if c.uac != nil {
-				c.hangErr = c.uac.Bye(ctx)
+				c.hangErr = c.uac.WriteBye(ctx, c.ua.newBye(c.uac.InviteResponse.Contact(), c.uac.InviteRequest))
 			} else {
-				c.hangErr = c.uas.Bye(ctx)
+				c.hangErr = c.uas.WriteBye(ctx, c.ua.newBye(c.uas.InviteRequest.Contact(), c.uas.InviteRequest))
 			}
 			if c.hangErr != nil {
 				c.hangErr = fmt.Errorf("sipua: BYE: %w", c.hangErr)
@@ -78,6 +82,19 @@ func (c *Call) Hangup(ctx context.Context) error {
 		}
 	})
 	return c.hangErr
+}
+
+// newBye is a BYE to the peer's Contact (the remote target, RFC 3261
+// §12.2.1.1) leaving from the UA's socket.
+func (u *UA) newBye(remote *sip.ContactHeader, inv *sip.Request) *sip.Request {
+	target := inv.Recipient
+	if remote != nil {
+		target = remote.Address
+	}
+	bye := sip.NewRequest(sip.BYE, *target.Clone())
+	bye.SetTransport(inv.Transport())
+	bye.Laddr = u.laddr()
+	return bye
 }
 
 // Dial calls to (a SIP URI, "sip:bob@example.org") with agent's offer:
@@ -178,7 +195,7 @@ func (u *UA) confirm(ctx context.Context, d *sipgo.DialogClientSession, agent *g
 	// UAS retransmits its 2xx until it is ACKed (RFC 3261 §13.3.1.4).
 	if err := d.Ack(ctx); err != nil {
 		_ = d.Close()
-		return nil, fmt.Errorf("sipua: ACK: %w", err)
+		return nil, fmt.Errorf("sipua: ACK (route set %q): %w", c.routes, err)
 	}
 	fail := func(err error) (*Call, error) {
 		_ = d.Bye(ctx)

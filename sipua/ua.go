@@ -186,6 +186,12 @@ func New(cfg Config) (*UA, error) {
 			sipgo.WithClientHostname(sipaddr.ToSipgoViaHost(host)),
 			sipgo.WithClientPort(int(u.local.Port())),
 			sipgo.WithClientNAT(),
+			// Every request leaves from our listening socket: sipgo's UDP
+			// pool is keyed by local address for listeners, so without
+			// this it opens a wildcard socket per destination (and in a
+			// namespace without IPv4, an AF_INET one that cannot reach
+			// an IPv6 server).
+			sipgo.WithClientConnectionAddr(u.local.String()),
 			sipgo.WithClientLogger(log))
 	}
 	if err != nil {
@@ -220,6 +226,13 @@ func New(cfg Config) (*UA, error) {
 	}()
 	log.Info("sipua: listening", "udp", u.local.String(), "contact", u.contact.Address.String())
 	return u, nil
+}
+
+// laddr is the UA's socket address in sipgo's form, for requests sipgo
+// builds without the client's defaults (BYE).
+func (u *UA) laddr() sip.Addr {
+	a := u.local.Addr()
+	return sip.Addr{IP: net.IP(a.AsSlice()), Port: int(u.local.Port()), Hostname: a.String()}
 }
 
 // LocalAddr is the UDP address the UA sends from and listens on.

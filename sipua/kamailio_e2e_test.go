@@ -1,0 +1,516 @@
+//go:build e2e
+
+package sipua
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/isthmusrelay/isthmus/gather"
+	"github.com/isthmusrelay/isthmus/internal/demo"
+	"github.com/isthmusrelay/isthmus/internal/netns"
+	"github.com/isthmusrelay/isthmus/internal/netns/netnstest"
+	"github.com/isthmusrelay/isthmus/relay"
+	"github.com/isthmusrelay/isthmus/sipaddr"
+)
+
+// The dual-stack proxy of RFC 6157 §3.1.1 proven with Kamailio, in the
+// namespaces of internal/demo: ua6 (IPv6 only) — relay namespace (dual
+// stack: Kamailio and our TURN relay) — ua4 (IPv4 only, sipp as UAS).
+// Gathering must run in a process inside its namespace, so the test
+// binary re-executes itself there with e2eRoleEnv set.
+
+const (
+	e2eRoleEnv  = "ISTHMUS_SIPUA_E2E_ROLE"
+	e2eTURNUser = "demo"
+	e2eTURNPass = "e2e-turn-secret"
+	e2eSIPPass  = "e2e-sip-secret"
+	e2eRTPCount = 250
+	sippMedia   = 6000
+)
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(e2eRoleEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "relay":
+		os.Exit(roleRelay())
+	case "uac":
+		os.Exit(roleUAC())
+	default:
+		fmt.Fprintln(os.Stderr, "unknown role", os.Getenv(e2eRoleEnv))
+		os.Exit(2)
+	}
+}
+
+// roleRelay runs our TURN relay on both proxy addresses until stdin closes.
+func roleRelay() int {
+	cfg := relay.DefaultConfig()
+	cfg.Listen = []string{netip.AddrPortFrom(demo.RelayIPv4, 3478).String(), netip.AddrPortFrom(demo.RelayIPv6, 3478).String()}
+	cfg.RelayIPs = []string{demo.RelayIPv4.String(), demo.RelayIPv6.String()}
+	cfg.Realm = "isthmus.e2e"
+	cfg.Users = []string{e2eTURNUser + ":" + e2eTURNPass}
+	cfg.AllowPeers = []string{"192.0.2.0/24", "2001:db8::/32"}
+	cfg.Metrics = ""
+	cfg.LogLevel = "warn"
+	srv, err := relay.New(cfg, zerolog.New(os.Stderr), prometheus.NewRegistry())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		return 1
+	}
+	fmt.Println("relay ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = srv.Close()
+	return 0
+}
+
+// uacResult is what the uac role prints as JSON on stdout.
+type uacResult struct {
+	Registered string   `json:"registered"`
+	Received   string   `json:"received"`
+	Offer      string   `json:"offer"`
+	Answer     string   `json:"answer"`
+	Routes     []string `json:"routes"`
+	Path       string   `json:"path"`
+	Mode       string   `json:"mode"`
+	Sent       int      `json:"sent"`
+	Echoed     int      `json:"echoed"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// roleUAC: the IPv6-only phone. It registers at the proxy, calls the
+// IPv4-only UAS with an offer holding an IPv4 relayed candidate, sends
+// RTP through our relay, counts sipp's echoes and hangs up.
+func roleUAC() int {
+	var res uacResult
+	err := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		proxy := "sip:" + netip.AddrPortFrom(demo.RelayIPv6, 5060).String()
+		ua, err := New(Config{
+			AOR:      "sip:alice@" + sipaddr.HostFromAddr(demo.RelayIPv6).String(),
+			Listen:   netip.AddrPortFrom(demo.UA6Addr, 5060),
+			Proxy:    proxy,
+			Password: e2eSIPPass,
+			Logger:   log,
+		})
+		if err != nil {
+			return err
+		}
+		defer ua.Close()
+		reg, err := ua.Register(ctx)
+		if err != nil {
+			return err
+		}
+		res.Registered = reg.Server.String()
+		res.Received = reg.Received.String()
+
+		agent, err := gather.NewAgent(gather.Config{
+			TURN:     []string{"turn:" + netip.AddrPortFrom(demo.RelayIPv6, 3478).String() + "?transport=udp"},
+			Username: e2eTURNUser, Password: e2eTURNPass,
+			Timeout: 5 * time.Second,
+		})
+		if err != nil {
+			return err
+		}
+		call, err := ua.Dial(ctx, "sip:service@"+netip.AddrPortFrom(demo.UA4Addr, 5060).String(), agent)
+		if err != nil {
+			agent.Close()
+			return err
+		}
+		res.Offer = string(call.uac.InviteRequest.Body())
+		res.Answer = string(call.RemoteSDP())
+		res.Routes = call.RouteSet()
+		sel := call.Media().Selected()
+		res.Path, res.Mode = sel.String(), sel.Mode
+
+		// 250 packets of 20 ms audio, paced at 5 ms; echoes counted by
+		// sequence number until 1 s after the last one.
+		seen := make([]bool, e2eRTPCount)
+		var mu sync.Mutex
+		readDone := make(chan struct{})
+		go func() {
+			defer close(readDone)
+			buf := make([]byte, 1500)
+			for {
+				_ = call.Media().SetReadDeadline(time.Now().Add(time.Second))
+				n, err := call.Media().Read(buf)
+				if err != nil {
+					return
+				}
+				var p rtp.Packet
+				if p.Unmarshal(buf[:n]) == nil && int(p.SequenceNumber) < e2eRTPCount {
+					mu.Lock()
+					seen[p.SequenceNumber] = true
+					mu.Unlock()
+				}
+			}
+		}()
+		payload := make([]byte, 160)
+		for i := 0; i < e2eRTPCount; i++ {
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 0x15e7}, Payload: payload}
+			if err := call.Media().WriteRTP(pkt); err != nil {
+				return fmt.Errorf("WriteRTP: %w", err)
+			}
+			res.Sent++
+			time.Sleep(5 * time.Millisecond)
+		}
+		<-readDone
+		mu.Lock()
+		for _, s := range seen {
+			if s {
+				res.Echoed++
+			}
+		}
+		mu.Unlock()
+		return call.Hangup(ctx)
+	}()
+	if err != nil {
+		res.Error = err.Error()
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(res)
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// syncBuffer collects a process's output for the test to read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startProc starts cmd with its output in a buffer; at cleanup it is
+// killed (its process group: netns.Command gives it one) and waited for.
+func startProc(t *testing.T, name string, cmd *exec.Cmd) (*syncBuffer, *proc) {
+	t.Helper()
+	out := &syncBuffer{}
+	if cmd.Stdout == nil {
+		cmd.Stdout = out
+	}
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{exited: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			if cmd.Process != nil {
+				_ = killGroup(cmd)
+			}
+			select {
+			case <-p.exited:
+			case <-time.After(5 * time.Second):
+				t.Errorf("%s did not exit after kill", name)
+			}
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, tail(out.String(), 6000))
+		}
+	})
+	return out, p
+}
+
+// proc is a started process; err is set when exited is closed.
+type proc struct {
+	exited chan struct{}
+	err    error
+}
+
+// killGroup kills cmd's process group (netns.Command gives each command
+// its own), so kamailio's children and sipp go too.
+func killGroup(cmd *exec.Cmd) error {
+	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "...\n" + s[len(s)-n:]
+	}
+	return s
+}
+
+// waitSIP sends OPTIONS from ns to the proxy until it answers.
+func waitSIP(t *testing.T, ns *netns.Namespace, from, proxy netip.AddrPort, timeout time.Duration) {
+	t.Helper()
+	c, err := ns.ListenUDP(from)
+	if err != nil {
+		t.Fatalf("waitSIP: %v", err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 4096)
+	for i := 0; time.Now().Before(deadline); i++ {
+		msg := fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bKwait%d\r\nMax-Forwards: 70\r\nFrom: <sip:probe@%s>;tag=w%d\r\nTo: <sip:%s>\r\nCall-ID: wait-%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+			proxy, c.LocalAddr().String(), i, sipaddr.HostFromAddr(from.Addr()), i, proxy, i)
+		if _, err := c.WriteToUDPAddrPort([]byte(msg), proxy); err != nil {
+			t.Fatalf("waitSIP: send: %v", err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, _, err := c.ReadFromUDPAddrPort(buf); err == nil && strings.HasPrefix(string(buf[:n]), "SIP/2.0 ") {
+			return
+		}
+	}
+	t.Fatalf("proxy %s did not answer OPTIONS within %v", proxy, timeout)
+}
+
+// sippMessages splits sipp's -trace_msg file into the messages it
+// received, each as its text.
+func sippReceived(trace string) []string {
+	var out []string
+	for _, blk := range strings.Split(trace, "----------------------------------------------- ") {
+		i := strings.Index(blk, "message received")
+		if i < 0 {
+			continue
+		}
+		// The message starts on the line after the header line.
+		_, msg, ok := strings.Cut(blk[i:], "\n")
+		if ok {
+			out = append(out, strings.TrimLeft(strings.ReplaceAll(msg, "\r\n", "\n"), "\n"))
+		}
+	}
+	return out
+}
+
+func headerValues(msg, name string) []string {
+	var vals []string
+	head, _, _ := strings.Cut(msg, "\n\n")
+	sc := bufio.NewScanner(strings.NewReader(head))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			for _, p := range strings.Split(v, ",") {
+				vals = append(vals, strings.TrimSpace(p))
+			}
+		}
+	}
+	return vals
+}
+
+func findMsg(msgs []string, method string) string {
+	for _, m := range msgs {
+		if strings.HasPrefix(m, method+" ") {
+			return m
+		}
+	}
+	return ""
+}
+
+// TestKamailioDualStackCall: the IPv6-only sipua registers at Kamailio
+// (digest), calls the IPv4-only sipp UAS through it, RTP flows through our
+// relay's IPv4 allocation and is echoed by sipp, then BYE.
+func TestKamailioDualStackCall(t *testing.T) {
+	for _, tool := range []string{"kamailio", "sipp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed: %v", tool, err)
+		}
+	}
+	cfgPath, err := filepath.Abs("../deploy/kamailio/kamailio.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := netnstest.NewRun(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	topo, err := demo.BuildTopology(ctx, run, demo.TopologyOptions{})
+	if err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	dir := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Our TURN relay in the dual-stack namespace.
+	rcmd := topo.Relay.Command(ctx, self, "-test.run=^$")
+	rcmd.Env = append(os.Environ(), e2eRoleEnv+"=relay")
+	rin, err := rcmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rin.Close() })
+	rout, _ := startProc(t, "relay", rcmd)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(rout.String(), "relay ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("relay not ready: %s", rout.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Kamailio beside it.
+	kcmd := topo.Relay.Command(ctx, "kamailio", "-f", cfgPath, "-DD", "-E", "-Y", dir, "-w", dir,
+		"-A", `DEMO_PASS="`+e2eSIPPass+`"`)
+	kout, kdone := startProc(t, "kamailio", kcmd)
+	waitSIP(t, topo.UA4, netip.AddrPortFrom(demo.UA4Addr, 0), netip.AddrPortFrom(demo.RelayIPv4, 5060), 15*time.Second)
+	waitSIP(t, topo.UA6, netip.AddrPortFrom(demo.UA6Addr, 0), netip.AddrPortFrom(demo.RelayIPv6, 5060), 5*time.Second)
+
+	// sipp's built-in UAS on the IPv4-only host, echoing RTP.
+	trace := filepath.Join(dir, "sipp-uas.msg")
+	scenario, err := filepath.Abs("testdata/uas-rr.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scmd := topo.UA4.Command(ctx, "sipp", "-sf", scenario, "-i", demo.UA4Addr.String(), "-p", "5060",
+		"-mi", demo.UA4Addr.String(), "-mp", fmt.Sprint(sippMedia), "-rtp_echo",
+		"-m", "1", "-timeout", "40s", "-nostdin", "-trace_msg", "-message_file", trace)
+	sout, sdone := startProc(t, "sipp", scmd)
+	time.Sleep(300 * time.Millisecond) // sipp binds before the INVITE can reach it
+
+	// The IPv6-only phone.
+	var uout bytes.Buffer
+	ucmd := topo.UA6.Command(ctx, self, "-test.run=^$")
+	ucmd.Env = append(os.Environ(), e2eRoleEnv+"=uac")
+	ucmd.Stdout = &uout
+	ulog, udone := startProc(t, "uac", ucmd)
+	var uerr error
+	select {
+	case <-udone.exited:
+		uerr = udone.err
+	case <-ctx.Done():
+		t.Fatal("uac did not finish")
+	}
+	var res uacResult
+	if err := json.Unmarshal(uout.Bytes(), &res); err != nil {
+		t.Fatalf("uac output %q: %v (exit %v)\n%s", uout.String(), err, uerr, ulog.String())
+	}
+	if uerr != nil || res.Error != "" {
+		tr, _ := os.ReadFile(trace)
+		t.Logf("sipp trace:\n%s", tail(string(tr), 5000))
+		t.Fatalf("uac failed (exit %v): %s\n%s", uerr, res.Error, ulog.String())
+	}
+
+	select {
+	case <-sdone.exited:
+		if err := sdone.err; err != nil {
+			t.Errorf("sipp exit: %v\n%s", err, sout.String())
+		} else {
+			t.Logf("sipp UAS exited 0 (1 call successful)")
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("sipp did not exit after the call")
+	}
+
+	t.Logf("registered at %s, received=%s", res.Registered, res.Received)
+	t.Logf("uac route set: %v", res.Routes)
+	t.Logf("media path: %s; RTP sent %d, echoed %d", res.Path, res.Sent, res.Echoed)
+
+	// Signaling: the UAC's route set starts on its own family.
+	if len(res.Routes) != 2 || !strings.Contains(res.Routes[0], "["+demo.RelayIPv6.String()+"]") || !strings.Contains(res.Routes[1], demo.RelayIPv4.String()) {
+		t.Errorf("UAC route set %v: want [IPv6 proxy entry, IPv4 proxy entry]", res.Routes)
+	}
+	// Kamailio's two Record-Route headers as sipp (downstream, IPv4)
+	// saw them: IPv4 on top (RFC 6157 §3.1.1).
+	tr, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatalf("sipp trace: %v", err)
+	}
+	msgs := sippReceived(string(tr))
+	inv := findMsg(msgs, "INVITE")
+	if inv == "" {
+		t.Fatalf("sipp received no INVITE:\n%q", tail(string(tr), 1500))
+	}
+	rr := headerValues(inv, "Record-Route")
+	t.Logf("INVITE at sipp: Record-Route %v", rr)
+	if len(rr) != 2 || !strings.Contains(rr[0], demo.RelayIPv4.String()) || !strings.Contains(rr[1], "["+demo.RelayIPv6.String()+"]") {
+		t.Errorf("INVITE Record-Route %v: want two, the IPv4 entry first", rr)
+	}
+	if via := headerValues(inv, "Via"); len(via) != 2 || !strings.Contains(via[1], "["+demo.UA6Addr.String()+"]:5060") {
+		t.Errorf("INVITE Via %v: want the proxy's and the phone's bracketed IPv6 sent-by", via)
+	}
+	if ct := headerValues(inv, "Contact"); len(ct) != 1 || !strings.Contains(ct[0], "["+demo.UA6Addr.String()+"]:5060") {
+		t.Errorf("INVITE Contact %v: want the phone's bracketed IPv6 address", ct)
+	}
+	// The offer: both families among the candidates, the IPv4 relayed
+	// one in c= for the IPv4-only callee (RFC 6157 §4.1).
+	if !regexp.MustCompile(`(?m)^c=IN IP4 192\.0\.2\.1\s*$`).MatchString(inv) {
+		t.Errorf("offer at sipp has no c=IN IP4 192.0.2.1:\n%s", inv)
+	}
+	if !regexp.MustCompile(`(?m)^a=candidate:.* 2001:db8::10 .* typ host`).MatchString(inv) ||
+		!regexp.MustCompile(`(?m)^a=candidate:.* 192\.0\.2\.1 .* typ relay`).MatchString(inv) {
+		t.Errorf("offer lacks an IPv6 host or an IPv4 relayed candidate:\n%s", inv)
+	}
+	// In-dialog requests: loose_route consumed both entries.
+	for _, m := range []string{"ACK", "BYE"} {
+		msg := findMsg(msgs, m)
+		if msg == "" {
+			t.Errorf("sipp received no %s", m)
+			continue
+		}
+		if r := headerValues(msg, "Route"); len(r) != 0 {
+			t.Errorf("%s at sipp still has Route %v", m, r)
+		}
+	}
+	// No unbracketed IPv6 anywhere in the headers sipp got.
+	bare := regexp.MustCompile(`(?i)sip:(\w+@)?2001:db8`)
+	for _, m := range msgs {
+		head, _, _ := strings.Cut(m, "\n\n")
+		if bare.MatchString(head) {
+			t.Errorf("unbracketed IPv6 in a SIP header:\n%s", head)
+		}
+	}
+
+	// Media: through our relay's IPv4 allocation to sipp and back.
+	if res.Mode != gather.ModeLegacyRelay || !strings.Contains(res.Path, "relay/IPv4") {
+		t.Errorf("media path %q (mode %s): want legacy-relay from an IPv4 relayed address", res.Path, res.Mode)
+	}
+	if res.Sent != e2eRTPCount || res.Echoed*1000 < res.Sent*999 {
+		t.Errorf("RTP: sent %d, echoed %d: want >= 99.9%%", res.Sent, res.Echoed)
+	}
+
+	// Kamailio's own account: the INVITE came in on IPv6 and left to the
+	// IPv4 UAS; the BYE was routed by Route.
+	klog := kout.String()
+	for _, want := range []string{
+		"isthmus: registered sip:alice@",
+		"isthmus: relay INVITE from " + demo.UA6Addr.String() + " on " + demo.RelayIPv6.String() + " to sip:service@" + demo.UA4Addr.String(),
+		"isthmus: reply 200 OK from " + demo.UA4Addr.String() + " on " + demo.RelayIPv4.String(),
+		"isthmus: relay BYE from " + demo.UA6Addr.String() + " on " + demo.RelayIPv6.String(),
+	} {
+		if !strings.Contains(klog, want) {
+			t.Errorf("kamailio log lacks %q", want)
+		}
+	}
+	select {
+	case <-kdone.exited:
+		t.Errorf("kamailio exited during the test: %v", kdone.err)
+	default:
+	}
+}
