@@ -56,6 +56,8 @@ func TestMain(m *testing.M) {
 		os.Exit(roleRelay())
 	case "uac":
 		os.Exit(roleUAC())
+	case "uas":
+		os.Exit(roleUAS())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown role", os.Getenv(e2eRoleEnv))
 		os.Exit(2)
@@ -144,46 +146,134 @@ func roleUAC() int {
 		sel := call.Media().Selected()
 		res.Path, res.Mode = sel.String(), sel.Mode
 
-		// 250 packets of 20 ms audio, paced at 5 ms; echoes counted by
-		// sequence number until 1 s after the last one.
-		seen := make([]bool, e2eRTPCount)
-		var mu sync.Mutex
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			buf := make([]byte, 1500)
-			for {
-				_ = call.Media().SetReadDeadline(time.Now().Add(time.Second))
-				n, err := call.Media().Read(buf)
+		if res.Sent, res.Echoed, err = probeRTP(call.Media()); err != nil {
+			return err
+		}
+		return call.Hangup(ctx)
+	}()
+	if err != nil {
+		res.Error = err.Error()
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(res)
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// probeRTP sends e2eRTPCount packets of 20 ms PCMU, paced at 5 ms, and
+// counts the distinct ones echoed back until 1 s after the last.
+func probeRTP(m *gather.MediaConn) (sent, echoed int, err error) {
+	seen := make([]bool, e2eRTPCount)
+	var mu sync.Mutex
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 1500)
+		for {
+			_ = m.SetReadDeadline(time.Now().Add(time.Second))
+			n, err := m.Read(buf)
+			if err != nil {
+				return
+			}
+			var p rtp.Packet
+			if p.Unmarshal(buf[:n]) == nil && int(p.SequenceNumber) < e2eRTPCount {
+				mu.Lock()
+				seen[p.SequenceNumber] = true
+				mu.Unlock()
+			}
+		}
+	}()
+	payload := make([]byte, 160)
+	for i := 0; i < e2eRTPCount; i++ {
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 0x15e7}, Payload: payload}
+		if err := m.WriteRTP(pkt); err != nil {
+			return sent, 0, fmt.Errorf("WriteRTP: %w", err)
+		}
+		sent++
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-readDone
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range seen {
+		if s {
+			echoed++
+		}
+	}
+	return sent, echoed, nil
+}
+
+// roleUAS: the IPv6-only phone called from the IPv4 side. It registers,
+// answers the first INVITE with an agent whose IPv4 relayed address serves
+// the IPv4-only caller, probes RTP, and waits for the caller's BYE.
+func roleUAS() int {
+	var res uacResult
+	err := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		calls := make(chan *Call, 1)
+		errs := make(chan error, 1)
+		ua, err := New(Config{
+			AOR:      "sip:alice@" + sipaddr.HostFromAddr(demo.RelayIPv6).String(),
+			Listen:   netip.AddrPortFrom(demo.UA6Addr, 5060),
+			Proxy:    "sip:" + netip.AddrPortFrom(demo.RelayIPv6, 5060).String(),
+			Password: e2eSIPPass,
+			Logger:   log,
+			OnInvite: func(in *Incoming) {
+				agent, err := gather.NewAgent(gather.Config{
+					TURN:     []string{"turn:" + netip.AddrPortFrom(demo.RelayIPv6, 3478).String() + "?transport=udp"},
+					Username: e2eTURNUser, Password: e2eTURNPass,
+					Timeout: 5 * time.Second,
+				})
 				if err != nil {
+					_ = in.Reject(500, "Server Internal Error")
+					errs <- err
 					return
 				}
-				var p rtp.Packet
-				if p.Unmarshal(buf[:n]) == nil && int(p.SequenceNumber) < e2eRTPCount {
-					mu.Lock()
-					seen[p.SequenceNumber] = true
-					mu.Unlock()
+				_ = in.Ring()
+				c, err := in.Answer(ctx, agent)
+				if err != nil {
+					agent.Close()
+					errs <- err
+					return
 				}
-			}
-		}()
-		payload := make([]byte, 160)
-		for i := 0; i < e2eRTPCount; i++ {
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 0x15e7}, Payload: payload}
-			if err := call.Media().WriteRTP(pkt); err != nil {
-				return fmt.Errorf("WriteRTP: %w", err)
-			}
-			res.Sent++
-			time.Sleep(5 * time.Millisecond)
+				calls <- c
+			},
+		})
+		if err != nil {
+			return err
 		}
-		<-readDone
-		mu.Lock()
-		for _, s := range seen {
-			if s {
-				res.Echoed++
-			}
+		defer ua.Close()
+		reg, err := ua.Register(ctx)
+		if err != nil {
+			return err
 		}
-		mu.Unlock()
-		return call.Hangup(ctx)
+		res.Registered = reg.Server.String()
+		res.Received = reg.Received.String()
+		var call *Call
+		select {
+		case call = <-calls:
+		case err := <-errs:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("no call: %w", ctx.Err())
+		}
+		res.Offer = string(call.RemoteSDP())
+		res.Answer = string(call.uas.InviteResponse.Body())
+		res.Routes = call.RouteSet()
+		sel := call.Media().Selected()
+		res.Path, res.Mode = sel.String(), sel.Mode
+		if res.Sent, res.Echoed, err = probeRTP(call.Media()); err != nil {
+			return err
+		}
+		select {
+		case <-call.Done():
+		case <-ctx.Done():
+			return fmt.Errorf("no BYE from the caller: %w", ctx.Err())
+		}
+		return call.Hangup(ctx) // closes the media and the agent; no BYE after the peer's
 	}()
 	if err != nil {
 		res.Error = err.Error()
@@ -332,10 +422,21 @@ func findMsg(msgs []string, method string) string {
 	return ""
 }
 
-// TestKamailioDualStackCall: the IPv6-only sipua registers at Kamailio
-// (digest), calls the IPv4-only sipp UAS through it, RTP flows through our
-// relay's IPv4 allocation and is echoed by sipp, then BYE.
-func TestKamailioDualStackCall(t *testing.T) {
+// e2eEnv is the running dual-stack network: namespaces, our TURN relay
+// and Kamailio in the dual-stack one.
+type e2eEnv struct {
+	ctx   context.Context
+	topo  *demo.Topology
+	dir   string
+	self  string
+	kout  *syncBuffer
+	kproc *proc
+}
+
+// startDualStack builds the namespaces and starts the relay and Kamailio;
+// skips when a tool, root or namespaces are missing.
+func startDualStack(t *testing.T) *e2eEnv {
+	t.Helper()
 	for _, tool := range []string{"kamailio", "sipp"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed: %v", tool, err)
@@ -347,19 +448,18 @@ func TestKamailioDualStackCall(t *testing.T) {
 	}
 	run := netnstest.NewRun(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	topo, err := demo.BuildTopology(ctx, run, demo.TopologyOptions{})
 	if err != nil {
 		t.Fatalf("topology: %v", err)
 	}
-	dir := t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
+	e := &e2eEnv{ctx: ctx, topo: topo, dir: t.TempDir()}
+	if e.self, err = os.Executable(); err != nil {
 		t.Fatal(err)
 	}
 
 	// Our TURN relay in the dual-stack namespace.
-	rcmd := topo.Relay.Command(ctx, self, "-test.run=^$")
+	rcmd := topo.Relay.Command(ctx, e.self, "-test.run=^$")
 	rcmd.Env = append(os.Environ(), e2eRoleEnv+"=relay")
 	rin, err := rcmd.StdinPipe()
 	if err != nil {
@@ -376,30 +476,54 @@ func TestKamailioDualStackCall(t *testing.T) {
 	}
 
 	// Kamailio beside it.
-	kcmd := topo.Relay.Command(ctx, "kamailio", "-f", cfgPath, "-DD", "-E", "-Y", dir, "-w", dir,
+	kcmd := topo.Relay.Command(ctx, "kamailio", "-f", cfgPath, "-DD", "-E", "-Y", e.dir, "-w", e.dir,
 		"-A", `DEMO_PASS="`+e2eSIPPass+`"`)
-	kout, kdone := startProc(t, "kamailio", kcmd)
+	e.kout, e.kproc = startProc(t, "kamailio", kcmd)
 	waitSIP(t, topo.UA4, netip.AddrPortFrom(demo.UA4Addr, 0), netip.AddrPortFrom(demo.RelayIPv4, 5060), 15*time.Second)
 	waitSIP(t, topo.UA6, netip.AddrPortFrom(demo.UA6Addr, 0), netip.AddrPortFrom(demo.RelayIPv6, 5060), 5*time.Second)
+	return e
+}
 
-	// sipp's built-in UAS on the IPv4-only host, echoing RTP.
-	trace := filepath.Join(dir, "sipp-uas.msg")
-	scenario, err := filepath.Abs("testdata/uas-rr.xml")
+// sipp starts sipp with scenario file name (testdata) in the IPv4-only
+// namespace, tracing messages to the returned file.
+func (e *e2eEnv) sipp(t *testing.T, name string, args ...string) (string, *syncBuffer, *proc) {
+	t.Helper()
+	trace := filepath.Join(e.dir, name+".msg")
+	scenario, err := filepath.Abs(filepath.Join("testdata", name+".xml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	scmd := topo.UA4.Command(ctx, "sipp", "-sf", scenario, "-i", demo.UA4Addr.String(), "-p", "5060",
+	all := append([]string{"-sf", scenario, "-i", demo.UA4Addr.String(), "-p", "5060",
 		"-mi", demo.UA4Addr.String(), "-mp", fmt.Sprint(sippMedia), "-rtp_echo",
-		"-m", "1", "-timeout", "40s", "-nostdin", "-trace_msg", "-message_file", trace)
-	sout, sdone := startProc(t, "sipp", scmd)
+		"-m", "1", "-timeout", "40s", "-nostdin", "-trace_msg", "-message_file", trace}, args...)
+	out, p := startProc(t, "sipp", e.topo.UA4.Command(e.ctx, "sipp", all...))
+	return trace, out, p
+}
+
+// phone runs the test binary as role in the IPv6-only namespace.
+func (e *e2eEnv) phone(t *testing.T, role string) (*bytes.Buffer, *syncBuffer, *proc) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := e.topo.UA6.Command(e.ctx, e.self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), e2eRoleEnv+"="+role)
+	cmd.Stdout = &out
+	log, p := startProc(t, role, cmd)
+	return &out, log, p
+}
+
+// TestKamailioDualStackCall: the IPv6-only sipua registers at Kamailio
+// (digest), calls the IPv4-only sipp UAS through it, RTP flows through our
+// relay's IPv4 allocation and is echoed by sipp, then BYE.
+func TestKamailioDualStackCall(t *testing.T) {
+	e := startDualStack(t)
+	ctx, kout, kdone := e.ctx, e.kout, e.kproc
+
+	// sipp as UAS on the IPv4-only host, echoing RTP.
+	trace, sout, sdone := e.sipp(t, "uas-rr")
 	time.Sleep(300 * time.Millisecond) // sipp binds before the INVITE can reach it
 
 	// The IPv6-only phone.
-	var uout bytes.Buffer
-	ucmd := topo.UA6.Command(ctx, self, "-test.run=^$")
-	ucmd.Env = append(os.Environ(), e2eRoleEnv+"=uac")
-	ucmd.Stdout = &uout
-	ulog, udone := startProc(t, "uac", ucmd)
+	uout, ulog, udone := e.phone(t, "uac")
 	var uerr error
 	select {
 	case <-udone.exited:
@@ -512,5 +636,112 @@ func TestKamailioDualStackCall(t *testing.T) {
 	case <-kdone.exited:
 		t.Errorf("kamailio exited during the test: %v", kdone.err)
 	default:
+	}
+}
+
+// TestKamailioCallToIPv6Phone is the reverse call: an IPv4-only sipp UAC
+// calls alice, registered by the IPv6-only sipua; Kamailio finds her by
+// lookup("location") and relays the INVITE over IPv6 with two
+// Record-Route entries, the IPv6 one on top; the phone answers with its
+// IPv4 relayed address for the IPv4-only caller (RFC 6157 §4.1 rule 2) and
+// RTP flows both ways through our relay.
+func TestKamailioCallToIPv6Phone(t *testing.T) {
+	e := startDualStack(t)
+	uout, ulog, udone := e.phone(t, "uas")
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(ulog.String(), "sipua: registered") {
+		select {
+		case <-udone.exited:
+			t.Fatalf("phone exited before registering: %v\n%s", udone.err, ulog.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("phone did not register:\n%s", ulog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// -d: the call lasts 4 s, long enough for the phone's RTP probe.
+	trace, sout, sdone := e.sipp(t, "uac-rr", "-s", "alice", "-d", "4000",
+		netip.AddrPortFrom(demo.RelayIPv4, 5060).String())
+
+	var uerr error
+	select {
+	case <-udone.exited:
+		uerr = udone.err
+	case <-e.ctx.Done():
+		t.Fatal("phone did not finish")
+	}
+	var res uacResult
+	if err := json.Unmarshal(uout.Bytes(), &res); err != nil {
+		t.Fatalf("phone output %q: %v (exit %v)\n%s", uout.String(), err, uerr, ulog.String())
+	}
+	if uerr != nil || res.Error != "" {
+		tr, _ := os.ReadFile(trace)
+		t.Logf("sipp trace:\n%s", tail(string(tr), 5000))
+		t.Fatalf("phone failed (exit %v): %s\n%s", uerr, res.Error, ulog.String())
+	}
+	select {
+	case <-sdone.exited:
+		if err := sdone.err; err != nil {
+			t.Errorf("sipp exit: %v\n%s", err, sout.String())
+		} else {
+			t.Logf("sipp UAC exited 0 (1 call successful)")
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("sipp did not exit after the call")
+	}
+	t.Logf("phone route set (INVITE Record-Route as received): %v", res.Routes)
+	t.Logf("media path: %s; RTP sent %d, echoed %d", res.Path, res.Sent, res.Echoed)
+
+	if len(res.Routes) != 2 || !strings.Contains(res.Routes[0], "["+demo.RelayIPv6.String()+"]") || !strings.Contains(res.Routes[1], demo.RelayIPv4.String()) {
+		t.Errorf("phone route set %v: want [IPv6 proxy entry, IPv4 proxy entry]", res.Routes)
+	}
+	if !regexp.MustCompile(`(?m)^c=IN IP4 192\.0\.2\.1\s*$`).MatchString(res.Answer) {
+		t.Errorf("answer has no c=IN IP4 192.0.2.1 for the IPv4-only caller:\n%s", res.Answer)
+	}
+	tr, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatalf("sipp trace: %v", err)
+	}
+	msgs := sippReceived(string(tr))
+	var ok200 string
+	for _, m := range msgs {
+		if strings.HasPrefix(m, "SIP/2.0 200 ") && strings.Contains(m, "INVITE") && strings.Contains(m, "application/sdp") {
+			ok200 = m
+		}
+	}
+	if ok200 == "" {
+		t.Fatalf("sipp received no 200 to its INVITE:\n%s", tail(string(tr), 4000))
+	}
+	rr := headerValues(ok200, "Record-Route")
+	t.Logf("200 OK at sipp: Record-Route %v", rr)
+	if len(rr) != 2 || !strings.Contains(rr[0], "["+demo.RelayIPv6.String()+"]") || !strings.Contains(rr[1], demo.RelayIPv4.String()) {
+		t.Errorf("200 OK Record-Route %v: want the phone's copy of the INVITE's, IPv6 entry first", rr)
+	}
+	if ct := headerValues(ok200, "Contact"); len(ct) != 1 || !strings.Contains(ct[0], "["+demo.UA6Addr.String()+"]:5060") {
+		t.Errorf("200 OK Contact %v: want the phone's bracketed IPv6 address", ct)
+	}
+	bare := regexp.MustCompile(`(?i)sip:(\w+@)?2001:db8`)
+	for _, m := range msgs {
+		head, _, _ := strings.Cut(m, "\n\n")
+		if bare.MatchString(head) {
+			t.Errorf("unbracketed IPv6 in a SIP header:\n%s", head)
+		}
+	}
+	if res.Mode != gather.ModeLegacyRelay || !strings.Contains(res.Path, "relay/IPv4") {
+		t.Errorf("media path %q (mode %s): want legacy-relay from an IPv4 relayed address", res.Path, res.Mode)
+	}
+	if res.Sent != e2eRTPCount || res.Echoed*1000 < res.Sent*999 {
+		t.Errorf("RTP: sent %d, echoed %d: want >= 99.9%%", res.Sent, res.Echoed)
+	}
+	klog := e.kout.String()
+	for _, want := range []string{
+		"isthmus: relay INVITE from " + demo.UA4Addr.String() + " on " + demo.RelayIPv4.String() + " to sip:alice@[" + demo.UA6Addr.String() + "]:5060",
+		"isthmus: reply 200 OK from " + demo.UA6Addr.String() + " on " + demo.RelayIPv6.String(),
+		"isthmus: relay BYE from " + demo.UA4Addr.String() + " on " + demo.RelayIPv4.String(),
+	} {
+		if !strings.Contains(klog, want) {
+			t.Errorf("kamailio log lacks %q", want)
+		}
 	}
 }

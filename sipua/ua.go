@@ -224,6 +224,20 @@ func New(cfg Config) (*UA, error) {
 			u.log.Debug("sipua: serve ended", "err", err)
 		}
 	}()
+	// ServeUDP registers the socket in sipgo's connection pool from its
+	// own goroutine; a request sent before that opens a second socket on
+	// the same address (EADDRINUSE). Wait for it, bounded.
+	key := u.conn.LocalAddr().String()
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		if _, err := u.ua.TransportLayer().GetConnection("udp", key); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = u.Close()
+			return nil, fmt.Errorf("sipua: Config.Listen: %s: sipgo did not start serving", key)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	log.Info("sipua: listening", "udp", u.local.String(), "contact", u.contact.Address.String())
 	return u, nil
 }
