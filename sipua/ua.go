@@ -438,16 +438,16 @@ func viaReceived(res *sip.Response) netip.AddrPort {
 func checkHosts(req *sip.Request) error {
 	if c := req.Contact(); c != nil {
 		if _, err := sipaddr.FromSipgoURIHost(c.Address.Host); err != nil {
-			return fmt.Errorf("Contact host: %w", err)
+			return fmt.Errorf("bad Contact host: %w", err)
 		}
 	}
 	if v := req.Via(); v != nil {
 		if _, err := sipaddr.FromSipgoViaHost(v.Host); err != nil {
-			return fmt.Errorf("Via host: %w", err)
+			return fmt.Errorf("bad Via host: %w", err)
 		}
 	}
 	if _, err := sipaddr.FromSipgoURIHost(req.Recipient.Host); err != nil {
-		return fmt.Errorf("Request-URI host: %w", err)
+		return fmt.Errorf("bad Request-URI host: %w", err)
 	}
 	return nil
 }
