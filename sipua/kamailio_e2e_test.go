@@ -745,3 +745,72 @@ func TestKamailioCallToIPv6Phone(t *testing.T) {
 		}
 	}
 }
+
+// buildIsthmus builds cmd/isthmus into dir: the CLI runs as a process in
+// its namespace.
+func buildIsthmus(t *testing.T, dir string) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("go tool not found: %v", err)
+	}
+	bin := filepath.Join(dir, "isthmus")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/isthmusrelay/isthmus/cmd/isthmus").CombinedOutput(); err != nil {
+		t.Fatalf("build isthmus: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestPhoneCLIThroughKamailio: "isthmus phone call" in the IPv6-only
+// namespace registers at Kamailio and calls the IPv4-only sipp UAS for
+// 3 s of RTP through our relay; its report line is checked.
+func TestPhoneCLIThroughKamailio(t *testing.T) {
+	bin := buildIsthmus(t, t.TempDir())
+	e := startDualStack(t)
+	_, sout, sdone := e.sipp(t, "uas-rr")
+	time.Sleep(300 * time.Millisecond)
+	cmd := e.topo.UA6.Command(e.ctx, bin, "phone", "call", "sip:service@"+netip.AddrPortFrom(demo.UA4Addr, 5060).String(),
+		"--aor", "sip:alice@"+sipaddr.HostFromAddr(demo.RelayIPv6).String(),
+		"--listen", netip.AddrPortFrom(demo.UA6Addr, 5060).String(),
+		"--proxy", "sip:"+netip.AddrPortFrom(demo.RelayIPv6, 5060).String(),
+		"--sip-pass", e2eSIPPass,
+		"--turn", "turn:"+netip.AddrPortFrom(demo.RelayIPv6, 3478).String()+"?transport=udp",
+		"--user", e2eTURNUser, "--pass", e2eTURNPass,
+		"--duration", "3s", "--sip-timeout", "15s")
+	out, p := startProc(t, "isthmus phone call", cmd)
+	select {
+	case <-p.exited:
+	case <-e.ctx.Done():
+		t.Fatal("isthmus phone call did not finish")
+	}
+	if p.err != nil {
+		t.Fatalf("isthmus phone call: %v\n%s", p.err, out.String())
+	}
+	t.Logf("isthmus phone call:\n%s", strings.TrimSpace(out.String()))
+	select {
+	case <-sdone.exited:
+		if sdone.err != nil {
+			t.Errorf("sipp exit: %v\n%s", sdone.err, sout.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("sipp did not exit after the call")
+	}
+	if !strings.Contains(out.String(), "registered: sip:alice@["+demo.UA6Addr.String()+"]:5060 at ["+demo.RelayIPv6.String()+"]:5060") {
+		t.Errorf("no registration line")
+	}
+	if !strings.Contains(out.String(), "path: legacy-relay relay/IPv4 -> legacy/IPv4") {
+		t.Errorf("media path is not legacy-relay from an IPv4 relayed address")
+	}
+	m := regexp.MustCompile(`rtp: sent (\d+) received (\d+) loss`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no rtp report line")
+	}
+	var sent, recv int
+	fmt.Sscan(m[1], &sent)
+	fmt.Sscan(m[2], &recv)
+	if sent < 140 || recv*1000 < sent*999 {
+		t.Errorf("RTP sent %d received %d: want ~150 sent and >= 99.9%% back", sent, recv)
+	}
+}
