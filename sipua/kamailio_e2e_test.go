@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,6 +59,8 @@ func TestMain(m *testing.M) {
 		os.Exit(roleUAC())
 	case "uas":
 		os.Exit(roleUAS())
+	case "cancel":
+		os.Exit(roleCancel())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown role", os.Getenv(e2eRoleEnv))
 		os.Exit(2)
@@ -280,6 +283,40 @@ func roleUAS() int {
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// roleCancel: the IPv6-only phone calls the ringing UAS and gives up
+// after 2 s; it prints how Dial ended and how long it took.
+func roleCancel() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ua, err := New(Config{
+		AOR:    "sip:alice@" + sipaddr.HostFromAddr(demo.RelayIPv6).String(),
+		Listen: netip.AddrPortFrom(demo.UA6Addr, 5060),
+		Proxy:  "sip:" + netip.AddrPortFrom(demo.RelayIPv6, 5060).String(),
+		Logger: log,
+	})
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	defer ua.Close()
+	agent, err := gather.NewAgent(gather.Config{Timeout: 2 * time.Second})
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	defer agent.Close()
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer dcancel()
+	start := time.Now()
+	_, err = ua.Dial(dctx, "sip:service@"+netip.AddrPortFrom(demo.UA4Addr, 5060).String(), agent)
+	fmt.Printf("dial ended after %s: %v\n", time.Since(start).Round(100*time.Millisecond), err)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		return 1
 	}
 	return 0
@@ -812,5 +849,50 @@ func TestPhoneCLIThroughKamailio(t *testing.T) {
 	fmt.Sscan(m[2], &recv)
 	if sent < 140 || recv*1000 < sent*999 {
 		t.Errorf("RTP sent %d received %d: want ~150 sent and >= 99.9%% back", sent, recv)
+	}
+}
+
+// TestKamailioCancel: the IPv6-only phone gives up on a ringing IPv4-only
+// UAS; its CANCEL must reach the proxy (the pre-loaded Route: sipgo would
+// send it to the Request-URI's IPv4 host) and Kamailio relays it to sipp,
+// which answers 200 and 487.
+func TestKamailioCancel(t *testing.T) {
+	e := startDualStack(t)
+	trace, sout, sdone := e.sipp(t, "uas-cancel")
+	defer func() {
+		tr, _ := os.ReadFile(trace)
+		if i := strings.Index(string(tr), "SIP/2.0 487"); i >= 0 && t.Failed() {
+			t.Logf("487 sent by sipp:\n%s", tail(string(tr[i:]), 800))
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	uout, ulog, udone := e.phone(t, "cancel")
+	select {
+	case <-udone.exited:
+	case <-e.ctx.Done():
+		t.Fatal("phone did not finish")
+	}
+	t.Logf("phone: %s", strings.TrimSpace(uout.String()))
+	// The 487 ends the INVITE transaction at once; without it sipgo
+	// waits 64*T1 (32 s) after the CANCEL's 200.
+	var secs float64
+	if _, err := fmt.Sscanf(uout.String(), "dial ended after %fs", &secs); err != nil || secs > 6 {
+		t.Errorf("Dial did not end within 6 s of its 2 s deadline: %q", uout.String())
+	}
+	if udone.err != nil {
+		t.Fatalf("phone: %v\n%s", udone.err, ulog.String())
+	}
+	select {
+	case <-sdone.exited:
+		if sdone.err != nil {
+			t.Errorf("sipp exit: %v\n%s", sdone.err, sout.String())
+		} else {
+			t.Logf("sipp UAS exited 0 (INVITE, 180, CANCEL, 200, 487, ACK)")
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("sipp did not exit")
+	}
+	if want := "isthmus: relay CANCEL from " + demo.UA6Addr.String() + " on " + demo.RelayIPv6.String(); !strings.Contains(e.kout.String(), want) {
+		t.Errorf("kamailio log lacks %q", want)
 	}
 }
