@@ -852,10 +852,10 @@ func TestPhoneCLIThroughKamailio(t *testing.T) {
 	}
 }
 
-// TestKamailioCancel: the IPv6-only phone gives up on a ringing IPv4-only
-// UAS; its CANCEL must reach the proxy (the pre-loaded Route: sipgo would
-// send it to the Request-URI's IPv4 host) and Kamailio relays it to sipp,
-// which answers 200 and 487.
+// TestKamailioCancel: the IPv6-only phone gives up on a silent IPv4-only
+// UAS; its CANCEL must reach the proxy (the pre-loaded Route: with no route
+// set from a 1xx, sipgo would send it to the Request-URI's IPv4 host) and
+// Kamailio relays it to sipp, which answers 200 and 487.
 func TestKamailioCancel(t *testing.T) {
 	e := startDualStack(t)
 	trace, sout, sdone := e.sipp(t, "uas-cancel")
@@ -887,7 +887,7 @@ func TestKamailioCancel(t *testing.T) {
 		if sdone.err != nil {
 			t.Errorf("sipp exit: %v\n%s", sdone.err, sout.String())
 		} else {
-			t.Logf("sipp UAS exited 0 (INVITE, 180, CANCEL, 200, 487, ACK)")
+			t.Logf("sipp UAS exited 0 (INVITE, 100, CANCEL, 200, 487, ACK)")
 		}
 	case <-time.After(15 * time.Second):
 		t.Errorf("sipp did not exit")
