@@ -459,6 +459,16 @@ func findMsg(msgs []string, method string) string {
 	return ""
 }
 
+// requireTools skips t without kamailio or sipp.
+func requireTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"kamailio", "sipp"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed: %v", tool, err)
+		}
+	}
+}
+
 // e2eEnv is the running dual-stack network: namespaces, our TURN relay
 // and Kamailio in the dual-stack one.
 type e2eEnv struct {
@@ -474,11 +484,7 @@ type e2eEnv struct {
 // skips when a tool, root or namespaces are missing.
 func startDualStack(t *testing.T) *e2eEnv {
 	t.Helper()
-	for _, tool := range []string{"kamailio", "sipp"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed: %v", tool, err)
-		}
-	}
+	requireTools(t)
 	cfgPath, err := filepath.Abs("../deploy/kamailio/kamailio.cfg")
 	if err != nil {
 		t.Fatal(err)
@@ -804,6 +810,11 @@ func buildIsthmus(t *testing.T, dir string) string {
 // namespace registers at Kamailio and calls the IPv4-only sipp UAS for
 // 3 s of RTP through our relay; its report line is checked.
 func TestPhoneCLIThroughKamailio(t *testing.T) {
+	// Skip before the build when the namespaces cannot be made anyway.
+	requireTools(t)
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
 	bin := buildIsthmus(t, t.TempDir())
 	e := startDualStack(t)
 	_, sout, sdone := e.sipp(t, "uas-rr")
