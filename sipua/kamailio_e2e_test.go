@@ -42,6 +42,8 @@ import (
 
 const (
 	e2eRoleEnv  = "ISTHMUS_SIPUA_E2E_ROLE"
+	e2eUAC4Env  = "ISTHMUS_SIPUA_E2E_UAC4" // uac role: the IPv4-only phone calls alice
+	e2eEchoEnv  = "ISTHMUS_SIPUA_E2E_ECHO" // uas role: echo RTP instead of probing
 	e2eTURNUser = "demo"
 	e2eTURNPass = "e2e-turn-secret"
 	e2eSIPPass  = "e2e-sip-secret"
@@ -111,10 +113,16 @@ func roleUAC() int {
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		defer cancel()
 		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		proxy := "sip:" + netip.AddrPortFrom(demo.RelayIPv6, 5060).String()
+		// By default the IPv6-only phone alice calls sipp; with
+		// e2eUAC4Env the IPv4-only phone bob calls alice.
+		user, self, proxyAddr, to := "alice", demo.UA6Addr, demo.RelayIPv6, "sip:service@"+netip.AddrPortFrom(demo.UA4Addr, 5060).String()
+		if os.Getenv(e2eUAC4Env) != "" {
+			user, self, proxyAddr, to = "bob", demo.UA4Addr, demo.RelayIPv4, "sip:alice@"+demo.RelayIPv4.String()
+		}
+		proxy := "sip:" + netip.AddrPortFrom(proxyAddr, 5060).String()
 		ua, err := New(Config{
-			AOR:      "sip:alice@" + sipaddr.HostFromAddr(demo.RelayIPv6).String(),
-			Listen:   netip.AddrPortFrom(demo.UA6Addr, 5060),
+			AOR:      "sip:" + user + "@" + sipaddr.HostFromAddr(proxyAddr).String(),
+			Listen:   netip.AddrPortFrom(self, 5060),
 			Proxy:    proxy,
 			Password: e2eSIPPass,
 			Logger:   log,
@@ -131,14 +139,14 @@ func roleUAC() int {
 		res.Received = reg.Received.String()
 
 		agent, err := gather.NewAgent(gather.Config{
-			TURN:     []string{"turn:" + netip.AddrPortFrom(demo.RelayIPv6, 3478).String() + "?transport=udp"},
+			TURN:     []string{"turn:" + netip.AddrPortFrom(proxyAddr, 3478).String() + "?transport=udp"},
 			Username: e2eTURNUser, Password: e2eTURNPass,
 			Timeout: 5 * time.Second,
 		})
 		if err != nil {
 			return err
 		}
-		call, err := ua.Dial(ctx, "sip:service@"+netip.AddrPortFrom(demo.UA4Addr, 5060).String(), agent)
+		call, err := ua.Dial(ctx, to, agent)
 		if err != nil {
 			agent.Close()
 			return err
@@ -268,7 +276,24 @@ func roleUAS() int {
 		res.Routes = call.RouteSet()
 		sel := call.Media().Selected()
 		res.Path, res.Mode = sel.String(), sel.Mode
-		if res.Sent, res.Echoed, err = probeRTP(call.Media()); err != nil {
+		if os.Getenv(e2eEchoEnv) != "" {
+			// Echo until the caller's BYE; Sent counts the echoes.
+			go func() {
+				<-call.Done()
+				_ = call.Media().SetReadDeadline(time.Now())
+			}()
+			buf := make([]byte, 1500)
+			for {
+				_ = call.Media().SetReadDeadline(time.Now().Add(10 * time.Second))
+				n, err := call.Media().Read(buf)
+				if err != nil {
+					break
+				}
+				if _, err := call.Media().Write(buf[:n]); err == nil {
+					res.Sent++
+				}
+			}
+		} else if res.Sent, res.Echoed, err = probeRTP(call.Media()); err != nil {
 			return err
 		}
 		select {
@@ -544,13 +569,19 @@ func (e *e2eEnv) sipp(t *testing.T, name string, args ...string) (string, *syncB
 }
 
 // phone runs the test binary as role in the IPv6-only namespace.
-func (e *e2eEnv) phone(t *testing.T, role string) (*bytes.Buffer, *syncBuffer, *proc) {
+func (e *e2eEnv) phone(t *testing.T, role string, env ...string) (*bytes.Buffer, *syncBuffer, *proc) {
+	t.Helper()
+	return e.phoneIn(t, e.topo.UA6, role, env...)
+}
+
+// phoneIn runs the test binary as role in ns, with env added.
+func (e *e2eEnv) phoneIn(t *testing.T, ns *netns.Namespace, role string, env ...string) (*bytes.Buffer, *syncBuffer, *proc) {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := e.topo.UA6.Command(e.ctx, e.self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), e2eRoleEnv+"="+role)
+	cmd := ns.Command(e.ctx, e.self, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), e2eRoleEnv+"="+role), env...)
 	cmd.Stdout = &out
-	log, p := startProc(t, role, cmd)
+	log, p := startProc(t, role+" in "+ns.Role, cmd)
 	return &out, log, p
 }
 
@@ -905,5 +936,78 @@ func TestKamailioCancel(t *testing.T) {
 	}
 	if want := "isthmus: relay CANCEL from " + demo.UA6Addr.String() + " on " + demo.RelayIPv6.String(); !strings.Contains(e.kout.String(), want) {
 		t.Errorf("kamailio log lacks %q", want)
+	}
+}
+
+// waitRegistered waits until a phone's log says it registered.
+func waitRegistered(t *testing.T, log *syncBuffer, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(log.String(), "sipua: registered") {
+		select {
+		case <-p.exited:
+			t.Fatalf("phone exited before registering: %v\n%s", p.err, log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("phone did not register:\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKamailioSipuaBothSides: our sipua on both sides. The IPv4-only
+// phone bob calls the IPv6-only phone alice through Kamailio; both gather
+// with our relay (bob gets an IPv6 relayed address, alice an IPv4 one),
+// ICE picks a pair, alice echoes bob's RTP.
+func TestKamailioSipuaBothSides(t *testing.T) {
+	e := startDualStack(t)
+	aout, alog, adone := e.phone(t, "uas", e2eEchoEnv+"=1")
+	waitRegistered(t, alog, adone)
+	bout, blog, bdone := e.phoneIn(t, e.topo.UA4, "uac", e2eUAC4Env+"=1")
+	for _, p := range []struct {
+		name string
+		out  *bytes.Buffer
+		log  *syncBuffer
+		p    *proc
+	}{{"bob (IPv4-only, calling)", bout, blog, bdone}, {"alice (IPv6-only, answering)", aout, alog, adone}} {
+		select {
+		case <-p.p.exited:
+		case <-e.ctx.Done():
+			t.Fatalf("%s did not finish", p.name)
+		}
+		if p.p.err != nil {
+			t.Fatalf("%s: %v\n%s\n%s", p.name, p.p.err, p.out.String(), p.log.String())
+		}
+	}
+	var bob, alice uacResult
+	if err := json.Unmarshal(bout.Bytes(), &bob); err != nil {
+		t.Fatalf("bob's output %q: %v", bout.String(), err)
+	}
+	if err := json.Unmarshal(aout.Bytes(), &alice); err != nil {
+		t.Fatalf("alice's output %q: %v", aout.String(), err)
+	}
+	t.Logf("bob: route set %v, path %s, RTP sent %d echoed %d", bob.Routes, bob.Path, bob.Sent, bob.Echoed)
+	t.Logf("alice: route set %v, path %s, echoed %d packets", alice.Routes, alice.Path, alice.Sent)
+	if len(bob.Routes) != 2 || !strings.Contains(bob.Routes[0], demo.RelayIPv4.String()) {
+		t.Errorf("bob's route set %v: want two entries, the IPv4 one first", bob.Routes)
+	}
+	if len(alice.Routes) != 2 || !strings.Contains(alice.Routes[0], "["+demo.RelayIPv6.String()+"]") {
+		t.Errorf("alice's route set %v: want two entries, the IPv6 one first", alice.Routes)
+	}
+	for _, who := range []struct {
+		name string
+		sdp  string
+	}{{"bob's offer", bob.Offer}, {"alice's answer", alice.Answer}} {
+		if !regexp.MustCompile(`(?im)^a=candidate:\S+ \d+ udp \d+ [0-9a-f]*:[0-9a-f:]+ \d+ typ `).MatchString(who.sdp) ||
+			!regexp.MustCompile(`(?im)^a=candidate:\S+ \d+ udp \d+ \d+\.\d+\.\d+\.\d+ \d+ typ `).MatchString(who.sdp) {
+			t.Errorf("%s lacks candidates of both families:\n%s", who.name, who.sdp)
+		}
+	}
+	if bob.Mode != gather.ModeICE || alice.Mode != gather.ModeICE {
+		t.Errorf("modes bob %q alice %q: want ICE on both sides", bob.Mode, alice.Mode)
+	}
+	if bob.Sent != e2eRTPCount || bob.Echoed*1000 < bob.Sent*999 {
+		t.Errorf("RTP: bob sent %d, got %d echoed: want >= 99.9%%", bob.Sent, bob.Echoed)
 	}
 }
