@@ -557,7 +557,7 @@ func startDualStack(t *testing.T) *e2eEnv {
 func (e *e2eEnv) sipp(t *testing.T, name string, args ...string) (string, *syncBuffer, *proc) {
 	t.Helper()
 	trace := filepath.Join(e.dir, name+".msg")
-	scenario, err := filepath.Abs(filepath.Join("testdata", name+".xml"))
+	scenario, err := filepath.Abs(filepath.Join("../deploy/kamailio/sipp", name+".xml"))
 	if err != nil {
 		t.Fatal(err)
 	}
