@@ -24,7 +24,6 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/gather"
 	"github.com/isthmusrelay/isthmus/internal/demo"
@@ -79,7 +78,7 @@ func roleRelay() int {
 	cfg.AllowPeers = []string{"192.0.2.0/24", "2001:db8::/32"}
 	cfg.Metrics = ""
 	cfg.LogLevel = "warn"
-	srv, err := relay.New(cfg, zerolog.New(os.Stderr), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
 		return 1
@@ -92,16 +91,16 @@ func roleRelay() int {
 
 // uacResult is what the uac role prints as JSON on stdout.
 type uacResult struct {
-	Registered string   `json:"registered"`
-	Received   string   `json:"received"`
-	Offer      string   `json:"offer"`
-	Answer     string   `json:"answer"`
-	Routes     []string `json:"routes"`
-	Path       string   `json:"path"`
-	Mode       string   `json:"mode"`
-	Sent       int      `json:"sent"`
-	Echoed     int      `json:"echoed"`
-	Error      string   `json:"error,omitempty"`
+	Registered string      `json:"registered"`
+	Received   string      `json:"received"`
+	Offer      string      `json:"offer"`
+	Answer     string      `json:"answer"`
+	Routes     []string    `json:"routes"`
+	Path       string      `json:"path"`
+	Mode       gather.Mode `json:"mode"`
+	Sent       int         `json:"sent"`
+	Echoed     int         `json:"echoed"`
+	Error      string      `json:"error,omitempty"`
 }
 
 // roleUAC: the IPv6-only phone. It registers at the proxy, calls the
