@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -120,17 +119,9 @@ func runPhone(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "phone %s: %v\n", mode, err)
 		return 2
 	}
-	// --log-level is shared with gather (zerolog's names); slog has no
-	// trace, so trace is debug here.
-	lvlName := af.logLevel
-	if lvlName == "trace" {
-		lvlName = "debug"
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(lvlName)); err != nil {
-		lvl = slog.LevelWarn
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	// One logger for SIP and media: the binary's zerolog JSON lines at
+	// --log-level, as gather and answer write them.
+	log := acfg.Logger
 	res := &siplocate.Resolver{Server: pf.dns, Logger: log}
 	if pf.dns != "" {
 		acfg.Locator = res
