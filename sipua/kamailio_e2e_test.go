@@ -474,6 +474,51 @@ func headerValues(msg, name string) []string {
 	return vals
 }
 
+// checkWireHosts reads, with sipaddr's RFC 5118 readers, the start line's
+// URI and every Via, Contact, Record-Route and Route of the messages sipp
+// received: an unbracketed or otherwise invalid IPv6 reference is an error.
+func checkWireHosts(t *testing.T, msgs []string) {
+	t.Helper()
+	n := 0
+	for _, m := range msgs {
+		head, _, _ := strings.Cut(m, "\n\n")
+		lines := strings.Split(head, "\n")
+		if f := strings.Fields(lines[0]); len(f) == 3 && f[2] == "SIP/2.0" {
+			if _, err := sipaddr.ParseURI(f[1]); err != nil {
+				t.Errorf("start line %q: %v", lines[0], err)
+			}
+			n++
+		}
+		for _, l := range lines[1:] {
+			k, v, ok := strings.Cut(l, ":")
+			if !ok {
+				continue
+			}
+			v = strings.TrimSpace(v)
+			switch strings.ToLower(strings.TrimSpace(k)) {
+			case "via", "v":
+				if _, err := sipaddr.ParseViaList(v); err != nil {
+					t.Errorf("Via %q: %v", v, err)
+				}
+				n++
+			case "contact", "m", "record-route", "route":
+				elems, err := sipaddr.SplitList(v)
+				if err != nil {
+					t.Errorf("%s %q: %v", k, v, err)
+					continue
+				}
+				for _, e := range elems {
+					if _, err := sipaddr.ParseAddress(e); err != nil {
+						t.Errorf("%s %q: %v", k, e, err)
+					}
+					n++
+				}
+			}
+		}
+	}
+	t.Logf("sipaddr read %d start-line URIs, Via, Contact, Record-Route and Route values in %d messages: all valid", n, len(msgs))
+}
+
 func findMsg(msgs []string, method string) string {
 	for _, m := range msgs {
 		if strings.HasPrefix(m, method+" ") {
@@ -676,6 +721,7 @@ func TestKamailioDualStackCall(t *testing.T) {
 		}
 	}
 	// No unbracketed IPv6 anywhere in the headers sipp got.
+	checkWireHosts(t, msgs)
 	bare := regexp.MustCompile(`(?i)sip:(\w+@)?2001:db8`)
 	for _, m := range msgs {
 		head, _, _ := strings.Cut(m, "\n\n")
@@ -794,6 +840,7 @@ func TestKamailioCallToIPv6Phone(t *testing.T) {
 	if ct := headerValues(ok200, "Contact"); len(ct) != 1 || !strings.Contains(ct[0], "["+demo.UA6Addr.String()+"]:5060") {
 		t.Errorf("200 OK Contact %v: want the phone's bracketed IPv6 address", ct)
 	}
+	checkWireHosts(t, msgs)
 	bare := regexp.MustCompile(`(?i)sip:(\w+@)?2001:db8`)
 	for _, m := range msgs {
 		head, _, _ := strings.Cut(m, "\n\n")
