@@ -52,6 +52,15 @@ const (
 	DefaultMaxUnauthStreamsPerSource = 64
 	// DefaultDrainTimeout bounds how long a drain waits for allocations to end.
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultUserQuota caps one user's allocations. A call takes one or two
+	// allocations per client (RTP, and RTCP without rtcp-mux), a client
+	// with several calls or ICE restarts a few more: 64 is far above any
+	// honest client, and far below the port range, so one credential
+	// (a leaked REST secret user, a looping client) cannot take every port
+	// and turn every other user's call into 508 (coturn's user-quota is
+	// open by default; its absence let one user take all free ports in
+	// half a second).
+	DefaultUserQuota = 64
 )
 
 // ErrConfig is wrapped by every configuration error, so callers can tell a
@@ -109,9 +118,12 @@ type Config struct {
 	DenyPeers []string `yaml:"deny_peers"`
 
 	// MaxAllocations caps all allocations of this relay (508 beyond); 0
-	// means only the port range limits it.
+	// means the derived cap: the relay ports (per relay IP) and the
+	// descriptor limit (RLIMIT_NOFILE; see docs/relay.md). A value above
+	// the descriptor cap is lowered to it, with a warning.
 	MaxAllocations int `yaml:"max_allocations"`
 	// UserQuota caps allocations per user (486 beyond); 0 means unlimited.
+	// The default is DefaultUserQuota.
 	UserQuota int `yaml:"user_quota"`
 	// AllocationBandwidth caps each allocation's relayed bytes per second,
 	// both directions together; 0 means unlimited. Excess is dropped and
@@ -209,6 +221,8 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         "auto",
+
+		UserQuota: DefaultUserQuota,
 
 		MaxUnauthStreams:          DefaultMaxUnauthStreams,
 		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,

@@ -52,6 +52,7 @@ type Server struct {
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
 	limits   atomic.Pointer[limits]
+	fdCap    int // allocations the descriptor limit holds (quota.go); 0 = no cap
 	verified verifiedKeys
 	allocs   allocTracker
 
@@ -136,6 +137,8 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	if err := s.bindListeners(&sc, bufs); err != nil {
 		return nil, err
 	}
+	s.fdCap = descriptorCap(nofileLimit(), len(s.udp)+len(s.listeners))
+	s.limits.Store(s.newLimits(cfg))
 	sc.EventHandler = chainEvents(s.ownEvents(), s.hooks.events)
 	if s.turn, err = turn.NewServer(sc); err != nil {
 		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
@@ -165,7 +168,9 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	}
 	s.log.Info().Strs("listen", listen).Strs("relay_ips", relays).Str("metrics", s.metricsAddr).
 		Str("realm", cfg.Realm).Int("min_port", res.minPort).Int("max_port", res.maxPort).
-		Int("udp_sockets_per_address", s.socketsPerAddress()).Msg("relay ready")
+		Int("udp_sockets_per_address", s.socketsPerAddress()).
+		Int("relay_ports", s.pool.len()).Int("max_allocations", s.limits.Load().maxAllocations).
+		Int("descriptor_cap", s.fdCap).Int("user_quota", cfg.UserQuota).Msg("relay ready")
 	return s, nil
 }
 
@@ -564,7 +569,7 @@ func (s *Server) Reload(cfg Config) error {
 	// (data plane here, pion's path in relayConn), rather than when they
 	// expire; the client's refresh of them is already answered 403.
 	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
-	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	s.limits.Store(s.newLimits(cfg))
 	kept := cfg
 	for _, name := range restart {
 		restoreField(&kept, old, name)
