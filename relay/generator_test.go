@@ -120,7 +120,7 @@ func genServer(t *testing.T, minPort, maxPort int, ips ...relayIP) (*Server, *ad
 		t.Fatal(err)
 	}
 	s.limits.Store(&limits{})
-	s.pool = newPortPool(minPort, maxPort)
+	s.pool = newPortPools(minPort, maxPort, ips)
 	s.gen = newAddrGenerator(ips, s.pool, sockBufs{recv: 1 << 16, send: 1 << 16}, s)
 	return s, s.gen
 }
@@ -229,18 +229,21 @@ func TestGeneratorExhaustionAndRelease(t *testing.T) {
 		seen[a.Port()] = true
 		conns = append(conns, c)
 	}
-	if _, _, err := g.AllocatePacketConn(turn.AllocateListenerConfig{Network: "udp6", UserID: "u"}); !errors.Is(err, errPortsExhausted) {
+	if _, _, err := g.AllocatePacketConn(turn.AllocateListenerConfig{Network: "udp4", UserID: "u"}); !errors.Is(err, errPortsExhausted) {
 		t.Fatalf("fourth allocation from three ports: %v", err)
 	}
 	if v := counterValue(t, s.metrics.quotaRejections.WithLabelValues("ports")); v != 1 {
 		t.Errorf("ports rejections = %v, want 1", v)
 	}
+	// The IPv6 relay IP has its own three ports (one pool per relay IP).
+	c6, _ := allocate(t, g, turn.AllocateListenerConfig{Network: "udp6", UserID: "u"})
+	_ = c6.Close()
 	_ = conns[1].Close()
 	_ = conns[1].Close() // pion may close twice; the port comes back once
 	if s.pool.inUse() != 2 || g.userCount("u") != 2 {
 		t.Fatalf("after close: inUse %d, user count %d", s.pool.inUse(), g.userCount("u"))
 	}
-	allocate(t, g, turn.AllocateListenerConfig{Network: "udp6", UserID: "u"})
+	allocate(t, g, turn.AllocateListenerConfig{Network: "udp4", UserID: "u"})
 }
 
 func TestGeneratorLimitsAndDrain(t *testing.T) {

@@ -45,7 +45,7 @@ type Server struct {
 	turn    *turn.Server
 	metrics *metrics
 	gen     *addrGenerator
-	pool    *portPool
+	pool    *portPools
 	hooks   hooks
 	gate    *gate
 
@@ -123,7 +123,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		return nil, err
 	}
 	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
-	s.pool = newPortPool(res.minPort, res.maxPort)
+	s.pool = newPortPools(res.minPort, res.maxPort, s.relayIPs)
 	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer}, s)
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
@@ -169,7 +169,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	s.log.Info().Strs("listen", listen).Strs("relay_ips", relays).Str("metrics", s.metricsAddr).
 		Str("realm", cfg.Realm).Int("min_port", res.minPort).Int("max_port", res.maxPort).
 		Int("udp_sockets_per_address", s.socketsPerAddress()).
-		Int("relay_ports", s.pool.len()).Int("max_allocations", s.limits.Load().maxAllocations).
+		Int("relay_ports_per_ip", s.pool.len()).Int("relay_addresses", s.pool.total()).Int("max_allocations", s.limits.Load().maxAllocations).
 		Int("descriptor_cap", s.fdCap).Int("user_quota", cfg.UserQuota).Msg("relay ready")
 	return s, nil
 }
