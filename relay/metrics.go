@@ -179,12 +179,16 @@ func (s *Server) Ready() error {
 // startHTTP serves /metrics, /healthz (the process is up) and /readyz
 // (listening and not draining) on addr.
 func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
-	ln, err := net.Listen("tcp", addr)
+	tl, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%w: metrics: listen %s: %w", ErrConfig, addr, err)
+		return listenError("metrics", addr, err)
 	}
+	ln := newReserveListener(tl)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	// ContinueOnError: a collector that fails (the process collector
+	// cannot open /proc while descriptors are exhausted) must not turn the
+	// whole scrape into a 500.
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -205,6 +205,11 @@ func (s *Server) pickRelayIPs() error {
 		// Fail at start, naming the field, rather than at the first Allocate.
 		probe, err := net.ListenUDP(udpNetwork(ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 		if err != nil {
+			if len(s.res.relayIPs) == 0 && s.isListenIP(ip) {
+				// Detected from a specific listen address: that is the
+				// setting to fix.
+				return fieldErr("listen", "%s is not an address of this host: %v", ip, err)
+			}
 			return fieldErr("relay_ips", "%s cannot be bound on this host: %v", ip, err)
 		}
 		_ = probe.Close()
@@ -216,6 +221,16 @@ func (s *Server) pickRelayIPs() error {
 	}
 	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
 	return nil
+}
+
+// isListenIP reports whether ip is one of the specific listen addresses.
+func (s *Server) isListenIP(ip netip.Addr) bool {
+	for _, ap := range s.res.listen {
+		if ap.Addr() == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // ownAddresses are the addresses the peer policy denies as the relay's own:
@@ -270,7 +285,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				s.log.Warn().Err(err).Str("listen", ap.String()).Msg("address family unavailable on this host; skipping listener")
 				continue
 			}
-			return err
+			return listenError("listen", ap.String(), err)
 		}
 		granted = g
 		s.udp = append(s.udp, conns...)
@@ -311,7 +326,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 					s.log.Warn().Err(err).Str("tls_listen", ap.String()).Msg("address family unavailable; skipping TLS listener")
 					continue
 				}
-				return err
+				return listenError("tls_listen", ap.String(), err)
 			}
 			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
 			s.addStreamListener(sc, tls.NewListener(tl, tc))

@@ -21,6 +21,17 @@ import (
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
+// Exit codes of isthmus relay, one convention for every failure (see
+// docs/relay.md): a configuration the relay refuses, a failure of the
+// running host (a port in use, TURN and metrics ports alike), or a drain
+// that ended with allocations still live.
+const (
+	exitOK              = 0
+	exitRuntime         = 1
+	exitConfig          = 2
+	exitDrainIncomplete = 3
+)
+
 func init() {
 	register("relay", "run the dual-stack TURN relay (RFC 8656 + RFC 6156)", runRelay)
 }
@@ -176,18 +187,18 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	fs, f := newRelayFlagSet(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return exitOK
 		}
-		return 2
+		return exitConfig
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "isthmus relay: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return exitConfig
 	}
 	cfg, err := f.load(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
-		return 2
+		return exitConfig
 	}
 	// Never an open relay: with no credentials at all, make one up and say so.
 	var generated string
@@ -195,14 +206,14 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		pw, err := randomPassword()
 		if err != nil {
 			fmt.Fprintf(stderr, "isthmus relay: generate credential: %v\n", err)
-			return 1
+			return exitRuntime
 		}
 		generated = "isthmus:" + pw
 		cfg.Users = []string{generated}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
-		return 2
+		return exitConfig
 	}
 	lvl, _ := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("component", "relay").Logger()
@@ -227,9 +238,9 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
 		if errors.Is(err, relay.ErrConfig) {
-			return 2
+			return exitConfig
 		}
-		return 1
+		return exitRuntime
 	}
 
 	for sig := range sigs {
@@ -239,7 +250,7 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		}
 		return stopRelay(srv, cfg, sigs, log)
 	}
-	return 0
+	return exitOK
 }
 
 func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, log zerolog.Logger) {
@@ -248,14 +259,20 @@ func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated s
 		return
 	}
 	cfg, err := f.load(fs)
-	if err == nil {
-		if generated != "" && len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
-			cfg.Users = []string{generated}
-		}
-		err = srv.Reload(cfg)
-	}
 	if err != nil {
-		log.Error().Err(err).Msg("SIGHUP: reload")
+		// Nothing of a file that does not parse or validate is applied.
+		log.Error().Err(err).Str("config", f.config).Msg("SIGHUP: reload failed; the running configuration stays in effect")
+		return
+	}
+	if generated != "" && len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+		cfg.Users = []string{generated}
+	}
+	if err := srv.Reload(cfg); err != nil {
+		if errors.Is(err, relay.ErrRestartRequired) {
+			log.Warn().Err(err).Msg("SIGHUP: reloaded; the fields named need a restart and keep their running values")
+			return
+		}
+		log.Error().Err(err).Str("config", f.config).Msg("SIGHUP: reload failed; the running configuration stays in effect")
 	}
 }
 
@@ -277,14 +294,20 @@ func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log z
 			}
 		}
 	}()
+	code := exitOK
 	if err := srv.Drain(ctx); err != nil {
-		log.Warn().Err(err).Msg("drain incomplete; closing")
+		// Closing now ends the allocations still live: say how many calls
+		// this cut, and exit non-zero so a supervisor or deploy script sees
+		// that the drain did not finish in time.
+		log.Warn().Err(err).Int("allocations_cut", srv.Allocations()).
+			Dur("drain_timeout", time.Duration(cfg.DrainTimeout)).Msg("drain incomplete; closing live allocations")
+		code = exitDrainIncomplete
 	}
 	if err := srv.Close(); err != nil {
 		log.Error().Err(err).Msg("close")
-		return 1
+		return exitRuntime
 	}
-	return 0
+	return code
 }
 
 func randomPassword() (string, error) {
