@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"log/slog"
 	"net"
 
 	"golang.org/x/sys/unix"
@@ -67,8 +68,8 @@ func (s *Server) newLimits(cfg Config) *limits {
 	total := cfg.MaxAllocations
 	if s.fdCap > 0 && (total == 0 || total > s.fdCap) {
 		if total > s.fdCap {
-			s.log.Warn().Int("max_allocations", total).Int("descriptor_cap", s.fdCap).
-				Msg("max_allocations is above what the descriptor limit (RLIMIT_NOFILE) holds; capped (raise LimitNOFILE / ulimit -n)")
+			s.log.Warn("max_allocations is above what the descriptor limit (RLIMIT_NOFILE) holds; capped (raise LimitNOFILE / ulimit -n)",
+				slog.Int("max_allocations", total), slog.Int("descriptor_cap", s.fdCap))
 		}
 		total = s.fdCap
 	}

@@ -8,15 +8,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
+
+	"github.com/isthmusrelay/isthmus/internal/zslog"
 
 	"github.com/isthmusrelay/isthmus/relay"
 )
@@ -36,64 +38,20 @@ func init() {
 	register("relay", "run the dual-stack TURN relay (RFC 8656 + RFC 6156)", runRelay)
 }
 
-// listFlag is a repeatable flag. Given on the command line it replaces the
-// YAML list as a whole.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	*l = append(*l, v)
-	return nil
-}
-
-// relayFlags holds every flag; apply copies the ones given onto a Config.
+// relayFlags are --config and the flags relay.BindFlags generates from
+// relay.Config's tags, one per setting.
 type relayFlags struct {
-	config                             string
-	listen, tlsListen, relayIPs, extIP listFlag
-	users, secrets, allow, deny        listFlag
-	tlsCert, tlsKey, realm, metrics    string
-	logLevel, rawSend                  string
-	listenerSockets, minPort, maxPort  int
-	maxAllocs, userQuota, bandwidth    int
-	recvBuf, relayRecvBuf, sendBuf     int
-	maxUnauth, maxUnauthPerSource      int
-	allowLoopback                      bool
-	drainTimeout                       time.Duration
+	config string
+	fs     *flag.FlagSet
+	cfg    *relay.Flags
 }
 
 func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
-	d := relay.DefaultConfig()
-	f := &relayFlags{}
 	fs := flag.NewFlagSet("isthmus relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	f := &relayFlags{fs: fs}
 	fs.StringVar(&f.config, "config", "", "YAML configuration `file`; flags given explicitly override it (SIGHUP reloads it)")
-	fs.Var(&f.listen, "listen", "`ip:port` to serve TURN on, UDP and TCP; repeat for more (YAML listen; default 0.0.0.0:3478 and [::]:3478)")
-	fs.Var(&f.tlsListen, "tls-listen", "`ip:port` for TURN over TLS; repeat (YAML tls_listen; default: each listen host on 5349)")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key enables TLS (YAML tls_cert)")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` (YAML tls_key)")
-	fs.IntVar(&f.listenerSockets, "listener-sockets", 0, "SO_REUSEPORT UDP sockets per listen address, 0 = GOMAXPROCS (YAML listener_sockets)")
-	fs.Var(&f.relayIPs, "relay-ip", "`ip` to allocate relayed addresses on; repeat, any number per family (YAML relay_ips; default: specific listen IPs, else interface addresses)")
-	fs.Var(&f.extIP, "external-ip", "`relayIP=advertisedIP` for 1:1 NAT; repeat (YAML external_ips)")
-	fs.IntVar(&f.minPort, "min-port", d.MinPort, "lowest relay port (YAML min_port)")
-	fs.IntVar(&f.maxPort, "max-port", d.MaxPort, "highest relay port (YAML max_port)")
-	fs.StringVar(&f.realm, "realm", d.Realm, "long-term credential realm (YAML realm)")
-	fs.Var(&f.users, "user", "static user `name:password` or name:key=<hex MD5(name:realm:password)>; repeat (YAML users)")
-	fs.Var(&f.secrets, "auth-secret", "TURN REST API shared `secret` (coturn use-auth-secret); repeat for rotation (YAML auth_secrets)")
-	fs.BoolVar(&f.allowLoopback, "allow-loopback-peers", false, "allow relaying to loopback peers (YAML allow_loopback_peers)")
-	fs.Var(&f.allow, "allow-peer", "`CIDR` of peers to allow despite the default policy; repeat (YAML allow_peers)")
-	fs.Var(&f.deny, "deny-peer", "`CIDR` of peers to deny; wins over allow; repeat (YAML deny_peers)")
-	fs.IntVar(&f.maxAllocs, "max-allocations", 0, "total allocations, 508 beyond; 0 = derived from the relay ports and the descriptor limit (YAML max_allocations)")
-	fs.IntVar(&f.userQuota, "user-quota", d.UserQuota, "allocations per user, 486 beyond; 0 = unlimited (YAML user_quota)")
-	fs.IntVar(&f.bandwidth, "allocation-bandwidth", 0, "bytes/s per allocation, both directions; 0 = unlimited (YAML allocation_bandwidth)")
-	fs.IntVar(&f.maxUnauth, "max-unauthenticated-streams", d.MaxUnauthStreams, "TCP/TLS connections not yet authenticated, all sources; 0 = no cap (YAML max_unauthenticated_streams)")
-	fs.IntVar(&f.maxUnauthPerSource, "max-unauthenticated-streams-per-source", d.MaxUnauthStreamsPerSource, "the same per source IP (IPv6: per /64); 0 = no cap (YAML max_unauthenticated_streams_per_source)")
-	fs.IntVar(&f.recvBuf, "recv-buffer", d.RecvBuffer, "listener socket receive buffer `bytes` (YAML recv_buffer)")
-	fs.IntVar(&f.relayRecvBuf, "relay-recv-buffer", d.RelayRecvBuffer, "receive buffer `bytes` of each allocation's relay socket (YAML relay_recv_buffer)")
-	fs.IntVar(&f.sendBuf, "send-buffer", d.SendBuffer, "socket send buffer `bytes` (YAML send_buffer)")
-	fs.StringVar(&f.rawSend, "raw-send", d.RawSend, "`mode` auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW (YAML raw_send)")
-	fs.StringVar(&f.metrics, "metrics", "", "`ip:port` for /metrics, /healthz, /readyz; empty = off (YAML metrics)")
-	fs.StringVar(&f.logLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error; trace adds pion's per-packet logs (YAML log_level)")
-	fs.DurationVar(&f.drainTimeout, "drain-timeout", time.Duration(d.DrainTimeout), "on SIGTERM, wait this long for allocations to end (YAML drain_timeout)")
+	f.cfg = relay.BindFlags(fs, relay.DefaultConfig())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: isthmus relay [flags]")
 		fmt.Fprintln(stderr)
@@ -107,71 +65,9 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	return fs, f
 }
 
-// apply copies every flag given on the command line onto cfg.
-func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "listen":
-			cfg.Listen = f.listen
-		case "tls-listen":
-			cfg.TLSListen = f.tlsListen
-		case "tls-cert":
-			cfg.TLSCert = f.tlsCert
-		case "tls-key":
-			cfg.TLSKey = f.tlsKey
-		case "listener-sockets":
-			cfg.ListenerSockets = f.listenerSockets
-		case "relay-ip":
-			cfg.RelayIPs = f.relayIPs
-		case "external-ip":
-			cfg.ExternalIPs = relay.ExternalIPs(f.extIP)
-		case "min-port":
-			cfg.MinPort = f.minPort
-		case "max-port":
-			cfg.MaxPort = f.maxPort
-		case "realm":
-			cfg.Realm = f.realm
-		case "user":
-			cfg.Users = f.users
-		case "auth-secret":
-			cfg.AuthSecrets = f.secrets
-		case "allow-loopback-peers":
-			cfg.AllowLoopbackPeers = f.allowLoopback
-		case "allow-peer":
-			cfg.AllowPeers = f.allow
-		case "deny-peer":
-			cfg.DenyPeers = f.deny
-		case "max-allocations":
-			cfg.MaxAllocations = f.maxAllocs
-		case "user-quota":
-			cfg.UserQuota = f.userQuota
-		case "allocation-bandwidth":
-			cfg.AllocationBandwidth = f.bandwidth
-		case "max-unauthenticated-streams":
-			cfg.MaxUnauthStreams = f.maxUnauth
-		case "max-unauthenticated-streams-per-source":
-			cfg.MaxUnauthStreamsPerSource = f.maxUnauthPerSource
-		case "recv-buffer":
-			cfg.RecvBuffer = f.recvBuf
-		case "relay-recv-buffer":
-			cfg.RelayRecvBuffer = f.relayRecvBuf
-		case "send-buffer":
-			cfg.SendBuffer = f.sendBuf
-		case "raw-send":
-			cfg.RawSend = f.rawSend
-		case "metrics":
-			cfg.Metrics = f.metrics
-		case "log-level":
-			cfg.LogLevel = f.logLevel
-		case "drain-timeout":
-			cfg.DrainTimeout = relay.Duration(f.drainTimeout)
-		}
-	})
-}
-
-// loadRelayConfig builds the effective configuration: defaults, then the
-// YAML file, then the flags given.
-func (f *relayFlags) load(fs *flag.FlagSet) (relay.Config, error) {
+// load builds the effective configuration: defaults, then the YAML file,
+// then the flags given.
+func (f *relayFlags) load(*flag.FlagSet) (relay.Config, error) {
 	cfg := relay.DefaultConfig()
 	if f.config != "" {
 		var err error
@@ -179,8 +75,16 @@ func (f *relayFlags) load(fs *flag.FlagSet) (relay.Config, error) {
 			return cfg, err
 		}
 	}
-	f.apply(fs, &cfg)
+	f.cfg.Apply(&cfg)
 	return cfg, nil
+}
+
+// relayLogger is the binary's log: zerolog JSON lines on stderr, through
+// slog for the relay package.
+func relayLogger(stderr io.Writer, lvl relay.LogLevel) *slog.Logger {
+	l, _ := lvl.Level() // validated with the config
+	zl := zerolog.New(stderr).Level(zslog.Level(l)).With().Timestamp().Str("component", "relay").Logger()
+	return slog.New(zslog.New(zl))
 }
 
 func runRelay(args []string, _, stderr io.Writer) int {
@@ -215,8 +119,7 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
 		return exitConfig
 	}
-	lvl, _ := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
-	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("component", "relay").Logger()
+	log := relayLogger(stderr, cfg.LogLevel)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -229,8 +132,10 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		// Printed before "relay ready" so a script that waits for that line
 		// has the credential already.
 		user, pw, _ := strings.Cut(generated, ":")
-		log.Warn().Str("user", user).Str("password", pw).Str("realm", cfg.Realm).
-			Msg("no credentials configured; generated one")
+		// The password goes to the terminal only, never into the log, which
+		// is shipped and kept (coturn and eturnal users asked the same).
+		log.Warn("no credentials configured; generated one (password printed to the terminal, not logged)",
+			slog.String("user", user), slog.String("realm", cfg.Realm))
 		fmt.Fprintf(stderr, "isthmus relay: no credentials configured; generated user %q password %q (realm %s)\n",
 			user, pw, cfg.Realm)
 	}
@@ -253,15 +158,15 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	return exitOK
 }
 
-func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, log zerolog.Logger) {
+func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, log *slog.Logger) {
 	if f.config == "" {
-		log.Info().Msg("SIGHUP: no --config file; nothing to reload")
+		log.Info("SIGHUP: no --config file; nothing to reload")
 		return
 	}
 	cfg, err := f.load(fs)
 	if err != nil {
 		// Nothing of a file that does not parse or validate is applied.
-		log.Error().Err(err).Str("config", f.config).Msg("SIGHUP: reload failed; the running configuration stays in effect")
+		log.Error("SIGHUP: reload failed; the running configuration stays in effect", slog.Any("error", err), slog.String("config", f.config))
 		return
 	}
 	if generated != "" && len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
@@ -269,15 +174,15 @@ func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated s
 	}
 	if err := srv.Reload(cfg); err != nil {
 		if errors.Is(err, relay.ErrRestartRequired) {
-			log.Warn().Err(err).Msg("SIGHUP: reloaded; the fields named need a restart and keep their running values")
+			log.Warn("SIGHUP: reloaded; the fields named need a restart and keep their running values", slog.Any("error", err))
 			return
 		}
-		log.Error().Err(err).Str("config", f.config).Msg("SIGHUP: reload failed; the running configuration stays in effect")
+		log.Error("SIGHUP: reload failed; the running configuration stays in effect", slog.Any("error", err), slog.String("config", f.config))
 	}
 }
 
-func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log zerolog.Logger) int {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DrainTimeout))
+func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	go func() {
 		// A second SIGTERM/SIGINT stops waiting. The goroutine ends with
@@ -299,12 +204,12 @@ func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log z
 		// Closing now ends the allocations still live: say how many calls
 		// this cut, and exit non-zero so a supervisor or deploy script sees
 		// that the drain did not finish in time.
-		log.Warn().Err(err).Int("allocations_cut", srv.Allocations()).
-			Dur("drain_timeout", time.Duration(cfg.DrainTimeout)).Msg("drain incomplete; closing live allocations")
+		log.Warn("drain incomplete; closing live allocations", slog.Any("error", err),
+			slog.Int("allocations_cut", srv.Allocations()), slog.Duration("drain_timeout", cfg.DrainTimeout))
 		code = exitDrainIncomplete
 	}
 	if err := srv.Close(); err != nil {
-		log.Error().Err(err).Msg("close")
+		log.Error("close", slog.Any("error", err))
 		return exitRuntime
 	}
 	return code

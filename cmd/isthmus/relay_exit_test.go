@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -13,7 +14,6 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/relay"
 )
@@ -36,7 +36,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startTestRelay(t *testing.T, log zerolog.Logger, mutate func(*relay.Config)) *relay.Server {
+func startTestRelay(t *testing.T, log *slog.Logger, mutate func(*relay.Config)) *relay.Server {
 	t.Helper()
 	cfg := relay.DefaultConfig()
 	cfg.Listen = []string{"127.0.0.1:0"}
@@ -84,11 +84,11 @@ func allocate(t *testing.T, server netip.AddrPort) {
 // says so (3) and the log says how many. It used to exit 0.
 func TestIncompleteDrainExitsThree(t *testing.T) {
 	var logs syncBuffer
-	log := zerolog.New(&logs)
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	srv := startTestRelay(t, log, nil)
 	allocate(t, srv.ListenAddrs()[0])
 	cfg := relay.DefaultConfig()
-	cfg.DrainTimeout = relay.Duration(300 * time.Millisecond)
+	cfg.DrainTimeout = 300 * time.Millisecond
 	if code := stopRelay(srv, cfg, make(chan os.Signal), log); code != exitDrainIncomplete {
 		t.Fatalf("stopRelay with a live allocation past drain_timeout = %d, want %d", code, exitDrainIncomplete)
 	}
@@ -155,7 +155,7 @@ func TestRelayExitCodes(t *testing.T) {
 // says the running configuration stays.
 func TestReloadBrokenYAMLSaysOldConfigStays(t *testing.T) {
 	var logs syncBuffer
-	log := zerolog.New(&logs)
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	srv := startTestRelay(t, log, nil)
 	p := relayTestConfigFile(t, "users: [alice:secret\n")
 	var stderr bytes.Buffer
