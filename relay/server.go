@@ -53,6 +53,7 @@ type Server struct {
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
 	limits   atomic.Pointer[limits]
+	certs    certStore // TLS certificate of new handshakes (tlscert.go)
 	fdCap    int // allocations the descriptor limit holds (quota.go); 0 = no cap
 	verified verifiedKeys
 	allocs   allocTracker
@@ -310,11 +311,12 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 	}
 
 	if s.cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		cert, notAfter, err := loadCert(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
 			return fieldErr("tls_cert", "%v", err)
 		}
-		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.installCert(cert, notAfter, time.Now())
+		tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
 		for _, ap := range s.res.tlsListen {
 			tl, err := listenTCP(ap)
 			if err != nil {
@@ -546,6 +548,7 @@ func (s *Server) Reload(cfg Config) error {
 	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
 	s.limits.Store(s.newLimits(cfg))
 	s.cfg = keepRestartFields(cfg, old)
+	s.reloadCert()
 	s.log.Info("config reloaded", slog.Int("users", len(res.users)), slog.Int("auth_secrets", len(res.secrets)), slog.Int("allocations", s.liveAllocations()), slog.Int("permissions_suspended", suspended), slog.Any("needs_restart", restart))
 	if len(restart) > 0 {
 		sort.Strings(restart)
