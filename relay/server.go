@@ -54,7 +54,7 @@ type Server struct {
 	policy   atomic.Pointer[netaddr.PeerPolicy]
 	limits   atomic.Pointer[limits]
 	certs    certStore // TLS certificate of new handshakes (tlscert.go)
-	fdCap    int // allocations the descriptor limit holds (quota.go); 0 = no cap
+	fdCap    int       // allocations the descriptor limit holds (quota.go); 0 = no cap
 	verified verifiedKeys
 	allocs   allocTracker
 
