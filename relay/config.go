@@ -111,6 +111,13 @@ type Config struct {
 	// static-auth-secret); all are accepted, for rotation.
 	AuthSecrets []string `yaml:"auth_secrets" flag:"auth-secret" arg:"secret" usage:"TURN REST API shared secret (coturn use-auth-secret); repeat for rotation"`
 
+	// StrictRelayIPs refuses to start when a relay IP, detected or
+	// configured, is advertised as an address that is not globally
+	// reachable (a ULA, private or documentation address without an
+	// external_ips mapping to a global one). Without it such an address is
+	// used, with a warning when it was detected.
+	StrictRelayIPs bool `yaml:"strict_relay_ips" flag:"strict-relay-ips" usage:"refuse to start when a relay IP is advertised as a non-global address" reload:"restart"`
+
 	// AllowLoopbackPeers permits relaying to loopback peers.
 	AllowLoopbackPeers bool `yaml:"allow_loopback_peers" flag:"allow-loopback-peers" usage:"allow relaying to loopback peers"`
 	// AllowPeers and DenyPeers are CIDRs (or single addresses) that

@@ -410,8 +410,9 @@ func (probeConn) SetReadDeadline(time.Time) error        { return nil }
 func (probeConn) SetWriteDeadline(time.Time) error       { return nil }
 
 // detectRelayIPs picks relay IPs when relay_ips is not set: per family, the
-// specific (non-wildcard) listen addresses; else the host's usable
-// interface addresses (global or ULA, never link-local); else, so the
+// specific (non-wildcard) listen addresses; else the host's global unicast
+// interface addresses, or when it has none its other usable ones (ULA,
+// private; never link-local); else, so the
 // embedded defaults work on a loopback-only box, the loopback address.
 func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.Addr, loopbackFallback []netaddr.Family) {
 	for _, f := range []netaddr.Family{netaddr.IPv4, netaddr.IPv6} {
@@ -435,7 +436,10 @@ func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.
 		if !wildcard {
 			continue
 		}
-		found := false
+		// Global unicast first: a ULA, private or documentation address
+		// is only used when the host has no global one of the family
+		// (pickRelayIPs then warns, or refuses with strict_relay_ips).
+		var global, usable []netip.Addr
 		hasLoopback := false
 		for _, a := range ifAddrs {
 			if netaddr.FamilyOf(a) != f {
@@ -445,10 +449,17 @@ func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.
 				hasLoopback = true
 			}
 			if netaddr.IsUsableHost(a, false) {
-				ips = append(ips, a)
-				found = true
+				usable = append(usable, a)
+				if netaddr.IsGlobal(a) {
+					global = append(global, a)
+				}
 			}
 		}
+		if len(global) > 0 {
+			usable = global
+		}
+		ips = append(ips, usable...)
+		found := len(usable) > 0
 		if !found && hasLoopback {
 			if f == netaddr.IPv4 {
 				ips = append(ips, netip.MustParseAddr("127.0.0.1"))
@@ -473,6 +484,19 @@ func interfaceAddrs() []netip.Addr {
 			if pa := pfx.Addr(); pa.Zone() == "" {
 				out = append(out, pa.Unmap())
 			}
+		}
+	}
+	return out
+}
+
+// nonGlobalRelayIPs lists the relay IPs whose advertised address is not
+// globally reachable (netaddr.IsGlobal: the IANA registries' "Globally
+// Reachable"), loopback excepted (its fallback has its own warning).
+func nonGlobalRelayIPs(relays []relayIP) []relayIP {
+	var out []relayIP
+	for _, r := range relays {
+		if !netaddr.IsGlobal(r.advertise) {
+			out = append(out, r)
 		}
 	}
 	return out

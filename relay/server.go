@@ -217,6 +217,15 @@ func (s *Server) pickRelayIPs() error {
 		}
 		s.relayIPs = append(s.relayIPs, relayIP{bind: ip, advertise: adv})
 	}
+	for _, r := range nonGlobalRelayIPs(s.relayIPs) {
+		if s.cfg.StrictRelayIPs {
+			return fieldErr("strict_relay_ips", "relay IP %s (advertised as %s) is not a global address: set relay_ips to a global address, or external_ips to the public address it is reached by", r.bind, r.advertise)
+		}
+		if len(s.res.relayIPs) == 0 && !r.bind.IsLoopback() {
+			s.log.Warn("relay IP detected is not a global address and no external_ips maps it: peers on the Internet cannot reach it; set relay_ips and external_ips (strict_relay_ips refuses to start)",
+				slog.String("relay_ip", r.bind.String()))
+		}
+	}
 	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
 	return nil
 }
