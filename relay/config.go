@@ -49,6 +49,15 @@ const (
 	DefaultMaxUnauthStreamsPerSource = 64
 	// DefaultDrainTimeout bounds how long a drain waits for allocations to end.
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultUserQuota caps one user's allocations. A call takes one or two
+	// allocations per client (RTP, and RTCP without rtcp-mux), a client
+	// with several calls or ICE restarts a few more: 64 is far above any
+	// honest client, and far below the port range, so one credential
+	// (a leaked REST secret user, a looping client) cannot take every port
+	// and turn every other user's call into 508 (coturn's user-quota is
+	// open by default; its absence let one user take all free ports in
+	// half a second).
+	DefaultUserQuota = 64
 )
 
 // ErrConfig is wrapped by every configuration error, so callers can tell a
@@ -102,6 +111,13 @@ type Config struct {
 	// static-auth-secret); all are accepted, for rotation.
 	AuthSecrets []string `yaml:"auth_secrets" flag:"auth-secret" arg:"secret" usage:"TURN REST API shared secret (coturn use-auth-secret); repeat for rotation"`
 
+	// StrictRelayIPs refuses to start when a relay IP, detected or
+	// configured, is advertised as an address that is not globally
+	// reachable (a ULA, private or documentation address without an
+	// external_ips mapping to a global one). Without it such an address is
+	// used, with a warning when it was detected.
+	StrictRelayIPs bool `yaml:"strict_relay_ips" flag:"strict-relay-ips" usage:"refuse to start when a relay IP is advertised as a non-global address" reload:"restart"`
+
 	// AllowLoopbackPeers permits relaying to loopback peers.
 	AllowLoopbackPeers bool `yaml:"allow_loopback_peers" flag:"allow-loopback-peers" usage:"allow relaying to loopback peers"`
 	// AllowPeers and DenyPeers are CIDRs (or single addresses) that
@@ -111,9 +127,12 @@ type Config struct {
 	DenyPeers []string `yaml:"deny_peers" flag:"deny-peer" arg:"CIDR" usage:"CIDR of peers to deny; wins over allow; repeat"`
 
 	// MaxAllocations caps all allocations of this relay (508 beyond); 0
-	// means only the port range limits it.
-	MaxAllocations int `yaml:"max_allocations" flag:"max-allocations" usage:"total allocations, 508 beyond; 0 = port range only"`
+	// means the derived cap: the relay ports (per relay IP) and the
+	// descriptor limit (RLIMIT_NOFILE; see docs/relay.md). A value above
+	// the descriptor cap is lowered to it, with a warning.
+	MaxAllocations int `yaml:"max_allocations" flag:"max-allocations" usage:"total allocations, 508 beyond; 0 = derived from the relay ports and the descriptor limit"`
 	// UserQuota caps allocations per user (486 beyond); 0 means unlimited.
+	// The default is DefaultUserQuota.
 	UserQuota int `yaml:"user_quota" flag:"user-quota" usage:"allocations per user, 486 beyond; 0 = unlimited"`
 	// AllocationBandwidth caps each allocation's relayed bytes per second,
 	// both directions together; 0 means unlimited. Excess is dropped and
@@ -215,6 +234,8 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         RawSendAuto,
+
+		UserQuota: DefaultUserQuota,
 
 		MaxUnauthStreams:          DefaultMaxUnauthStreams,
 		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,

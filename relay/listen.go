@@ -104,7 +104,7 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 	plc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
 	probe, err := plc.ListenPacket(context.Background(), udpNetwork(ap.Addr()), ap.String())
 	if err != nil {
-		return nil, bufResult{}, fmt.Errorf("relay: listen udp %s: %w", ap, err)
+		return nil, bufResult{}, err // a *net.OpError naming udp and the address
 	}
 	port := probe.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 	_ = probe.Close()
@@ -119,7 +119,7 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 			for _, c := range conns {
 				_ = c.Close()
 			}
-			return nil, granted, fmt.Errorf("relay: listen udp %s: %w", addr, err)
+			return nil, granted, err
 		}
 		conns = append(conns, pc.(*net.UDPConn))
 	}
@@ -131,7 +131,7 @@ func listenTCP(ap netip.AddrPort) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
 	l, err := lc.Listen(context.Background(), tcpNetwork(ap.Addr()), ap.String())
 	if err != nil {
-		return nil, fmt.Errorf("relay: listen tcp %s: %w", ap, err)
+		return nil, err
 	}
 	return l.(*net.TCPListener), nil
 }
@@ -152,4 +152,15 @@ func listenRelayUDP(ip netip.Addr, port int, bufs sockBufs) (*net.UDPConn, error
 // address family (IPv6 disabled) or the address.
 func isFamilyUnavailable(err error) bool {
 	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.EPROTONOSUPPORT)
+}
+
+// listenError names the config field of a failed bind. An address this
+// host does not have is a configuration error (ErrConfig, exit code 2); a
+// port someone else holds, or one the process may not bind, is a runtime
+// failure (exit code 1) — the same for the TURN, TLS and metrics ports.
+func listenError(field, addr string, err error) error {
+	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.EAFNOSUPPORT) {
+		return fieldErr(field, "%s is not an address of this host: %v", addr, err)
+	}
+	return fmt.Errorf("relay: %s: %w", field, err)
 }

@@ -23,6 +23,17 @@ import (
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
+// Exit codes of isthmus relay, one convention for every failure (see
+// docs/relay.md): a configuration the relay refuses, a failure of the
+// running host (a port in use, TURN and metrics ports alike), or a drain
+// that ended with allocations still live.
+const (
+	exitOK              = 0
+	exitRuntime         = 1
+	exitConfig          = 2
+	exitDrainIncomplete = 3
+)
+
 func init() {
 	register("relay", "run the dual-stack TURN relay (RFC 8656 + RFC 6156)", runRelay)
 }
@@ -80,18 +91,18 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	fs, f := newRelayFlagSet(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return exitOK
 		}
-		return 2
+		return exitConfig
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "isthmus relay: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return exitConfig
 	}
 	cfg, err := f.load(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
-		return 2
+		return exitConfig
 	}
 	// Never an open relay: with no credentials at all, make one up and say so.
 	var generated string
@@ -99,14 +110,14 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		pw, err := randomPassword()
 		if err != nil {
 			fmt.Fprintf(stderr, "isthmus relay: generate credential: %v\n", err)
-			return 1
+			return exitRuntime
 		}
 		generated = "isthmus:" + pw
 		cfg.Users = []string{generated}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
-		return 2
+		return exitConfig
 	}
 	log := relayLogger(stderr, cfg.LogLevel)
 
@@ -121,8 +132,10 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		// Printed before "relay ready" so a script that waits for that line
 		// has the credential already.
 		user, pw, _ := strings.Cut(generated, ":")
-		log.Warn("no credentials configured; generated one",
-			slog.String("user", user), slog.String("password", pw), slog.String("realm", cfg.Realm))
+		// The password goes to the terminal only, never into the log, which
+		// is shipped and kept (coturn and eturnal users asked the same).
+		log.Warn("no credentials configured; generated one (password printed to the terminal, not logged)",
+			slog.String("user", user), slog.String("realm", cfg.Realm))
 		fmt.Fprintf(stderr, "isthmus relay: no credentials configured; generated user %q password %q (realm %s)\n",
 			user, pw, cfg.Realm)
 	}
@@ -130,9 +143,9 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
 		if errors.Is(err, relay.ErrConfig) {
-			return 2
+			return exitConfig
 		}
-		return 1
+		return exitRuntime
 	}
 
 	for sig := range sigs {
@@ -142,7 +155,7 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		}
 		return stopRelay(srv, cfg, sigs, log)
 	}
-	return 0
+	return exitOK
 }
 
 func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, log *slog.Logger) {
@@ -151,14 +164,20 @@ func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated s
 		return
 	}
 	cfg, err := f.load(fs)
-	if err == nil {
-		if generated != "" && len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
-			cfg.Users = []string{generated}
-		}
-		err = srv.Reload(cfg)
-	}
 	if err != nil {
-		log.Error("SIGHUP: reload", slog.Any("error", err))
+		// Nothing of a file that does not parse or validate is applied.
+		log.Error("SIGHUP: reload failed; the running configuration stays in effect", slog.Any("error", err), slog.String("config", f.config))
+		return
+	}
+	if generated != "" && len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+		cfg.Users = []string{generated}
+	}
+	if err := srv.Reload(cfg); err != nil {
+		if errors.Is(err, relay.ErrRestartRequired) {
+			log.Warn("SIGHUP: reloaded; the fields named need a restart and keep their running values", slog.Any("error", err))
+			return
+		}
+		log.Error("SIGHUP: reload failed; the running configuration stays in effect", slog.Any("error", err), slog.String("config", f.config))
 	}
 }
 
@@ -180,14 +199,20 @@ func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log *
 			}
 		}
 	}()
+	code := exitOK
 	if err := srv.Drain(ctx); err != nil {
-		log.Warn("drain incomplete; closing", slog.Any("error", err))
+		// Closing now ends the allocations still live: say how many calls
+		// this cut, and exit non-zero so a supervisor or deploy script sees
+		// that the drain did not finish in time.
+		log.Warn("drain incomplete; closing live allocations", slog.Any("error", err),
+			slog.Int("allocations_cut", srv.Allocations()), slog.Duration("drain_timeout", cfg.DrainTimeout))
+		code = exitDrainIncomplete
 	}
 	if err := srv.Close(); err != nil {
 		log.Error("close", slog.Any("error", err))
-		return 1
+		return exitRuntime
 	}
-	return 0
+	return code
 }
 
 func randomPassword() (string, error) {
