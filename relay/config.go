@@ -113,6 +113,16 @@ type Config struct {
 	MaxAllocations int `yaml:"max_allocations"`
 	// UserQuota caps allocations per user (486 beyond); 0 means unlimited.
 	UserQuota int `yaml:"user_quota"`
+	// AlternateServers are other relays (ip:port, any number per family)
+	// a new Allocate is sent to with 300 Try Alternate (RFC 8489 §10,
+	// ALTERNATE-SERVER of the client's family) when this relay cannot take
+	// it: draining, max_allocations, user_quota or no free port. Empty
+	// keeps the 486/508 answers. Reloadable.
+	AlternateServers []string `yaml:"alternate_servers"`
+	// AlternateDomain is sent as ALTERNATE-DOMAIN (RFC 8489 §14.16) with
+	// every redirect: the name a TLS client checks the alternate's
+	// certificate against.
+	AlternateDomain string `yaml:"alternate_domain"`
 	// AllocationBandwidth caps each allocation's relayed bytes per second,
 	// both directions together; 0 means unlimited. Excess is dropped and
 	// counted.
@@ -312,6 +322,7 @@ type resolved struct {
 	minPort     int
 	maxPort     int
 	listenerSKs int
+	alternates  *alternates // nil when alternate_servers is empty
 }
 
 func parseAddrPort(field, s string) (netip.AddrPort, error) {
@@ -441,6 +452,11 @@ func (c *Config) resolve() (*resolved, error) {
 	}
 	if c.UserQuota < 0 {
 		return nil, fieldErr("user_quota", "must be >= 0, got %d", c.UserQuota)
+	}
+	if len(c.AlternateServers) > 0 || c.AlternateDomain != "" {
+		if r.alternates, err = parseAlternates(c.AlternateServers, c.AlternateDomain); err != nil {
+			return nil, err
+		}
 	}
 	if c.AllocationBandwidth < 0 {
 		return nil, fieldErr("allocation_bandwidth", "must be >= 0 bytes/s, got %d", c.AllocationBandwidth)

@@ -346,6 +346,9 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 		s.metrics.drops.gateReject.Inc()
 		return verdict{reply: buildError(msg, stun.CodeUnsupportedTransProto, key)}
 	}
+	if v, ok := g.tryAlternate(msg, t, userID, key); ok {
+		return v
+	}
 	if v, ok := g.dual.allocate(msg, t, userID, key, now); ok {
 		return v
 	}

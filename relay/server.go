@@ -44,14 +44,17 @@ type Server struct {
 
 	turn    *turn.Server
 	metrics *metrics
-	gen     *addrGenerator
-	pool    *portPool
-	hooks   hooks
-	gate    *gate
+	// opsMetrics are the operational series of metrics_ops.go.
+	opsMetrics *opsMetrics
+	gen        *addrGenerator
+	pool       *portPool
+	hooks      hooks
+	gate       *gate
 
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
 	limits   atomic.Pointer[limits]
+	alt      atomic.Pointer[alternates] // nil: no alternate_servers
 	verified verifiedKeys
 	allocs   allocTracker
 
@@ -101,6 +104,10 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
 	}
+	if s.opsMetrics, err = newOpsMetrics(reg); err != nil {
+		s.metrics.unregister(reg)
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -117,6 +124,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	}
 	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	s.alt.Store(res.alternates)
 
 	if err := s.pickRelayIPs(); err != nil {
 		return nil, err
@@ -372,6 +380,7 @@ func (s *Server) cleanupFailedStart() {
 	if s.metrics != nil {
 		s.metrics.unregister(s.reg)
 	}
+	s.opsMetrics.unregister(s.reg)
 }
 
 // authHandle is the turn.AuthHandler. The request gate has normally already
@@ -503,6 +512,7 @@ func (s *Server) Close() error {
 		}
 		s.wg.Wait()
 		s.metrics.unregister(s.reg)
+		s.opsMetrics.unregister(s.reg)
 		if err != nil {
 			s.closeErr = fmt.Errorf("relay: close: %w", err)
 		}
@@ -565,6 +575,7 @@ func (s *Server) Reload(cfg Config) error {
 	// expire; the client's refresh of them is already answered 403.
 	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	s.alt.Store(res.alternates)
 	kept := cfg
 	for _, name := range restart {
 		restoreField(&kept, old, name)

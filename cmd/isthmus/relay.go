@@ -40,6 +40,8 @@ type relayFlags struct {
 	config                             string
 	listen, tlsListen, relayIPs, extIP listFlag
 	users, secrets, allow, deny        listFlag
+	alternates                         listFlag
+	alternateDomain                    string
 	tlsCert, tlsKey, realm, metrics    string
 	logLevel, rawSend                  string
 	listenerSockets, minPort, maxPort  int
@@ -73,6 +75,8 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	fs.Var(&f.deny, "deny-peer", "`CIDR` of peers to deny; wins over allow; repeat (YAML deny_peers)")
 	fs.IntVar(&f.maxAllocs, "max-allocations", 0, "total allocations, 508 beyond; 0 = port range only (YAML max_allocations)")
 	fs.IntVar(&f.userQuota, "user-quota", 0, "allocations per user, 486 beyond; 0 = unlimited (YAML user_quota)")
+	fs.Var(&f.alternates, "alternate-server", "`ip:port` of another relay; a new Allocate this relay cannot take (draining, quotas, no port) gets 300 Try Alternate naming one of the client's family; repeat (YAML alternate_servers)")
+	fs.StringVar(&f.alternateDomain, "alternate-domain", "", "`name` sent as ALTERNATE-DOMAIN with every redirect, for TLS clients (YAML alternate_domain)")
 	fs.IntVar(&f.bandwidth, "allocation-bandwidth", 0, "bytes/s per allocation, both directions; 0 = unlimited (YAML allocation_bandwidth)")
 	fs.IntVar(&f.maxUnauth, "max-unauthenticated-streams", d.MaxUnauthStreams, "TCP/TLS connections not yet authenticated, all sources; 0 = no cap (YAML max_unauthenticated_streams)")
 	fs.IntVar(&f.maxUnauthPerSource, "max-unauthenticated-streams-per-source", d.MaxUnauthStreamsPerSource, "the same per source IP (IPv6: per /64); 0 = no cap (YAML max_unauthenticated_streams_per_source)")
@@ -134,6 +138,10 @@ func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
 			cfg.MaxAllocations = f.maxAllocs
 		case "user-quota":
 			cfg.UserQuota = f.userQuota
+		case "alternate-server":
+			cfg.AlternateServers = f.alternates
+		case "alternate-domain":
+			cfg.AlternateDomain = f.alternateDomain
 		case "allocation-bandwidth":
 			cfg.AllocationBandwidth = f.bandwidth
 		case "max-unauthenticated-streams":
