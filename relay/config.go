@@ -151,6 +151,13 @@ type Config struct {
 	// to start without them).
 	RawSend string `yaml:"raw_send"`
 
+	// DSCP is -1 (the default) to copy each client datagram's DSCP and
+	// ECN onto the datagram to the peer (RFC 8656 §14's preferred
+	// behaviour; voice clients mark EF, 46), or 0..63 to force that
+	// codepoint on everything the relay sends over UDP (ECN still copied
+	// from the client on the data plane).
+	DSCP int `yaml:"dscp"`
+
 	// Metrics is the listen address of the HTTP server for /metrics,
 	// /healthz and /readyz; empty disables it.
 	Metrics string `yaml:"metrics"`
@@ -219,6 +226,7 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         "auto",
+		DSCP:            -1,
 
 		MaxUnauthStreams:          DefaultMaxUnauthStreams,
 		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,
@@ -481,6 +489,9 @@ func (c *Config) resolve() (*resolved, error) {
 	}
 	if _, err := dataplane.ParseRawSendMode(c.RawSend); err != nil {
 		return nil, fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
+	}
+	if c.DSCP < -1 || c.DSCP > 63 {
+		return nil, fieldErr("dscp", "must be -1 (copy the client's) or 0..63, got %d", c.DSCP)
 	}
 	if c.Metrics != "" {
 		if _, _, err := splitHostPort(c.Metrics); err != nil {

@@ -17,7 +17,24 @@ import (
 // writes through the hooks in hooks.go, not here.
 
 // sockBufs are the socket buffer sizes asked of the kernel.
-type sockBufs struct{ recv, send int }
+type sockBufs struct {
+	recv, send int
+	// mark is the TOS / Traffic Class octet set on UDP sockets (a forced
+	// dscp, see forcedMark); 0 leaves the kernel's default.
+	mark int
+}
+
+// forcedMark is the TOS octet of a forced dscp (config dscp 1..63): set on
+// every listener and relay socket, it marks what pion sends and the peer to
+// client direction too. -1 (copy the client's) and 0 set nothing; the data
+// plane sets the client's marking per allocation socket (internal/dataplane
+// tos.go).
+func forcedMark(dscp int) int {
+	if dscp <= 0 {
+		return 0
+	}
+	return dscp << 2
+}
 
 // bufResult is what the kernel granted (Linux reports twice the request,
 // capped by net.core.rmem_max unless SO_RCVBUFFORCE worked).
@@ -82,6 +99,13 @@ func socketControl(v6only, reusePort bool, bufs sockBufs, granted *bufResult) fu
 				r := setBuffers(s, bufs)
 				if granted != nil {
 					*granted = r
+				}
+				if bufs.mark != 0 {
+					if network == "udp6" {
+						_ = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, bufs.mark)
+					} else {
+						_ = unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_TOS, bufs.mark)
+					}
 				}
 			}
 		})

@@ -129,9 +129,9 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	if err := s.pickRelayIPs(); err != nil {
 		return nil, err
 	}
-	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
+	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}
 	s.pool = newPortPool(res.minPort, res.maxPort)
-	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer}, s)
+	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}, s)
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
@@ -558,6 +558,7 @@ func (s *Server) Reload(cfg Config) error {
 		{"relay_recv_buffer", old.RelayRecvBuffer, cfg.RelayRecvBuffer},
 		{"send_buffer", old.SendBuffer, cfg.SendBuffer},
 		{"raw_send", old.RawSend, cfg.RawSend},
+		{"dscp", old.DSCP, cfg.DSCP},
 		{"metrics", old.Metrics, cfg.Metrics},
 		{"log_level", old.LogLevel, cfg.LogLevel},
 	} {

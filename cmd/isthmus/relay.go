@@ -44,6 +44,7 @@ type relayFlags struct {
 	alternateDomain                    string
 	tlsCert, tlsKey, realm, metrics    string
 	logLevel, rawSend                  string
+	dscp                               int
 	listenerSockets, minPort, maxPort  int
 	maxAllocs, userQuota, bandwidth    int
 	recvBuf, relayRecvBuf, sendBuf     int
@@ -84,6 +85,7 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	fs.IntVar(&f.relayRecvBuf, "relay-recv-buffer", d.RelayRecvBuffer, "receive buffer `bytes` of each allocation's relay socket (YAML relay_recv_buffer)")
 	fs.IntVar(&f.sendBuf, "send-buffer", d.SendBuffer, "socket send buffer `bytes` (YAML send_buffer)")
 	fs.StringVar(&f.rawSend, "raw-send", d.RawSend, "`mode` auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW (YAML raw_send)")
+	fs.IntVar(&f.dscp, "dscp", d.DSCP, "-1 copies each client datagram's DSCP/ECN to the peer (RFC 8656 §14); 0..63 forces that DSCP on everything sent over UDP (YAML dscp)")
 	fs.StringVar(&f.metrics, "metrics", "", "`ip:port` for /metrics, /healthz, /readyz; empty = off (YAML metrics)")
 	fs.StringVar(&f.logLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error; trace adds pion's per-packet logs (YAML log_level)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", time.Duration(d.DrainTimeout), "on SIGTERM, wait this long for allocations to end (YAML drain_timeout)")
@@ -156,6 +158,8 @@ func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
 			cfg.SendBuffer = f.sendBuf
 		case "raw-send":
 			cfg.RawSend = f.rawSend
+		case "dscp":
+			cfg.DSCP = f.dscp
 		case "metrics":
 			cfg.Metrics = f.metrics
 		case "log-level":

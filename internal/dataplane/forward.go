@@ -120,11 +120,21 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		d.bytes.Add(uint64(len(payload)))
 		w.count(ClientToPeer, fam, len(payload))
 
-		if w.sendRaw(rc, m, payload, peer) {
+		tos := w.p.markFor(m)
+		if w.sendRaw(rc, m, payload, peer, tos) {
 			continue
 		}
 		m.Buf = payload
 		m.Addr = peer
+		if uint32(tos) != rc.tos.Load() {
+			// The marking applies to the socket: what is queued for it
+			// goes out first with the old one.
+			if rc == runRelay && k > runLo {
+				w.write(runRelay, ms, runLo, k)
+				runLo = k
+			}
+			rc.setMark(tos)
+		}
 		if rc != runRelay {
 			if k > runLo {
 				w.write(runRelay, ms, runLo, k)
