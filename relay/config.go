@@ -99,6 +99,13 @@ type Config struct {
 	// AuthSecrets are TURN REST API shared secrets (coturn's
 	// static-auth-secret); all are accepted, for rotation.
 	AuthSecrets []string `yaml:"auth_secrets"`
+	// AuthSecretFile names a file of REST secrets, one per line ('#'
+	// comments), added to AuthSecrets; re-read on reload
+	// (config_secrets.go). $ISTHMUS_AUTH_SECRET_FILE sets it.
+	AuthSecretFile string `yaml:"auth_secret_file"`
+	// UsersFile names a file of users entries, one per line, added to
+	// Users; re-read on reload. $ISTHMUS_USERS_FILE sets it.
+	UsersFile string `yaml:"users_file"`
 
 	// AllowLoopbackPeers permits relaying to loopback peers.
 	AllowLoopbackPeers bool `yaml:"allow_loopback_peers"`
@@ -426,8 +433,12 @@ func (c *Config) resolve() (*resolved, error) {
 	if c.Realm == "" {
 		return nil, fieldErr("realm", "must not be empty")
 	}
+	secrets, users, err := c.fileSecrets()
+	if err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
-	for _, s := range c.Users {
+	for _, s := range users {
 		u, err := parseUser(s, c.Realm)
 		if err != nil {
 			return nil, err
@@ -438,7 +449,7 @@ func (c *Config) resolve() (*resolved, error) {
 		seen[u.name] = true
 		r.users = append(r.users, u)
 	}
-	for i, s := range c.AuthSecrets {
+	for i, s := range secrets {
 		if s == "" {
 			return nil, fieldErr("auth_secrets", "entry %d is empty", i)
 		}
@@ -448,7 +459,6 @@ func (c *Config) resolve() (*resolved, error) {
 		return nil, fieldErr("users", "no credentials: set users or auth_secrets (the relay never runs open)")
 	}
 
-	var err error
 	if r.allowPeers, err = parsePrefixes("allow_peers", c.AllowPeers); err != nil {
 		return nil, err
 	}

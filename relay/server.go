@@ -597,8 +597,9 @@ func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
 	if cfg.Realm == realm {
 		return users
 	}
-	out := make([]staticUser, 0, len(cfg.Users))
-	for _, u := range cfg.Users {
+	_, all, _ := cfg.fileSecrets() // read once more by resolve just before
+	out := make([]staticUser, 0, len(all))
+	for _, u := range all {
 		if su, err := parseUser(u, realm); err == nil {
 			out = append(out, su)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/isthmusrelay/isthmus/internal/sdnotify"
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
@@ -42,6 +43,7 @@ type relayFlags struct {
 	users, secrets, allow, deny        listFlag
 	alternates                         listFlag
 	alternateDomain                    string
+	secretFile, usersFile              string
 	tlsCert, tlsKey, realm, metrics    string
 	logLevel, rawSend                  string
 	dscp                               int
@@ -71,6 +73,8 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	fs.StringVar(&f.realm, "realm", d.Realm, "long-term credential realm (YAML realm)")
 	fs.Var(&f.users, "user", "static user `name:password` or name:key=<hex MD5(name:realm:password)>; repeat (YAML users)")
 	fs.Var(&f.secrets, "auth-secret", "TURN REST API shared `secret` (coturn use-auth-secret); repeat for rotation (YAML auth_secrets)")
+	fs.StringVar(&f.secretFile, "auth-secret-file", "", "`file` of REST secrets, one per line, re-read on SIGHUP; also $"+relay.EnvAuthSecretFile+" (YAML auth_secret_file; $"+relay.EnvAuthSecret+" replaces auth_secrets)")
+	fs.StringVar(&f.usersFile, "users-file", "", "`file` of users entries, one per line, re-read on SIGHUP; also $"+relay.EnvUsersFile+" (YAML users_file)")
 	fs.BoolVar(&f.allowLoopback, "allow-loopback-peers", false, "allow relaying to loopback peers (YAML allow_loopback_peers)")
 	fs.Var(&f.allow, "allow-peer", "`CIDR` of peers to allow despite the default policy; repeat (YAML allow_peers)")
 	fs.Var(&f.deny, "deny-peer", "`CIDR` of peers to deny; wins over allow; repeat (YAML deny_peers)")
@@ -130,6 +134,10 @@ func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
 			cfg.Users = f.users
 		case "auth-secret":
 			cfg.AuthSecrets = f.secrets
+		case "auth-secret-file":
+			cfg.AuthSecretFile = f.secretFile
+		case "users-file":
+			cfg.UsersFile = f.usersFile
 		case "allow-loopback-peers":
 			cfg.AllowLoopbackPeers = f.allowLoopback
 		case "allow-peer":
@@ -170,8 +178,8 @@ func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
 	})
 }
 
-// loadRelayConfig builds the effective configuration: defaults, then the
-// YAML file, then the flags given.
+// load builds the effective configuration: defaults, then the YAML file,
+// then the ISTHMUS_* secret variables, then the flags given.
 func (f *relayFlags) load(fs *flag.FlagSet) (relay.Config, error) {
 	cfg := relay.DefaultConfig()
 	if f.config != "" {
@@ -180,6 +188,7 @@ func (f *relayFlags) load(fs *flag.FlagSet) (relay.Config, error) {
 			return cfg, err
 		}
 	}
+	cfg.ApplyEnv(os.Getenv)
 	f.apply(fs, &cfg)
 	return cfg, nil
 }
@@ -203,7 +212,7 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	}
 	// Never an open relay: with no credentials at all, make one up and say so.
 	var generated string
-	if len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+	if noCredentials(cfg) {
 		pw, err := randomPassword()
 		if err != nil {
 			fmt.Fprintf(stderr, "isthmus relay: generate credential: %v\n", err)
@@ -244,30 +253,79 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		return 1
 	}
 
+	// systemd (Type=notify, deploy/systemd/isthmus-relay.service): READY=1
+	// once every listener is bound, RELOADING=1 around SIGHUP, STOPPING=1
+	// when the drain begins, WATCHDOG=1 while the relay is open.
+	notify, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn().Err(err).Msg("systemd notification socket unusable")
+	}
+	if err := notify.Ready(fmt.Sprintf("serving on %d addresses", len(srv.ListenAddrs()))); err != nil {
+		log.Warn().Err(err).Msg("sd_notify READY")
+	}
+	stopWatchdog := startWatchdog(notify, srv, log)
+	defer stopWatchdog()
+
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reloadRelay(srv, f, fs, generated, log)
+			reloadRelay(srv, f, fs, generated, notify, log)
 			continue
 		}
+		_ = notify.Stopping(fmt.Sprintf("draining %d allocations", srv.Allocations()))
 		return stopRelay(srv, cfg, sigs, log)
 	}
 	return 0
 }
 
-func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, log zerolog.Logger) {
+// startWatchdog pings systemd's watchdog at half of WATCHDOG_USEC while
+// the relay is open, and returns what stops it. A relay that has closed
+// (or a process whose goroutines no longer run) stops pinging and
+// systemd restarts it.
+func startWatchdog(n *sdnotify.Notifier, srv *relay.Server, log zerolog.Logger) func() {
+	d, err := sdnotify.WatchdogInterval()
+	if !n.Enabled() || err != nil {
+		if err != nil && !errors.Is(err, sdnotify.ErrNoWatchdog) {
+			log.Warn().Err(err).Msg("systemd watchdog")
+		}
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d / 2)
+		defer t.Stop()
+		for {
+			if !errors.Is(srv.Ready(), relay.ErrClosed) {
+				_ = n.Watchdog()
+			}
+			select {
+			case <-t.C:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, notify *sdnotify.Notifier, log zerolog.Logger) {
 	if f.config == "" {
 		log.Info().Msg("SIGHUP: no --config file; nothing to reload")
 		return
 	}
+	_ = notify.Reloading()
+	status := "reloaded"
+	defer func() { _ = notify.Ready(status) }()
 	cfg, err := f.load(fs)
 	if err == nil {
-		if generated != "" && len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+		if generated != "" && noCredentials(cfg) {
 			cfg.Users = []string{generated}
 		}
 		err = srv.Reload(cfg)
 	}
 	if err != nil {
 		log.Error().Err(err).Msg("SIGHUP: reload")
+		status = "reload: " + strings.ReplaceAll(err.Error(), "\n", " ")
 	}
 }
 
@@ -297,6 +355,12 @@ func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log z
 		return 1
 	}
 	return 0
+}
+
+// noCredentials reports a configuration with no user and no REST secret,
+// inline or in a file.
+func noCredentials(cfg relay.Config) bool {
+	return len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 && cfg.UsersFile == "" && cfg.AuthSecretFile == ""
 }
 
 func randomPassword() (string, error) {
