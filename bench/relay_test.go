@@ -1,13 +1,13 @@
 package bench
 
 import (
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/isthmusrelay/isthmus/relay"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 // startOurRelay runs our relay in process on both loopback families, with
@@ -24,7 +24,7 @@ func startOurRelay(tb testing.TB, minPort, maxPort int) (v4, v6 netip.AddrPort) 
 	cfg.MinPort, cfg.MaxPort = minPort, maxPort
 	cfg.Metrics = ""
 	cfg.LogLevel = "warn"
-	srv, err := relay.New(cfg, zerolog.Nop(), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		tb.Fatalf("relay.New: %v", err)
 	}

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -126,7 +127,7 @@ func (g *gate) tryAlternate(msg *stun.Message, t fiveTuple, userID string, key [
 		return verdict{}, false
 	}
 	s.opsMetrics.redirects.WithLabelValues(reason).Inc()
-	s.denyLog.Info().Str("client", t.src.String()).Str("reason", reason).Str("alternate", to.String()).
-		Msg("allocate redirected (300 Try Alternate)")
+	s.denyLog.Info("allocate redirected (300 Try Alternate)", slog.String("client", t.src.String()),
+		slog.String("reason", reason), slog.String("alternate", to.String()))
 	return verdict{reply: reply}, true
 }

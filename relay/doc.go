@@ -30,7 +30,7 @@
 //	cfg := relay.DefaultConfig()
 //	cfg.Listen = []string{"127.0.0.1:3478", "[::1]:3478"}
 //	cfg.Users = []string{"alice:secret"}
-//	srv, err := relay.New(cfg, zerolog.New(os.Stderr), prometheus.NewRegistry())
+//	srv, err := relay.New(cfg, slog.Default(), prometheus.NewRegistry())
 //	if err != nil { ... }
 //	defer srv.Close()
 //

@@ -132,7 +132,7 @@ func TestDSCPPreserved(t *testing.T) {
 			if tc.rawSend == "on" && os.Geteuid() != 0 {
 				t.Skip("raw_send on needs CAP_NET_RAW (run as root)")
 			}
-			r := startRelay(t, func(c *relay.Config) { c.RawSend, c.DSCP = tc.rawSend, tc.dscp })
+			r := startRelay(t, func(c *relay.Config) { c.RawSend, c.DSCP = relay.RawSend(tc.rawSend), tc.dscp })
 			if !strings.Contains(r.logs.String(), `"raw_send":`+strconv.FormatBool(tc.rawSend == "on")) {
 				t.Fatalf("data plane not on with raw_send %s:\n%s", tc.rawSend, lastLines(r.logs.String(), 20))
 			}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -11,7 +12,6 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
@@ -114,7 +114,7 @@ func TestPortPoolEvenPairAndHolds(t *testing.T) {
 // genServer is the part of a Server the generator uses.
 func genServer(t *testing.T, minPort, maxPort int, ips ...relayIP) (*Server, *addrGenerator) {
 	t.Helper()
-	s := &Server{log: zerolog.Nop(), reg: prometheus.NewRegistry(), hooks: defaultHooks()}
+	s := &Server{log: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry(), hooks: defaultHooks()}
 	var err error
 	if s.metrics, err = newMetrics(s.reg); err != nil {
 		t.Fatal(err)

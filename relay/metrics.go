@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -176,12 +177,15 @@ func (s *Server) Ready() error {
 	return nil
 }
 
-// startHTTP serves /metrics, /healthz (the process is up) and /readyz
-// (listening and not draining) on addr.
-func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%w: metrics: listen %s: %w", ErrConfig, addr, err)
+// Handler serves /metrics (the registry New was given, when it is also a
+// prometheus.Gatherer, else the default gatherer), /healthz (the process is
+// up) and /readyz (Ready: listening and not draining, else 503). The
+// Metrics setting serves it on its own listener; a program embedding the
+// relay can leave Metrics empty and mount Handler on its own server.
+func (s *Server) Handler() http.Handler {
+	g, isG := s.reg.(prometheus.Gatherer)
+	if !isG {
+		g = prometheus.DefaultGatherer
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
@@ -195,13 +199,22 @@ func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return mux
+}
+
+// startHTTP serves Handler on addr.
+func (s *Server) startHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%w: metrics: listen %s: %w", ErrConfig, addr, err)
+	}
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	s.metricsAddr = ln.Addr().String()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error().Err(err).Msg("metrics server stopped")
+			s.log.Error("metrics server stopped", slog.Any("error", err))
 		}
 	}()
 	return nil

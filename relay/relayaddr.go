@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -383,7 +384,7 @@ func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.
 			}
 			if a.IsUnspecified() {
 				wildcard = true
-			} else if !containsAddr(specific, a) {
+			} else if !slices.Contains(specific, a) {
 				specific = append(specific, a)
 			}
 		}

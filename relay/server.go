@@ -5,11 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/internal/logsample"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
@@ -38,8 +39,8 @@ var ErrClosed = errors.New("relay: server closed")
 type Server struct {
 	cfg     Config
 	res     *resolved
-	log     zerolog.Logger
-	denyLog zerolog.Logger
+	log     *slog.Logger
+	denyLog *slog.Logger
 	reg     prometheus.Registerer
 
 	turn    *turn.Server
@@ -79,11 +80,14 @@ type Server struct {
 }
 
 // New validates cfg, binds every listener and starts serving. log receives
-// structured logs (its level is the caller's; only cfg.LogLevel "trace"
-// enables pion's per-packet logs). reg receives the isthmus_relay_*
-// metrics; nil means a private registry. When cfg.Metrics is set, /metrics
-// serves reg if it is also a prometheus.Gatherer, else the default gatherer.
-func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
+// structured logs (its level is the caller's; only cfg.LogLevel LogTrace
+// enables pion's per-packet logs, at LevelTrace); nil discards them. reg
+// receives the isthmus_relay_* metrics; nil means a private registry. When
+// cfg.Metrics is set, it serves Handler.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	res, err := cfg.resolve()
 	if err != nil {
 		return nil, err
@@ -95,7 +99,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		cfg:     cfg,
 		res:     res,
 		log:     log,
-		denyLog: log.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
+		denyLog: slog.New(logsample.New(log.Handler(), 10, time.Second)),
 		reg:     reg,
 		idle:    make(chan struct{}, 1),
 		allocs:  allocTracker{live: map[allocKey]liveAlloc{}},
@@ -135,7 +139,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
-		LoggerFactory:       pionLogs(log, res.logLevel == zerolog.TraceLevel, &s.metrics.drops),
+		LoggerFactory:       pionLogs(log, res.logLevel == LevelTrace, &s.metrics.drops),
 		Realm:               cfg.Realm,
 		AuthHandler:         s.authHandle,
 		QuotaHandler:        s.allowAllocation,
@@ -149,11 +153,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
 	}
 	if cfg.Metrics != "" {
-		g, isG := reg.(prometheus.Gatherer)
-		if !isG {
-			g = prometheus.DefaultGatherer
-		}
-		if err := s.startHTTP(cfg.Metrics, g); err != nil {
+		if err := s.startHTTP(cfg.Metrics); err != nil {
 			return nil, err
 		}
 	}
@@ -171,9 +171,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 			relays = append(relays, r.bind.String())
 		}
 	}
-	s.log.Info().Strs("listen", listen).Strs("relay_ips", relays).Str("metrics", s.metricsAddr).
-		Str("realm", cfg.Realm).Int("min_port", res.minPort).Int("max_port", res.maxPort).
-		Int("udp_sockets_per_address", s.socketsPerAddress()).Msg("relay ready")
+	s.log.Info("relay ready", slog.Any("listen", listen), slog.Any("relay_ips", relays), slog.String("metrics", s.metricsAddr), slog.String("realm", cfg.Realm), slog.Int("min_port", res.minPort), slog.Int("max_port", res.maxPort), slog.Int("udp_sockets_per_address", s.socketsPerAddress()))
 	return s, nil
 }
 
@@ -192,15 +190,14 @@ func (s *Server) pickRelayIPs() error {
 		var fallback []netaddr.Family
 		ips, fallback = detectRelayIPs(s.res.listen, interfaceAddrs())
 		for _, f := range fallback {
-			s.log.Warn().Str("family", f.String()).
-				Msg("no usable global address for relaying: using loopback relay addresses; set relay_ips for a reachable relay")
+			s.log.Warn("no usable global address for relaying: using loopback relay addresses; set relay_ips for a reachable relay", slog.String("family", f.String()))
 		}
 	}
 	if len(ips) == 0 {
 		return fieldErr("relay_ips", "no relay address found: set relay_ips")
 	}
 	for ra := range s.res.external {
-		if !containsAddr(ips, ra) {
+		if !slices.Contains(ips, ra) {
 			return fieldErr("external_ips", "%s is not a relay address (relay IPs: %v)", ra, ips)
 		}
 	}
@@ -254,7 +251,7 @@ func ownAddresses(listen []netip.AddrPort, relays []relayIP, ifAddrs []netip.Add
 
 func appendUnique(l []netip.Addr, as ...netip.Addr) []netip.Addr {
 	for _, a := range as {
-		if !containsAddr(l, a) {
+		if !slices.Contains(l, a) {
 			l = append(l, a)
 		}
 	}
@@ -270,7 +267,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		conns, tl, g, err := listenPair(ap, n, bufs)
 		if err != nil {
 			if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) && len(s.res.listen) > 1 {
-				s.log.Warn().Err(err).Str("listen", ap.String()).Msg("address family unavailable on this host; skipping listener")
+				s.log.Warn("address family unavailable on this host; skipping listener", slog.Any("error", err), slog.String("listen", ap.String()))
 				continue
 			}
 			return err
@@ -295,10 +292,9 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 	s.metrics.socketBuffer.WithLabelValues("recv").Set(float64(granted.recv))
 	s.metrics.socketBuffer.WithLabelValues("send").Set(float64(granted.send))
 	if bufs.recv > 0 && granted.recv < bufs.recv {
-		s.log.Warn().Int("asked", bufs.recv).Int("granted", granted.recv).
-			Msg("kernel granted a smaller receive buffer (raise net.core.rmem_max or run with CAP_NET_ADMIN)")
+		s.log.Warn("kernel granted a smaller receive buffer (raise net.core.rmem_max or run with CAP_NET_ADMIN)", slog.Int("asked", bufs.recv), slog.Int("granted", granted.recv))
 	} else {
-		s.log.Info().Int("recv_buffer", granted.recv).Int("send_buffer", granted.send).Msg("socket buffers")
+		s.log.Info("socket buffers", slog.Int("recv_buffer", granted.recv), slog.Int("send_buffer", granted.send))
 	}
 
 	if s.cfg.TLSCert != "" {
@@ -311,7 +307,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 			tl, err := listenTCP(ap)
 			if err != nil {
 				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
-					s.log.Warn().Err(err).Str("tls_listen", ap.String()).Msg("address family unavailable; skipping TLS listener")
+					s.log.Warn("address family unavailable; skipping TLS listener", slog.Any("error", err), slog.String("tls_listen", ap.String()))
 					continue
 				}
 				return err
@@ -405,20 +401,11 @@ func (s *Server) authHandle(ra *turn.RequestAttributes) (string, []byte, bool) {
 func (s *Server) ListenAddrs() []netip.AddrPort {
 	out := make([]netip.AddrPort, 0, len(s.listenAddrs))
 	for _, a := range s.listenAddrs {
-		if !containsAddrPort(out, a) {
+		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
 	return out
-}
-
-func containsAddrPort(l []netip.AddrPort, a netip.AddrPort) bool {
-	for _, x := range l {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
 
 // MetricsAddr returns the bound address of the metrics HTTP server, or ""
@@ -456,7 +443,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 	if !s.draining.Swap(true) {
 		s.metrics.draining.Set(1)
-		s.log.Info().Int("allocations", s.liveAllocations()).Msg("draining: no new allocations")
+		s.log.Info("draining: no new allocations", slog.Int("allocations", s.liveAllocations()))
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -516,7 +503,7 @@ func (s *Server) Close() error {
 		if err != nil {
 			s.closeErr = fmt.Errorf("relay: close: %w", err)
 		}
-		s.log.Info().Msg("relay closed")
+		s.log.Info("relay closed")
 	})
 	return s.closeErr
 }
@@ -536,36 +523,8 @@ func (s *Server) Reload(cfg Config) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var restart []string
 	old := s.cfg
-	for _, f := range []struct {
-		name     string
-		old, new any
-	}{
-		{"listen", old.Listen, cfg.Listen},
-		{"tls_listen", old.TLSListen, cfg.TLSListen},
-		{"tls_cert", old.TLSCert, cfg.TLSCert},
-		{"tls_key", old.TLSKey, cfg.TLSKey},
-		{"listener_sockets", old.ListenerSockets, cfg.ListenerSockets},
-		{"relay_ips", old.RelayIPs, cfg.RelayIPs},
-		{"external_ips", old.ExternalIPs, cfg.ExternalIPs},
-		{"min_port", old.MinPort, cfg.MinPort},
-		{"max_port", old.MaxPort, cfg.MaxPort},
-		{"realm", old.Realm, cfg.Realm},
-		{"max_unauthenticated_streams", old.MaxUnauthStreams, cfg.MaxUnauthStreams},
-		{"max_unauthenticated_streams_per_source", old.MaxUnauthStreamsPerSource, cfg.MaxUnauthStreamsPerSource},
-		{"recv_buffer", old.RecvBuffer, cfg.RecvBuffer},
-		{"relay_recv_buffer", old.RelayRecvBuffer, cfg.RelayRecvBuffer},
-		{"send_buffer", old.SendBuffer, cfg.SendBuffer},
-		{"raw_send", old.RawSend, cfg.RawSend},
-		{"dscp", old.DSCP, cfg.DSCP},
-		{"metrics", old.Metrics, cfg.Metrics},
-		{"log_level", old.LogLevel, cfg.LogLevel},
-	} {
-		if !sameValue(f.old, f.new) {
-			restart = append(restart, f.name)
-		}
-	}
+	restart := restartFields(old, cfg)
 	// The realm is fixed inside pion for the server's life, so keys are
 	// always computed with the running realm.
 	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
@@ -577,14 +536,8 @@ func (s *Server) Reload(cfg Config) error {
 	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
 	s.alt.Store(res.alternates)
-	kept := cfg
-	for _, name := range restart {
-		restoreField(&kept, old, name)
-	}
-	s.cfg = kept
-	s.log.Info().Int("users", len(res.users)).Int("auth_secrets", len(res.secrets)).
-		Int("allocations", s.liveAllocations()).Int("permissions_suspended", suspended).
-		Strs("needs_restart", restart).Msg("config reloaded")
+	s.cfg = keepRestartFields(cfg, old)
+	s.log.Info("config reloaded", slog.Int("users", len(res.users)), slog.Int("auth_secrets", len(res.secrets)), slog.Int("allocations", s.liveAllocations()), slog.Int("permissions_suspended", suspended), slog.Any("needs_restart", restart))
 	if len(restart) > 0 {
 		sort.Strings(restart)
 		return fmt.Errorf("%w: %s", ErrRestartRequired, strings.Join(restart, ", "))
@@ -605,23 +558,4 @@ func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
 		}
 	}
 	return out
-}
-
-func sameValue(a, b any) bool {
-	av, bv := reflect.ValueOf(a), reflect.ValueOf(b)
-	if av.Kind() == reflect.Slice && av.Len() == 0 && bv.Len() == 0 {
-		return true
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func restoreField(dst *Config, src Config, name string) {
-	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
-	t := dv.Type()
-	for i := 0; i < t.NumField(); i++ {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if tag == name {
-			dv.Field(i).Set(sv.Field(i))
-		}
-	}
 }

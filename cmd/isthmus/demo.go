@@ -147,7 +147,7 @@ func pickScenarios(list string, all, haveCoturn bool) ([]demo.Scenario, error) {
 	}
 	if list == "" {
 		var out []demo.Scenario
-		for _, s := range demo.DemoScenarios() {
+		for _, s := range demo.DefaultScenarios() {
 			if s.Relay != demo.RelayCoturn || haveCoturn {
 				out = append(out, s)
 			}

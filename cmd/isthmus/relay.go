@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/internal/sdnotify"
+	"github.com/isthmusrelay/isthmus/internal/zslog"
+
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
@@ -26,73 +29,20 @@ func init() {
 	register("relay", "run the dual-stack TURN relay (RFC 8656 + RFC 6156)", runRelay)
 }
 
-// listFlag is a repeatable flag. Given on the command line it replaces the
-// YAML list as a whole.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	*l = append(*l, v)
-	return nil
-}
-
-// relayFlags holds every flag; apply copies the ones given onto a Config.
+// relayFlags are --config and the flags relay.BindFlags generates from
+// relay.Config's tags, one per setting.
 type relayFlags struct {
-	config                             string
-	listen, tlsListen, relayIPs, extIP listFlag
-	users, secrets, allow, deny        listFlag
-	alternates                         listFlag
-	alternateDomain                    string
-	secretFile, usersFile              string
-	tlsCert, tlsKey, realm, metrics    string
-	logLevel, rawSend                  string
-	dscp                               int
-	listenerSockets, minPort, maxPort  int
-	maxAllocs, userQuota, bandwidth    int
-	recvBuf, relayRecvBuf, sendBuf     int
-	maxUnauth, maxUnauthPerSource      int
-	allowLoopback                      bool
-	drainTimeout                       time.Duration
+	config string
+	fs     *flag.FlagSet
+	cfg    *relay.Flags
 }
 
 func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
-	d := relay.DefaultConfig()
-	f := &relayFlags{}
 	fs := flag.NewFlagSet("isthmus relay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	f := &relayFlags{fs: fs}
 	fs.StringVar(&f.config, "config", "", "YAML configuration `file`; flags given explicitly override it (SIGHUP reloads it)")
-	fs.Var(&f.listen, "listen", "`ip:port` to serve TURN on, UDP and TCP; repeat for more (YAML listen; default 0.0.0.0:3478 and [::]:3478)")
-	fs.Var(&f.tlsListen, "tls-listen", "`ip:port` for TURN over TLS; repeat (YAML tls_listen; default: each listen host on 5349)")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate `file`; with --tls-key enables TLS (YAML tls_cert)")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` (YAML tls_key)")
-	fs.IntVar(&f.listenerSockets, "listener-sockets", 0, "SO_REUSEPORT UDP sockets per listen address, 0 = GOMAXPROCS (YAML listener_sockets)")
-	fs.Var(&f.relayIPs, "relay-ip", "`ip` to allocate relayed addresses on; repeat, any number per family (YAML relay_ips; default: specific listen IPs, else interface addresses)")
-	fs.Var(&f.extIP, "external-ip", "`relayIP=advertisedIP` for 1:1 NAT; repeat (YAML external_ips)")
-	fs.IntVar(&f.minPort, "min-port", d.MinPort, "lowest relay port (YAML min_port)")
-	fs.IntVar(&f.maxPort, "max-port", d.MaxPort, "highest relay port (YAML max_port)")
-	fs.StringVar(&f.realm, "realm", d.Realm, "long-term credential realm (YAML realm)")
-	fs.Var(&f.users, "user", "static user `name:password` or name:key=<hex MD5(name:realm:password)>; repeat (YAML users)")
-	fs.Var(&f.secrets, "auth-secret", "TURN REST API shared `secret` (coturn use-auth-secret); repeat for rotation (YAML auth_secrets)")
-	fs.StringVar(&f.secretFile, "auth-secret-file", "", "`file` of REST secrets, one per line, re-read on SIGHUP; also $"+relay.EnvAuthSecretFile+" (YAML auth_secret_file; $"+relay.EnvAuthSecret+" replaces auth_secrets)")
-	fs.StringVar(&f.usersFile, "users-file", "", "`file` of users entries, one per line, re-read on SIGHUP; also $"+relay.EnvUsersFile+" (YAML users_file)")
-	fs.BoolVar(&f.allowLoopback, "allow-loopback-peers", false, "allow relaying to loopback peers (YAML allow_loopback_peers)")
-	fs.Var(&f.allow, "allow-peer", "`CIDR` of peers to allow despite the default policy; repeat (YAML allow_peers)")
-	fs.Var(&f.deny, "deny-peer", "`CIDR` of peers to deny; wins over allow; repeat (YAML deny_peers)")
-	fs.IntVar(&f.maxAllocs, "max-allocations", 0, "total allocations, 508 beyond; 0 = port range only (YAML max_allocations)")
-	fs.IntVar(&f.userQuota, "user-quota", 0, "allocations per user, 486 beyond; 0 = unlimited (YAML user_quota)")
-	fs.Var(&f.alternates, "alternate-server", "`ip:port` of another relay; a new Allocate this relay cannot take (draining, quotas, no port) gets 300 Try Alternate naming one of the client's family; repeat (YAML alternate_servers)")
-	fs.StringVar(&f.alternateDomain, "alternate-domain", "", "`name` sent as ALTERNATE-DOMAIN with every redirect, for TLS clients (YAML alternate_domain)")
-	fs.IntVar(&f.bandwidth, "allocation-bandwidth", 0, "bytes/s per allocation, both directions; 0 = unlimited (YAML allocation_bandwidth)")
-	fs.IntVar(&f.maxUnauth, "max-unauthenticated-streams", d.MaxUnauthStreams, "TCP/TLS connections not yet authenticated, all sources; 0 = no cap (YAML max_unauthenticated_streams)")
-	fs.IntVar(&f.maxUnauthPerSource, "max-unauthenticated-streams-per-source", d.MaxUnauthStreamsPerSource, "the same per source IP (IPv6: per /64); 0 = no cap (YAML max_unauthenticated_streams_per_source)")
-	fs.IntVar(&f.recvBuf, "recv-buffer", d.RecvBuffer, "listener socket receive buffer `bytes` (YAML recv_buffer)")
-	fs.IntVar(&f.relayRecvBuf, "relay-recv-buffer", d.RelayRecvBuffer, "receive buffer `bytes` of each allocation's relay socket (YAML relay_recv_buffer)")
-	fs.IntVar(&f.sendBuf, "send-buffer", d.SendBuffer, "socket send buffer `bytes` (YAML send_buffer)")
-	fs.StringVar(&f.rawSend, "raw-send", d.RawSend, "`mode` auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW (YAML raw_send)")
-	fs.IntVar(&f.dscp, "dscp", d.DSCP, "-1 copies each client datagram's DSCP/ECN to the peer (RFC 8656 §14); 0..63 forces that DSCP on everything sent over UDP (YAML dscp)")
-	fs.StringVar(&f.metrics, "metrics", "", "`ip:port` for /metrics, /healthz, /readyz; empty = off (YAML metrics)")
-	fs.StringVar(&f.logLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error; trace adds pion's per-packet logs (YAML log_level)")
-	fs.DurationVar(&f.drainTimeout, "drain-timeout", time.Duration(d.DrainTimeout), "on SIGTERM, wait this long for allocations to end (YAML drain_timeout)")
+	f.cfg = relay.BindFlags(fs, relay.DefaultConfig())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: isthmus relay [flags]")
 		fmt.Fprintln(stderr)
@@ -106,81 +56,10 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	return fs, f
 }
 
-// apply copies every flag given on the command line onto cfg.
-func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "listen":
-			cfg.Listen = f.listen
-		case "tls-listen":
-			cfg.TLSListen = f.tlsListen
-		case "tls-cert":
-			cfg.TLSCert = f.tlsCert
-		case "tls-key":
-			cfg.TLSKey = f.tlsKey
-		case "listener-sockets":
-			cfg.ListenerSockets = f.listenerSockets
-		case "relay-ip":
-			cfg.RelayIPs = f.relayIPs
-		case "external-ip":
-			cfg.ExternalIPs = relay.ExternalIPs(f.extIP)
-		case "min-port":
-			cfg.MinPort = f.minPort
-		case "max-port":
-			cfg.MaxPort = f.maxPort
-		case "realm":
-			cfg.Realm = f.realm
-		case "user":
-			cfg.Users = f.users
-		case "auth-secret":
-			cfg.AuthSecrets = f.secrets
-		case "auth-secret-file":
-			cfg.AuthSecretFile = f.secretFile
-		case "users-file":
-			cfg.UsersFile = f.usersFile
-		case "allow-loopback-peers":
-			cfg.AllowLoopbackPeers = f.allowLoopback
-		case "allow-peer":
-			cfg.AllowPeers = f.allow
-		case "deny-peer":
-			cfg.DenyPeers = f.deny
-		case "max-allocations":
-			cfg.MaxAllocations = f.maxAllocs
-		case "user-quota":
-			cfg.UserQuota = f.userQuota
-		case "alternate-server":
-			cfg.AlternateServers = f.alternates
-		case "alternate-domain":
-			cfg.AlternateDomain = f.alternateDomain
-		case "allocation-bandwidth":
-			cfg.AllocationBandwidth = f.bandwidth
-		case "max-unauthenticated-streams":
-			cfg.MaxUnauthStreams = f.maxUnauth
-		case "max-unauthenticated-streams-per-source":
-			cfg.MaxUnauthStreamsPerSource = f.maxUnauthPerSource
-		case "recv-buffer":
-			cfg.RecvBuffer = f.recvBuf
-		case "relay-recv-buffer":
-			cfg.RelayRecvBuffer = f.relayRecvBuf
-		case "send-buffer":
-			cfg.SendBuffer = f.sendBuf
-		case "raw-send":
-			cfg.RawSend = f.rawSend
-		case "dscp":
-			cfg.DSCP = f.dscp
-		case "metrics":
-			cfg.Metrics = f.metrics
-		case "log-level":
-			cfg.LogLevel = f.logLevel
-		case "drain-timeout":
-			cfg.DrainTimeout = relay.Duration(f.drainTimeout)
-		}
-	})
-}
-
 // load builds the effective configuration: defaults, then the YAML file,
-// then the ISTHMUS_* secret variables, then the flags given.
-func (f *relayFlags) load(fs *flag.FlagSet) (relay.Config, error) {
+// then the ISTHMUS_* secret variables (relay.Config.ApplyEnv), then the
+// flags given.
+func (f *relayFlags) load(*flag.FlagSet) (relay.Config, error) {
 	cfg := relay.DefaultConfig()
 	if f.config != "" {
 		var err error
@@ -189,8 +68,16 @@ func (f *relayFlags) load(fs *flag.FlagSet) (relay.Config, error) {
 		}
 	}
 	cfg.ApplyEnv(os.Getenv)
-	f.apply(fs, &cfg)
+	f.cfg.Apply(&cfg)
 	return cfg, nil
+}
+
+// relayLogger is the binary's log: zerolog JSON lines on stderr, through
+// slog for the relay package.
+func relayLogger(stderr io.Writer, lvl relay.LogLevel) *slog.Logger {
+	l, _ := lvl.Level() // validated with the config
+	zl := zerolog.New(stderr).Level(zslog.Level(l)).With().Timestamp().Str("component", "relay").Logger()
+	return slog.New(zslog.New(zl))
 }
 
 func runRelay(args []string, _, stderr io.Writer) int {
@@ -225,8 +112,7 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
 		return 2
 	}
-	lvl, _ := zerolog.ParseLevel(strings.ToLower(cfg.LogLevel))
-	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Str("component", "relay").Logger()
+	log := relayLogger(stderr, cfg.LogLevel)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -239,8 +125,8 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		// Printed before "relay ready" so a script that waits for that line
 		// has the credential already.
 		user, pw, _ := strings.Cut(generated, ":")
-		log.Warn().Str("user", user).Str("password", pw).Str("realm", cfg.Realm).
-			Msg("no credentials configured; generated one")
+		log.Warn("no credentials configured; generated one",
+			slog.String("user", user), slog.String("password", pw), slog.String("realm", cfg.Realm))
 		fmt.Fprintf(stderr, "isthmus relay: no credentials configured; generated user %q password %q (realm %s)\n",
 			user, pw, cfg.Realm)
 	}
@@ -258,10 +144,10 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	// when the drain begins, WATCHDOG=1 while the relay is open.
 	notify, err := sdnotify.FromEnv()
 	if err != nil {
-		log.Warn().Err(err).Msg("systemd notification socket unusable")
+		log.Warn("systemd notification socket unusable", slog.Any("error", err))
 	}
 	if err := notify.Ready(fmt.Sprintf("serving on %d addresses", len(srv.ListenAddrs()))); err != nil {
-		log.Warn().Err(err).Msg("sd_notify READY")
+		log.Warn("sd_notify READY", slog.Any("error", err))
 	}
 	stopWatchdog := startWatchdog(notify, srv, log)
 	defer stopWatchdog()
@@ -281,11 +167,11 @@ func runRelay(args []string, _, stderr io.Writer) int {
 // the relay is open, and returns what stops it. A relay that has closed
 // (or a process whose goroutines no longer run) stops pinging and
 // systemd restarts it.
-func startWatchdog(n *sdnotify.Notifier, srv *relay.Server, log zerolog.Logger) func() {
+func startWatchdog(n *sdnotify.Notifier, srv *relay.Server, log *slog.Logger) func() {
 	d, err := sdnotify.WatchdogInterval()
 	if !n.Enabled() || err != nil {
 		if err != nil && !errors.Is(err, sdnotify.ErrNoWatchdog) {
-			log.Warn().Err(err).Msg("systemd watchdog")
+			log.Warn("systemd watchdog", slog.Any("error", err))
 		}
 		return func() {}
 	}
@@ -308,9 +194,9 @@ func startWatchdog(n *sdnotify.Notifier, srv *relay.Server, log zerolog.Logger) 
 	return func() { close(quit); <-done }
 }
 
-func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, notify *sdnotify.Notifier, log zerolog.Logger) {
+func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, notify *sdnotify.Notifier, log *slog.Logger) {
 	if f.config == "" {
-		log.Info().Msg("SIGHUP: no --config file; nothing to reload")
+		log.Info("SIGHUP: no --config file; nothing to reload")
 		return
 	}
 	_ = notify.Reloading()
@@ -324,13 +210,13 @@ func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated s
 		err = srv.Reload(cfg)
 	}
 	if err != nil {
-		log.Error().Err(err).Msg("SIGHUP: reload")
+		log.Error("SIGHUP: reload", slog.Any("error", err))
 		status = "reload: " + strings.ReplaceAll(err.Error(), "\n", " ")
 	}
 }
 
-func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log zerolog.Logger) int {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.DrainTimeout))
+func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	go func() {
 		// A second SIGTERM/SIGINT stops waiting. The goroutine ends with
@@ -348,10 +234,10 @@ func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log z
 		}
 	}()
 	if err := srv.Drain(ctx); err != nil {
-		log.Warn().Err(err).Msg("drain incomplete; closing")
+		log.Warn("drain incomplete; closing", slog.Any("error", err))
 	}
 	if err := srv.Close(); err != nil {
-		log.Error().Err(err).Msg("close")
+		log.Error("close", slog.Any("error", err))
 		return 1
 	}
 	return 0

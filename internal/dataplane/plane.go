@@ -3,14 +3,13 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // Sentinel errors.
@@ -58,8 +57,9 @@ type Config struct {
 	ForceDSCP bool
 	// DSCP is the codepoint ForceDSCP sets.
 	DSCP uint8
-	// Logger receives control-plane events (never per-packet).
-	Logger zerolog.Logger
+	// Logger receives control-plane events (never per-packet); nil
+	// discards them.
+	Logger *slog.Logger
 }
 
 // RawSendMode is Config.RawSend.
@@ -103,7 +103,7 @@ func ParseRawSendMode(s string) (RawSendMode, error) {
 // A Plane is also a prometheus.Collector.
 type Plane struct {
 	cfg   Config
-	log   zerolog.Logger
+	log   *slog.Logger
 	start time.Time
 
 	mu        sync.Mutex // control plane only; never taken per packet
@@ -154,6 +154,9 @@ func newPlane(cfg Config) *Plane {
 	if cfg.RelayQueueLen <= 0 {
 		cfg.RelayQueueLen = DefaultRelayQueueLen
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	p := &Plane{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -183,7 +186,7 @@ func New(cfg Config) (*Plane, error) {
 	if err := p.startWorkers(); err != nil {
 		return nil, err
 	}
-	p.log.Debug().Int("workers", len(p.workers)).Msg("dataplane started")
+	p.log.Debug("dataplane started", slog.Int("workers", len(p.workers)))
 	return p, nil
 }
 

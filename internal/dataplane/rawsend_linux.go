@@ -5,6 +5,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"unsafe"
@@ -109,7 +110,7 @@ func (w *worker) openRawSenders() error {
 			return fmt.Errorf("dataplane: worker %d: %w", w.id, err)
 		}
 		if w.id == 0 {
-			w.p.log.Info().Err(err).Msg("dataplane: raw sockets unavailable, client-to-peer datagrams are sent one per syscall")
+			w.p.log.Info("dataplane: raw sockets unavailable, client-to-peer datagrams are sent one per syscall", slog.Any("error", err))
 		}
 	}
 	return nil
