@@ -239,6 +239,7 @@ func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
 		return verdict{drop: true}
 	}
 	if !auth {
+		s.opsMetrics.binding(addrFamily(t.src))
 		return verdict{}
 	}
 	if reason := malformedAttr(msg); reason != "" {

@@ -157,6 +157,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 			return nil, err
 		}
 	}
+	if err := s.opsMetrics.registerServer(s, reg); err != nil {
+		return nil, err
+	}
 	ok = true
 
 	listen := make([]string, 0, len(s.listenAddrs))
@@ -518,6 +521,7 @@ func (s *Server) Reload(cfg Config) error {
 		return ErrClosed
 	}
 	res, err := cfg.resolve()
+	s.opsMetrics.reloaded(err == nil)
 	if err != nil {
 		return err
 	}

@@ -81,6 +81,7 @@ func relayLogger(stderr io.Writer, lvl relay.LogLevel) *slog.Logger {
 }
 
 func runRelay(args []string, _, stderr io.Writer) int {
+	relay.BuildVersion = version // isthmus_relay_build_info
 	fs, f := newRelayFlagSet(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
