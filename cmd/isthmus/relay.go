@@ -80,7 +80,10 @@ func relayLogger(stderr io.Writer, lvl relay.LogLevel) *slog.Logger {
 	return slog.New(zslog.New(zl))
 }
 
-func runRelay(args []string, _, stderr io.Writer) int {
+func runRelay(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "import-coturn" {
+		return runImportCoturn(args[1:], stdout, stderr)
+	}
 	relay.BuildVersion = version // isthmus_relay_build_info
 	fs, f := newRelayFlagSet(stderr)
 	if err := fs.Parse(args); err != nil {
