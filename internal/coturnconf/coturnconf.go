@@ -204,6 +204,12 @@ var alreadyBehaviour = map[string]bool{
 	"no-stun-backward-compatibility": true, "no-software-attribute": true, "no-dtls": true, "stale-nonce": true,
 }
 
+// allowed is one allowed-peer-ip prefix and its line.
+type allowed struct {
+	p netip.Prefix
+	o option
+}
+
 // Convert translates a turnserver.conf.
 func Convert(r io.Reader) (*Result, error) {
 	opts, err := parse(r)
@@ -222,17 +228,17 @@ func Convert(r io.Reader) (*Result, error) {
 		}
 	}
 	var (
-		listenIPs            []option
-		port, tlsPort        = 3478, 5349
-		portLine, tlsLine    option
-		sawTLSPort           bool
-		externals            []option
-		allow, deny          []netip.Prefix
-		allowLines, denyLine []option
-		realms               int
-		prometheusOn         bool
-		promLine, promPortL  option
-		promPort             = 9641
+		listenIPs           []option
+		port, tlsPort       = 3478, 5349
+		portLine, tlsLine   option
+		sawTLSPort          bool
+		externals           []option
+		allow               []allowed
+		deny                []netip.Prefix
+		realms              int
+		prometheusOn        bool
+		promLine, promPortL option
+		promPort            = 9641
 	)
 	for _, o := range opts {
 		need := func() bool {
@@ -351,13 +357,13 @@ func Convert(r io.Reader) (*Result, error) {
 				strs[i] = p.String()
 			}
 			if o.name == "allowed-peer-ip" {
-				allow = append(allow, ps...)
-				allowLines = append(allowLines, o)
+				for _, p := range ps {
+					allow = append(allow, allowed{p, o})
+				}
 				c.AllowPeers = append(c.AllowPeers, strs...)
 				note(o, Mapped, "allow_peers", "%s", strings.Join(strs, " "))
 			} else {
 				deny = append(deny, ps...)
-				denyLine = append(denyLine, o)
 				c.DenyPeers = append(c.DenyPeers, strs...)
 				note(o, Mapped, "deny_peers", "%s", strings.Join(strs, " "))
 			}
@@ -468,13 +474,11 @@ func Convert(r io.Reader) (*Result, error) {
 		note(tlsLine, Unmapped, "", "no cert/pkey: TLS stays off")
 	}
 	translateExternals(res, externals, note)
-	if len(allow) > 0 && len(deny) > 0 {
-		for _, a := range allow {
-			for _, d := range deny {
-				if a.Overlaps(d) {
-					note(allowLines[0], Changed, "allow_peers, deny_peers",
-						"%s overlaps denied %s: coturn lets allowed-peer-ip win, the relay lets deny win; remove %s from deny_peers if it must stay allowed", a, d, a)
-				}
+	for _, a := range allow {
+		for _, d := range deny {
+			if a.p.Overlaps(d) {
+				note(a.o, Changed, "allow_peers, deny_peers",
+					"%s overlaps denied %s: coturn lets allowed-peer-ip win, the relay lets deny win; remove %s from deny_peers if it must stay allowed", a.p, d, a.p)
 			}
 		}
 	}
