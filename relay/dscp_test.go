@@ -187,3 +187,63 @@ func TestDSCPConfig(t *testing.T) {
 		t.Errorf("default dscp %d, want -1 (copy the client's)", d)
 	}
 }
+
+// TestDSCPPeerToClient: a peer's marking reaches the client through the
+// data plane (ChannelData and Data indications share one listener socket
+// across clients, so each datagram carries its own control message), and a
+// forced dscp replaces the codepoint but keeps ECN.
+func TestDSCPPeerToClient(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		dscp       int
+		sent, want int
+	}{
+		{"EF copied", -1, 0xb8, 0xb8},
+		{"AF41+ECT(1) copied", -1, 0x89, 0x89},
+		{"unmarked stays unmarked", -1, 0, 0},
+		{"dscp 10 forced, ECN kept", 10, 0xb9, 10<<2 | 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRelay(t, func(c *relay.Config) { c.DSCP = tc.dscp })
+			for _, fam := range []string{"4", "6"} {
+				peerAddr := "127.0.0.1:0"
+				var fattr []stun.Setter
+				if fam == "6" {
+					peerAddr = "[::1]:0"
+					fattr = []stun.Setter{requestedFamily(0x02)}
+				}
+				peer := listenPeer(t, peerAddr)
+				if fam == "6" {
+					setSockInt(t, peer.conn, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tc.sent)
+				} else {
+					setSockInt(t, peer.conn, unix.IPPROTO_IP, unix.IP_TOS, tc.sent)
+				}
+				c := dialSTUN(t, "udp", r.addr(fam), testUser, testPassword)
+				client := &markedPeer{conn: c.conn.(*net.UDPConn), v6: fam == "6"}
+				if fam == "6" {
+					setSockInt(t, client.conn, unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1)
+				} else {
+					setSockInt(t, client.conn, unix.IPPROTO_IP, unix.IP_RECVTOS, 1)
+				}
+				relayed, _ := c.mustAllocate(fattr...)
+				if res := c.request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(0x4000)); res.Type.Class != stun.ClassSuccessResponse {
+					t.Fatalf("ChannelBind: %s", describe(res))
+				}
+				for i := 0; i < 3; i++ {
+					msg := []byte("rtp-back-" + fam + "-" + strconv.Itoa(i))
+					if _, err := peer.conn.WriteToUDPAddrPort(msg, relayed); err != nil {
+						t.Fatal(err)
+					}
+					got, tos, _ := client.read(t)
+					num, payload, err := parseChannelData(got)
+					if err != nil || num != 0x4000 || string(payload) != string(msg) {
+						t.Fatalf("IPv%s client got % x (%v), want ChannelData 0x4000 %q", fam, got, err, msg)
+					}
+					if tos != tc.want {
+						t.Errorf("IPv%s datagram %d: TOS/TCLASS at the client %#x, want %#x (peer sent %#x)", fam, i, tos, tc.want, tc.sent)
+					}
+				}
+			}
+		})
+	}
+}

@@ -39,8 +39,12 @@ type fdBatch struct {
 	fd int
 	v6 bool // AF_INET6 socket: destinations are written as sockaddr_in6
 	// recvTOS: the socket reports each datagram's TOS / Traffic Class
-	// (listeners, enableRecvTOS); reads collect it into Message.TOS.
+	// (enableRecvTOS); reads collect it into Message.TOS.
 	recvTOS bool
+	// sendTOS: writes give each datagram with a Message.TOS its own
+	// IP_TOS / IPV6_TCLASS control message (listeners: one socket sends
+	// to many clients, each with its peer's marking).
+	sendTOS bool
 }
 
 // prepare points header i at buf and at name slot i, namelen bytes of it
@@ -103,11 +107,16 @@ func (b *fdBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 	// Pack every slot; a destination the socket cannot reach (wrong family)
 	// gets a zero-length name, so the kernel rejects that one slot and the
 	// loop below skips it.
+	marked := false
 	for i := lo; i < hi; i++ {
 		m := &ms.M[i]
 		h.prepare(i, m.Buf, PutSockaddr(&h.names[i], m.Addr, b.v6))
+		if b.sendTOS && m.TOS != 0 {
+			h.putTOS(i, m.TOS, b.v6)
+			marked = true
+		}
 	}
-	if hi-lo == 1 {
+	if hi-lo == 1 && !marked {
 		// One datagram (the usual client-to-peer case: one per relay
 		// socket): sendto skips sendmmsg's per-message header copies.
 		return b.sendOne(&ms.M[lo], &h.names[lo], h.hdrs[lo].Hdr.Namelen)

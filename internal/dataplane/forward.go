@@ -286,6 +286,7 @@ func (w *worker) serveRelay(r *Conn) {
 		d.bytes.Add(uint64(m.N))
 		w.count(PeerToClient, fam, m.N)
 		m.Addr = a.key.client
+		m.TOS = w.p.markFor(m) // the peer's marking, to the client (tos.go)
 		if k != i {
 			tx.M[k], tx.M[i] = tx.M[i], tx.M[k]
 		}

@@ -228,13 +228,10 @@ func (p *Plane) adopt(pc net.PacketConn, kind int, advertised netip.AddrPort) (*
 	if err != nil {
 		return nil, err
 	}
-	b := &fdBatch{fd: fd, v6: v6}
-	if kind == kindListener {
-		// Each client datagram's TOS / Traffic Class, to copy onto what
-		// goes to the peer (tos.go).
-		enableRecvTOS(fd, v6)
-		b.recvTOS = true
-	}
+	// Each datagram's TOS / Traffic Class, to copy onto what goes out the
+	// other side (tos.go); listeners send each datagram's own marking.
+	enableRecvTOS(fd, v6)
+	b := &fdBatch{fd: fd, v6: v6, recvTOS: true, sendTOS: kind == kindListener}
 	c := p.newConn(kind, b, fd, local, advertised)
 	c.v6 = v6
 	if err := p.register(c); err != nil {

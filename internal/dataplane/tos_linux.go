@@ -83,3 +83,21 @@ func systemHopLimits() (ttl4, hop6 uint8) {
 	}
 	return read("/proc/sys/net/ipv4/ip_default_ttl"), read("/proc/sys/net/ipv6/conf/all/hop_limit")
 }
+
+// putTOS gives send slot i a control message setting its TOS / Traffic
+// Class: IPV6_TCLASS on an AF_INET6 socket, IP_TOS otherwise (both take an
+// int, ip(7) and ipv6(7)).
+func (h *sysHeaders) putTOS(i int, tos uint8, v6 bool) {
+	b := h.ctrl[i*tosCtrlSpace : (i+1)*tosCtrlSpace]
+	clear(b)
+	c := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	if v6 {
+		c.Level, c.Type = unix.IPPROTO_IPV6, unix.IPV6_TCLASS
+	} else {
+		c.Level, c.Type = unix.IPPROTO_IP, unix.IP_TOS
+	}
+	c.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = int32(tos)
+	h.hdrs[i].Hdr.Control = &b[0]
+	h.hdrs[i].Hdr.SetControllen(unix.CmsgSpace(4))
+}

@@ -15,6 +15,7 @@ type fdBatch struct {
 	fd      int
 	v6      bool
 	recvTOS bool
+	sendTOS bool
 }
 
 func (b *fdBatch) ReadBatch(*Msgs, int, int) (int, error)  { return 0, ErrUnsupported }
