@@ -2,14 +2,19 @@ package relay_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
+
+	"github.com/isthmusrelay/isthmus/internal/testcert"
 
 	"github.com/isthmusrelay/isthmus/relay"
 )
@@ -136,5 +141,34 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		if len(ours) == 0 {
 			t.Log("(no isthmus_ series named)")
 		}
+	}
+}
+
+// A TURN-over-TLS connection counts as transport=tls, not tcp.
+func TestStreamConnectionsTLS(t *testing.T) {
+	certFile, keyFile, pool := testcert.Loopback(t)
+	r := startRelay(t, func(c *relay.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
+	var tlsAddr netip.AddrPort
+	for _, a := range r.srv.ListenAddrs() {
+		if a.Addr().Is4() && a.Port() != r.addr("4").Port() {
+			tlsAddr = a
+		}
+	}
+	if !tlsAddr.IsValid() {
+		t.Fatalf("no IPv4 TLS address in %v", r.srv.ListenAddrs())
+	}
+	tc, err := tls.Dial("tcp", tlsAddr.String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, _, err := allocateOver(t, turn.NewSTUNConn(tc), tlsAddr, turn.RequestedAddressFamilyIPv4, testUser, testPassword); err != nil {
+		t.Fatalf("allocate over TLS: %v", err)
+	}
+	if n, _ := r.metricSum(t, []string{"stream_connections"}, "transport=tls", "family=ip4"); n != 1 {
+		t.Errorf("stream_connections{transport=tls,family=ip4} = %v, want 1", n)
+	}
+	if n, _ := r.metricSum(t, []string{"stream_connections"}, "transport=tcp"); n != 0 {
+		t.Errorf("stream_connections{transport=tcp} = %v, want 0", n)
 	}
 }

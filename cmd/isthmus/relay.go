@@ -45,11 +45,13 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	f.cfg = relay.BindFlags(fs, relay.DefaultConfig())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: isthmus relay [flags]")
+		fmt.Fprintln(stderr, "       isthmus relay import-coturn /etc/turnserver.conf [-o relay.yaml]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Runs the dual-stack TURN relay. With no flags it listens on 0.0.0.0:3478 and [::]:3478")
 		fmt.Fprintln(stderr, "(UDP and TCP) and, when no --user or --auth-secret is given, generates a credential and")
 		fmt.Fprintln(stderr, "prints it. It never relays without authentication. SIGTERM/SIGINT drain then stop;")
-		fmt.Fprintln(stderr, "SIGHUP reloads users, secrets, peer policy and quotas from --config.")
+		fmt.Fprintln(stderr, "SIGHUP reloads users, secrets, peer policy and quotas from --config. Under systemd")
+		fmt.Fprintln(stderr, "(Type=notify) it reports READY, RELOADING, STOPPING and pings the watchdog.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
