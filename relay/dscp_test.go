@@ -1,9 +1,11 @@
 package relay_test
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -245,5 +247,68 @@ func TestDSCPPeerToClient(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDSCPForcedOnTCP: a forced dscp marks what the relay sends to TCP
+// clients too (an IPv4 listener's IP_TOS is inherited by the connections it
+// accepts; IPv6 connections get IPV6_TCLASS once accepted, so only their
+// data segments are checked), as tcpdump sees it on the loopback interface.
+func TestDSCPForcedOnTCP(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("tcpdump needs root")
+	}
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("tcpdump not installed")
+	}
+	r := startRelay(t, func(c *relay.Config) { c.DSCP = 46 })
+	for _, fam := range []string{"4", "6"} {
+		srv := r.addr(fam)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		// -c 4: SYN-ACK, the challenge, the allocation's answer and an ACK
+		// at least, all from the relay's port.
+		cmd := exec.CommandContext(ctx, "tcpdump", "-i", "lo", "-n", "-v", "-l", "-c", "4",
+			"tcp and src port "+strconv.Itoa(int(srv.Port()))+" and src host "+srv.Addr().String())
+		var out, errb lockedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		if !waitUntil(5*time.Second, func() bool { return strings.Contains(errb.String(), "listening on") }) {
+			cancel()
+			_ = cmd.Wait()
+			t.Fatalf("tcpdump did not start: %s", errb.String())
+		}
+		c := dialSTUN(t, "tcp", srv, testUser, testPassword)
+		c.mustAllocate()
+		err := cmd.Wait()
+		cancel()
+		if err != nil {
+			t.Fatalf("tcpdump: %v\n%s\n%s", err, out.String(), errb.String())
+		}
+		n := 0
+		for _, l := range strings.Split(out.String(), "\n") {
+			if fam == "6" && (strings.Contains(l, "Flags [S.]") || strings.HasSuffix(strings.TrimSpace(l), "length 0")) {
+				// Before Accept the kernel answers alone, unmarked.
+				continue
+			}
+			var got string
+			switch {
+			case strings.Contains(l, "tos 0x"):
+				got = l[strings.Index(l, "tos 0x")+4:]
+			case strings.Contains(l, "class 0x"):
+				got = l[strings.Index(l, "class 0x")+6:]
+			default:
+				continue
+			}
+			n++
+			if !strings.HasPrefix(got, "0xb8") {
+				t.Errorf("IPv%s: relay-sent TCP segment marked %q, want 0xb8 (EF):\n%s", fam, got, l)
+			}
+		}
+		if want := map[string]int{"4": 4, "6": 1}[fam]; n < want {
+			t.Errorf("IPv%s: %d marked segments parsed from tcpdump:\n%s", fam, n, out.String())
+		}
 	}
 }

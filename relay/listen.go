@@ -95,17 +95,19 @@ func socketControl(v6only, reusePort bool, bufs sockBufs, granted *bufResult) fu
 					return
 				}
 			}
+			if bufs.mark != 0 && network != "tcp6" {
+				// An IPv4 TCP listener's IP_TOS is inherited by the
+				// connections it accepts; IPv6 TCP: markedTCPListener.
+				if network == "udp6" {
+					_ = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, bufs.mark)
+				} else {
+					_ = unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_TOS, bufs.mark)
+				}
+			}
 			if network == "udp4" || network == "udp6" {
 				r := setBuffers(s, bufs)
 				if granted != nil {
 					*granted = r
-				}
-				if bufs.mark != 0 {
-					if network == "udp6" {
-						_ = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, bufs.mark)
-					} else {
-						_ = unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_TOS, bufs.mark)
-					}
 				}
 			}
 		})
@@ -151,8 +153,9 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 }
 
 // listenTCP binds one TCP listener on ap (IPv6-only for IPv6 addresses).
-func listenTCP(ap netip.AddrPort) (*net.TCPListener, error) {
-	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
+// mark is a forced TOS octet (forcedMark), 0 for none.
+func listenTCP(ap netip.AddrPort, mark int) (*net.TCPListener, error) {
+	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{mark: mark}, nil)}
 	l, err := lc.Listen(context.Background(), tcpNetwork(ap.Addr()), ap.String())
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen tcp %s: %w", ap, err)
@@ -170,6 +173,37 @@ func listenRelayUDP(ip netip.Addr, port int, bufs sockBufs) (*net.UDPConn, error
 		return nil, fmt.Errorf("relay: bind relay %s: %w", addr, err)
 	}
 	return pc.(*net.UDPConn), nil
+}
+
+// markedTCPListener sets IPV6_TCLASS on each connection it accepts: Linux
+// refuses the option on an IPv6 TCP socket before it is connected
+// (EOPNOTSUPP), while an IPv4 listener's IP_TOS is simply inherited.
+type markedTCPListener struct {
+	*net.TCPListener
+	mark int
+}
+
+// markTCP returns l, wrapped when a forced mark must be set per IPv6
+// connection.
+func markTCP(l *net.TCPListener, mark int) net.Listener {
+	if mark == 0 || !l.Addr().(*net.TCPAddr).AddrPort().Addr().Is6() {
+		return l
+	}
+	return markedTCPListener{TCPListener: l, mark: mark}
+}
+
+// Accept implements net.Listener.
+func (l markedTCPListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, l.mark)
+		})
+	}
+	return c, nil
 }
 
 // isFamilyUnavailable reports a bind error caused by the host lacking the

@@ -185,8 +185,9 @@ func (g *serverGauges) Collect(ch chan<- prometheus.Metric) {
 		if !ok {
 			continue
 		}
-		t := 1 // tls.NewListener wraps the *net.TCPListener
-		if _, plain := gl.Listener.(*net.TCPListener); plain {
+		t := 1 // tls.NewListener wraps the TCP listener
+		switch gl.Listener.(type) {
+		case *net.TCPListener, markedTCPListener:
 			t = 0
 		}
 		fi := familyIndex(addrFamily(gl.Addr()))

@@ -287,7 +287,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				PermissionHandler:     s.permit,
 			})
 		}
-		s.addStreamListener(sc, tl)
+		s.addStreamListener(sc, markTCP(tl, bufs.mark))
 	}
 	if len(s.udp) == 0 {
 		return fieldErr("listen", "no listener could be bound")
@@ -307,7 +307,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		}
 		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		for _, ap := range s.res.tlsListen {
-			tl, err := listenTCP(ap)
+			tl, err := listenTCP(ap, forcedMark(s.cfg.DSCP))
 			if err != nil {
 				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
 					s.log.Warn("address family unavailable; skipping TLS listener", slog.Any("error", err), slog.String("tls_listen", ap.String()))
@@ -316,7 +316,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				return err
 			}
 			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
-			s.addStreamListener(sc, tls.NewListener(tl, tc))
+			s.addStreamListener(sc, tls.NewListener(markTCP(tl, forcedMark(s.cfg.DSCP)), tc))
 		}
 	}
 	return nil
@@ -334,7 +334,7 @@ func listenPair(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, *net.T
 			return nil, nil, g, err
 		}
 		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port))
+		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port), bufs.mark)
 		if err == nil {
 			return conns, tl, g, nil
 		}
