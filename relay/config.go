@@ -109,7 +109,14 @@ type Config struct {
 	Users []string `yaml:"users" flag:"user" arg:"name:password" usage:"static user name:password or name:key=<hex MD5(name:realm:password)>; repeat"`
 	// AuthSecrets are TURN REST API shared secrets (coturn's
 	// static-auth-secret); all are accepted, for rotation.
-	AuthSecrets []string `yaml:"auth_secrets" flag:"auth-secret" arg:"secret" usage:"TURN REST API shared secret (coturn use-auth-secret); repeat for rotation"`
+	AuthSecrets []string `yaml:"auth_secrets" flag:"auth-secret" arg:"secret" usage:"TURN REST API shared secret (coturn use-auth-secret); repeat for rotation; $ISTHMUS_AUTH_SECRET replaces the list"`
+	// AuthSecretFile names a file of REST secrets, one per line ('#'
+	// comments), added to AuthSecrets; re-read on reload
+	// (config_secrets.go). $ISTHMUS_AUTH_SECRET_FILE sets it.
+	AuthSecretFile string `yaml:"auth_secret_file" flag:"auth-secret-file" arg:"file" usage:"file of REST secrets, one per line, re-read on SIGHUP; also $ISTHMUS_AUTH_SECRET_FILE"`
+	// UsersFile names a file of users entries, one per line, added to
+	// Users; re-read on reload. $ISTHMUS_USERS_FILE sets it.
+	UsersFile string `yaml:"users_file" flag:"users-file" arg:"file" usage:"file of users entries, one per line, re-read on SIGHUP; also $ISTHMUS_USERS_FILE"`
 
 	// StrictRelayIPs refuses to start when a relay IP, detected or
 	// configured, is advertised as an address that is not globally
@@ -134,6 +141,16 @@ type Config struct {
 	// UserQuota caps allocations per user (486 beyond); 0 means unlimited.
 	// The default is DefaultUserQuota.
 	UserQuota int `yaml:"user_quota" flag:"user-quota" usage:"allocations per user, 486 beyond; 0 = unlimited"`
+	// AlternateServers are other relays (ip:port, any number per family)
+	// a new Allocate is sent to with 300 Try Alternate (RFC 8489 §10,
+	// ALTERNATE-SERVER of the client's family) when this relay cannot take
+	// it: draining, max_allocations, user_quota or no free port. Empty
+	// keeps the 486/508 answers.
+	AlternateServers []string `yaml:"alternate_servers" flag:"alternate-server" arg:"ip:port" usage:"ip:port of another relay: a new Allocate this relay cannot take (draining, quotas, no port) gets 300 Try Alternate naming one of the client's family; repeat"`
+	// AlternateDomain is sent as ALTERNATE-DOMAIN (RFC 8489 §14.16) with
+	// every redirect: the name a TLS client checks the alternate's
+	// certificate against.
+	AlternateDomain string `yaml:"alternate_domain" flag:"alternate-domain" arg:"name" usage:"name sent as ALTERNATE-DOMAIN with every redirect, for TLS clients"`
 	// AllocationBandwidth caps each allocation's relayed bytes per second,
 	// both directions together; 0 means unlimited. Excess is dropped and
 	// counted.
@@ -159,6 +176,13 @@ type Config struct {
 	// RawSend says whether the data plane sends client-to-peer datagrams on
 	// raw IP sockets, many allocations per sendmmsg (needs CAP_NET_RAW).
 	RawSend RawSend `yaml:"raw_send" flag:"raw-send" arg:"mode" usage:"mode auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW" reload:"restart"`
+
+	// DSCP is -1 (the default) to copy each client datagram's DSCP and
+	// ECN onto the datagram to the peer (RFC 8656 §14's preferred
+	// behaviour; voice clients mark EF, 46), or 0..63 to force that
+	// codepoint on everything the relay sends over UDP (ECN still copied
+	// from the client on the data plane).
+	DSCP int `yaml:"dscp" flag:"dscp" arg:"N" usage:"-1 copies each client datagram's DSCP/ECN to the peer (RFC 8656 §14); N in 0..63 forces that DSCP on everything sent over UDP" reload:"restart"`
 
 	// Metrics is the listen address of the HTTP server for /metrics,
 	// /healthz and /readyz (Server.Handler); empty disables it.
@@ -234,6 +258,7 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         RawSendAuto,
+		DSCP:            -1,
 
 		UserQuota: DefaultUserQuota,
 
@@ -276,6 +301,7 @@ type resolved struct {
 	minPort     int
 	maxPort     int
 	listenerSKs int
+	alternates  *alternates // nil when alternate_servers is empty
 }
 
 func parseAddrPort(field, s string) (netip.AddrPort, error) {
@@ -406,8 +432,12 @@ func (c *Config) resolveCredentials(r *resolved) error {
 	if c.Realm == "" {
 		return fieldErr("realm", "must not be empty")
 	}
+	secrets, users, err := c.fileSecrets()
+	if err != nil {
+		return err
+	}
 	seen := map[string]bool{}
-	for _, s := range c.Users {
+	for _, s := range users {
 		u, err := parseUser(s, c.Realm)
 		if err != nil {
 			return err
@@ -418,7 +448,7 @@ func (c *Config) resolveCredentials(r *resolved) error {
 		seen[u.name] = true
 		r.users = append(r.users, u)
 	}
-	for i, s := range c.AuthSecrets {
+	for i, s := range secrets {
 		if s == "" {
 			return fieldErr("auth_secrets", "entry %d is empty", i)
 		}
@@ -440,8 +470,15 @@ func (c *Config) resolvePeers(r *resolved) error {
 	return err
 }
 
-// resolveLimits: quotas, bandwidth and the unauthenticated-stream caps.
-func (c *Config) resolveLimits(*resolved) error {
+// resolveLimits: quotas, alternate servers, bandwidth and the
+// unauthenticated-stream caps.
+func (c *Config) resolveLimits(r *resolved) error {
+	if len(c.AlternateServers) > 0 || c.AlternateDomain != "" {
+		var err error
+		if r.alternates, err = parseAlternates(c.AlternateServers, c.AlternateDomain); err != nil {
+			return err
+		}
+	}
 	if c.MaxAllocations < 0 {
 		return fieldErr("max_allocations", "must be >= 0, got %d", c.MaxAllocations)
 	}
@@ -479,6 +516,9 @@ func (c *Config) resolveSockets(r *resolved) error {
 		return fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
 	}
 	r.rawSend = mode
+	if c.DSCP < -1 || c.DSCP > 63 {
+		return fieldErr("dscp", "must be -1 (copy the client's) or 0..63, got %d", c.DSCP)
+	}
 	return nil
 }
 

@@ -17,7 +17,24 @@ import (
 // writes through the hooks in hooks.go, not here.
 
 // sockBufs are the socket buffer sizes asked of the kernel.
-type sockBufs struct{ recv, send int }
+type sockBufs struct {
+	recv, send int
+	// mark is the TOS / Traffic Class octet set on UDP sockets (a forced
+	// dscp, see forcedMark); 0 leaves the kernel's default.
+	mark int
+}
+
+// forcedMark is the TOS octet of a forced dscp (config dscp 1..63): set on
+// every listener and relay socket, it marks what pion sends and the peer to
+// client direction too. -1 (copy the client's) and 0 set nothing; the data
+// plane sets the client's marking per allocation socket (internal/dataplane
+// tos.go).
+func forcedMark(dscp int) int {
+	if dscp <= 0 {
+		return 0
+	}
+	return dscp << 2
+}
 
 // bufResult is what the kernel granted (Linux reports twice the request,
 // capped by net.core.rmem_max unless SO_RCVBUFFORCE worked).
@@ -78,6 +95,15 @@ func socketControl(v6only, reusePort bool, bufs sockBufs, granted *bufResult) fu
 					return
 				}
 			}
+			if bufs.mark != 0 && network != "tcp6" {
+				// An IPv4 TCP listener's IP_TOS is inherited by the
+				// connections it accepts; IPv6 TCP: markedTCPListener.
+				if network == "udp6" {
+					_ = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, bufs.mark)
+				} else {
+					_ = unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_TOS, bufs.mark)
+				}
+			}
 			if network == "udp4" || network == "udp6" {
 				r := setBuffers(s, bufs)
 				if granted != nil {
@@ -127,8 +153,9 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 }
 
 // listenTCP binds one TCP listener on ap (IPv6-only for IPv6 addresses).
-func listenTCP(ap netip.AddrPort) (*net.TCPListener, error) {
-	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
+// mark is a forced TOS octet (forcedMark), 0 for none.
+func listenTCP(ap netip.AddrPort, mark int) (*net.TCPListener, error) {
+	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{mark: mark}, nil)}
 	l, err := lc.Listen(context.Background(), tcpNetwork(ap.Addr()), ap.String())
 	if err != nil {
 		return nil, err
@@ -146,6 +173,37 @@ func listenRelayUDP(ip netip.Addr, port int, bufs sockBufs) (*net.UDPConn, error
 		return nil, fmt.Errorf("relay: bind relay %s: %w", addr, err)
 	}
 	return pc.(*net.UDPConn), nil
+}
+
+// markedTCPListener sets IPV6_TCLASS on each connection it accepts: Linux
+// refuses the option on an IPv6 TCP socket before it is connected
+// (EOPNOTSUPP), while an IPv4 listener's IP_TOS is simply inherited.
+type markedTCPListener struct {
+	*net.TCPListener
+	mark int
+}
+
+// markTCP returns l, wrapped when a forced mark must be set per IPv6
+// connection.
+func markTCP(l *net.TCPListener, mark int) net.Listener {
+	if mark == 0 || !l.Addr().(*net.TCPAddr).AddrPort().Addr().Is6() {
+		return l
+	}
+	return markedTCPListener{TCPListener: l, mark: mark}
+}
+
+// Accept implements net.Listener.
+func (l markedTCPListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, l.mark)
+		})
+	}
+	return c, nil
 }
 
 // isFamilyUnavailable reports a bind error caused by the host lacking the

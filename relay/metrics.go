@@ -71,11 +71,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "isthmus", "relay"
 	m := &metrics{
 		allocations: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "allocations", Help: "Live allocations by client and relayed address family."},
-			[]string{"client_family", "relay_family"}),
+			Name: "allocations", Help: "Live allocations by client address family and relayed address family (family)."},
+			[]string{"client_family", "family"}),
 		allocationsMade: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "allocations_created_total", Help: "Allocations created, by client and relayed address family."},
-			[]string{"client_family", "relay_family"}),
+			Name: "allocations_created_total", Help: "Allocations created, by client address family and relayed address family (family)."},
+			[]string{"client_family", "family"}),
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "packets_total", Help: "Datagrams on relay sockets by relayed address family: sent to peers (client_to_peer), received from peers (peer_to_client; those then dropped are also in drops_total)."},
 			[]string{"direction", "family"}),

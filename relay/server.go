@@ -45,16 +45,19 @@ type Server struct {
 
 	turn    *turn.Server
 	metrics *metrics
-	gen     *addrGenerator
-	pool    *portPools
-	hooks   hooks
-	gate    *gate
+	// opsMetrics are the operational series of metrics_ops.go.
+	opsMetrics *opsMetrics
+	gen        *addrGenerator
+	pool       *portPools
+	hooks      hooks
+	gate       *gate
 
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
 	limits   atomic.Pointer[limits]
-	certs    certStore // TLS certificate of new handshakes (tlscert.go)
-	fdCap    int       // allocations the descriptor limit holds (quota.go); 0 = no cap
+	certs    certStore                  // TLS certificate of new handshakes (tlscert.go)
+	fdCap    int                        // allocations the descriptor limit holds (quota.go); 0 = no cap
+	alt      atomic.Pointer[alternates] // nil: no alternate_servers
 	verified verifiedKeys
 	allocs   allocTracker
 
@@ -107,6 +110,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
 	}
+	if s.opsMetrics, err = newOpsMetrics(reg); err != nil {
+		s.metrics.unregister(reg)
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -123,13 +130,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	}
 	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	s.alt.Store(res.alternates)
 
 	if err := s.pickRelayIPs(); err != nil {
 		return nil, err
 	}
-	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
+	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}
 	s.pool = newPortPools(res.minPort, res.maxPort, s.relayIPs)
-	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer}, s)
+	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}, s)
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
@@ -152,6 +160,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		if err := s.startHTTP(cfg.Metrics); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.opsMetrics.registerServer(s, reg); err != nil {
+		return nil, err
 	}
 	ok = true
 
@@ -306,7 +317,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				PermissionHandler:     s.permit,
 			})
 		}
-		s.addStreamListener(sc, tl)
+		s.addStreamListener(sc, markTCP(tl, bufs.mark))
 	}
 	if len(s.udp) == 0 {
 		return fieldErr("listen", "no listener could be bound")
@@ -327,7 +338,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		s.installCert(cert, notAfter, time.Now())
 		tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
 		for _, ap := range s.res.tlsListen {
-			tl, err := listenTCP(ap)
+			tl, err := listenTCP(ap, forcedMark(s.cfg.DSCP))
 			if err != nil {
 				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
 					s.log.Warn("address family unavailable; skipping TLS listener", slog.Any("error", err), slog.String("tls_listen", ap.String()))
@@ -336,7 +347,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				return listenError("tls_listen", ap.String(), err)
 			}
 			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
-			s.addStreamListener(sc, tls.NewListener(tl, tc))
+			s.addStreamListener(sc, tls.NewListener(markTCP(tl, forcedMark(s.cfg.DSCP)), tc))
 		}
 	}
 	return nil
@@ -354,7 +365,7 @@ func listenPair(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, *net.T
 			return nil, nil, g, err
 		}
 		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port))
+		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port), bufs.mark)
 		if err == nil {
 			return conns, tl, g, nil
 		}
@@ -399,6 +410,7 @@ func (s *Server) cleanupFailedStart() {
 	if s.metrics != nil {
 		s.metrics.unregister(s.reg)
 	}
+	s.opsMetrics.unregister(s.reg)
 }
 
 // authHandle is the turn.AuthHandler. The request gate has normally already
@@ -521,6 +533,7 @@ func (s *Server) Close() error {
 		}
 		s.wg.Wait()
 		s.metrics.unregister(s.reg)
+		s.opsMetrics.unregister(s.reg)
 		if err != nil {
 			s.closeErr = fmt.Errorf("relay: close: %w", err)
 		}
@@ -539,6 +552,7 @@ func (s *Server) Reload(cfg Config) error {
 		return ErrClosed
 	}
 	res, err := cfg.resolve()
+	s.opsMetrics.reloaded(err == nil)
 	if err != nil {
 		return err
 	}
@@ -556,6 +570,7 @@ func (s *Server) Reload(cfg Config) error {
 	// expire; the client's refresh of them is already answered 403.
 	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
 	s.limits.Store(s.newLimits(cfg))
+	s.alt.Store(res.alternates)
 	s.cfg = keepRestartFields(cfg, old)
 	s.reloadCert()
 	s.log.Info("config reloaded", slog.Int("users", len(res.users)), slog.Int("auth_secrets", len(res.secrets)), slog.Int("allocations", s.liveAllocations()), slog.Int("permissions_suspended", suspended), slog.Any("needs_restart", restart))
@@ -571,8 +586,9 @@ func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
 	if cfg.Realm == realm {
 		return users
 	}
-	out := make([]staticUser, 0, len(cfg.Users))
-	for _, u := range cfg.Users {
+	_, all, _ := cfg.fileSecrets() // read once more by resolve just before
+	out := make([]staticUser, 0, len(all))
+	for _, u := range all {
 		if su, err := parseUser(u, realm); err == nil {
 			out = append(out, su)
 		}

@@ -13,11 +13,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/isthmusrelay/isthmus/internal/sdnotify"
 	"github.com/isthmusrelay/isthmus/internal/zslog"
 
 	"github.com/isthmusrelay/isthmus/relay"
@@ -54,11 +56,13 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	f.cfg = relay.BindFlags(fs, relay.DefaultConfig())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: isthmus relay [flags]")
+		fmt.Fprintln(stderr, "       isthmus relay import-coturn /etc/turnserver.conf [-o relay.yaml]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Runs the dual-stack TURN relay. With no flags it listens on 0.0.0.0:3478 and [::]:3478")
 		fmt.Fprintln(stderr, "(UDP and TCP) and, when no --user or --auth-secret is given, generates a credential and")
 		fmt.Fprintln(stderr, "prints it. It never relays without authentication. SIGTERM/SIGINT drain then stop;")
-		fmt.Fprintln(stderr, "SIGHUP reloads users, secrets, peer policy and quotas from --config.")
+		fmt.Fprintln(stderr, "SIGHUP reloads users, secrets, peer policy and quotas from --config. Under systemd")
+		fmt.Fprintln(stderr, "(Type=notify) it reports READY, RELOADING, STOPPING and pings the watchdog.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -66,7 +70,8 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 }
 
 // load builds the effective configuration: defaults, then the YAML file,
-// then the flags given.
+// then the ISTHMUS_* secret variables (relay.Config.ApplyEnv), then the
+// flags given.
 func (f *relayFlags) load(*flag.FlagSet) (relay.Config, error) {
 	cfg := relay.DefaultConfig()
 	if f.config != "" {
@@ -75,6 +80,7 @@ func (f *relayFlags) load(*flag.FlagSet) (relay.Config, error) {
 			return cfg, err
 		}
 	}
+	cfg.ApplyEnv(os.Getenv)
 	f.cfg.Apply(&cfg)
 	return cfg, nil
 }
@@ -87,7 +93,11 @@ func relayLogger(stderr io.Writer, lvl relay.LogLevel) *slog.Logger {
 	return slog.New(zslog.New(zl))
 }
 
-func runRelay(args []string, _, stderr io.Writer) int {
+func runRelay(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "import-coturn" {
+		return runImportCoturn(args[1:], stdout, stderr)
+	}
+	relay.BuildVersion = version // isthmus_relay_build_info
 	fs, f := newRelayFlagSet(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -106,7 +116,7 @@ func runRelay(args []string, _, stderr io.Writer) int {
 	}
 	// Never an open relay: with no credentials at all, make one up and say so.
 	var generated string
-	if len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+	if noCredentials(cfg) {
 		pw, err := randomPassword()
 		if err != nil {
 			fmt.Fprintf(stderr, "isthmus relay: generate credential: %v\n", err)
@@ -148,28 +158,77 @@ func runRelay(args []string, _, stderr io.Writer) int {
 		return exitRuntime
 	}
 
+	// systemd (Type=notify, deploy/systemd/isthmus-relay.service): READY=1
+	// once every listener is bound, RELOADING=1 around SIGHUP, STOPPING=1
+	// when the drain begins, WATCHDOG=1 while the relay is open.
+	notify, err := sdnotify.FromEnv()
+	if err != nil {
+		log.Warn("systemd notification socket unusable", slog.Any("error", err))
+	}
+	if err := notify.Ready(fmt.Sprintf("serving on %d addresses", len(srv.ListenAddrs()))); err != nil {
+		log.Warn("sd_notify READY", slog.Any("error", err))
+	}
+	stopWatchdog := startWatchdog(notify, srv, log)
+	defer stopWatchdog()
+
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reloadRelay(srv, f, fs, generated, log)
+			reloadRelay(srv, f, fs, generated, notify, log)
 			continue
 		}
+		_ = notify.Stopping(fmt.Sprintf("draining %d allocations", srv.Allocations()))
 		return stopRelay(srv, cfg, sigs, log)
 	}
 	return exitOK
 }
 
-func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, log *slog.Logger) {
+// startWatchdog pings systemd's watchdog at half of WATCHDOG_USEC while
+// the relay is open, and returns what stops it. A relay that has closed
+// (or a process whose goroutines no longer run) stops pinging and
+// systemd restarts it.
+func startWatchdog(n *sdnotify.Notifier, srv *relay.Server, log *slog.Logger) func() {
+	d, err := sdnotify.WatchdogInterval()
+	if !n.Enabled() || err != nil {
+		if err != nil && !errors.Is(err, sdnotify.ErrNoWatchdog) {
+			log.Warn("systemd watchdog", slog.Any("error", err))
+		}
+		return func() {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d / 2)
+		defer t.Stop()
+		for {
+			if !errors.Is(srv.Ready(), relay.ErrClosed) {
+				_ = n.Watchdog()
+			}
+			select {
+			case <-t.C:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated string, notify *sdnotify.Notifier, log *slog.Logger) {
 	if f.config == "" {
 		log.Info("SIGHUP: no --config file; nothing to reload")
 		return
 	}
+	_ = notify.Reloading()
+	status := "reloaded"
+	defer func() { _ = notify.Ready(status) }()
 	cfg, err := f.load(fs)
 	if err != nil {
 		// Nothing of a file that does not parse or validate is applied.
 		log.Error("SIGHUP: reload failed; the running configuration stays in effect", slog.Any("error", err), slog.String("config", f.config))
+		status = "reload: " + strings.ReplaceAll(err.Error(), "\n", " ")
 		return
 	}
-	if generated != "" && len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 {
+	if generated != "" && noCredentials(cfg) {
 		cfg.Users = []string{generated}
 	}
 	if err := srv.Reload(cfg); err != nil {
@@ -178,6 +237,7 @@ func reloadRelay(srv *relay.Server, f *relayFlags, fs *flag.FlagSet, generated s
 			return
 		}
 		log.Error("SIGHUP: reload failed; the running configuration stays in effect", slog.Any("error", err), slog.String("config", f.config))
+		status = "reload: " + strings.ReplaceAll(err.Error(), "\n", " ")
 	}
 }
 
@@ -213,6 +273,12 @@ func stopRelay(srv *relay.Server, cfg relay.Config, sigs <-chan os.Signal, log *
 		return exitRuntime
 	}
 	return code
+}
+
+// noCredentials reports a configuration with no user and no REST secret,
+// inline or in a file.
+func noCredentials(cfg relay.Config) bool {
+	return len(cfg.Users) == 0 && len(cfg.AuthSecrets) == 0 && cfg.UsersFile == "" && cfg.AuthSecretFile == ""
 }
 
 func randomPassword() (string, error) {

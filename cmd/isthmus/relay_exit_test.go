@@ -163,7 +163,7 @@ func TestReloadBrokenYAMLSaysOldConfigStays(t *testing.T) {
 	if err := fs.Parse([]string{"--config", p}); err != nil {
 		t.Fatal(err)
 	}
-	reloadRelay(srv, f, fs, "", log)
+	reloadRelay(srv, f, fs, "", nil, log)
 	if !strings.Contains(logs.String(), "running configuration stays in effect") {
 		t.Errorf("reload of broken YAML: log does not say the old configuration stays:\n%s", logs.String())
 	}
