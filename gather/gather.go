@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 
@@ -30,6 +31,10 @@ type GatherStats struct {
 	Late int
 	// DeadlineHit is true when the gathering deadline ended it.
 	DeadlineHit bool
+	// Ready is true when the gathering ended early because every
+	// requested relay family had a relayed candidate (the attempts still
+	// running then are counted in Late).
+	Ready bool
 	// RAFAdded counts Allocate requests to which REQUESTED-ADDRESS-FAMILY
 	// was added because pion/turn left it out (every IPv4 request).
 	RAFAdded int
@@ -240,10 +245,23 @@ func (a *Agent) gather(ctx context.Context, run *gatherRun) error {
 			}
 		}
 	}
+	// Ready policy: once every requested relay family has a relayed
+	// candidate, the offer can carry a path to any peer; the attempts
+	// still running (a dead server, say) get a short grace, not the whole
+	// deadline.
+	relayed := map[netaddr.Family]bool{}
+	var ready <-chan time.Time
 	for pending := len(jobs); pending > 0; pending-- {
 		var r jobResult
 		select {
 		case r = <-results:
+		case <-ready:
+			a.mu.Lock()
+			a.stats.Ready = true
+			a.stats.Late += pending
+			a.mu.Unlock()
+			abandon()
+			return nil
 		case <-ctx.Done():
 			a.mu.Lock()
 			a.stats.DeadlineHit = true
@@ -265,9 +283,32 @@ func (a *Agent) gather(ctx context.Context, run *gatherRun) error {
 				abandon()
 				return ErrClosed
 			}
+			if r.cand.typ == ice.CandidateTypeRelay && ready == nil {
+				relayed[r.cand.family] = true
+				if allRelayed(a.relayFams, relayed) {
+					t := time.NewTimer(readyGrace)
+					defer t.Stop()
+					ready = t.C
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// readyGrace is how long a gathering goes on once every requested relay
+// family has its relayed candidate: enough for the other live servers on
+// the same network to answer (a loopback or LAN round trip, a few
+// Internet ones), far less than the deadline a dead server would cost.
+const readyGrace = 200 * time.Millisecond
+
+func allRelayed(want []netaddr.Family, got map[netaddr.Family]bool) bool {
+	for _, f := range want {
+		if !got[f] {
+			return false
+		}
+	}
+	return len(want) > 0
 }
 
 func (a *Agent) addFailure(s string) {

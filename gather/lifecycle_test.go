@@ -467,3 +467,33 @@ func readDirCount(dir string) (int, error) {
 }
 
 func openDir(dir string) (*os.File, error) { return os.Open(dir) }
+
+// TestGatherReadyWithDeadServer: with one live relay and one dead TURN
+// server, the gathering ends once both relay families are in (plus a short
+// grace), not at the deadline.
+func TestGatherReadyWithDeadServer(t *testing.T) {
+	srv := startOurRelay(t)
+	dead := startDeadServer(t)
+	const timeout = 3 * time.Second
+	a := newTestAgent(t, Config{
+		HostAddrs: []netip.Addr{lo4, lo6},
+		TURN:      []string{srv.url("127.0.0.1", "udp"), "turn:" + dead.addr() + "?transport=udp"},
+		Username:  testUser, Password: testPass, Timeout: timeout,
+	})
+	start := time.Now()
+	cands, err := a.Gather(context.Background(), nil)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := countCandidates(t, cands)
+	if got[ice.CandidateTypeRelay][netaddr.IPv4] != 1 || got[ice.CandidateTypeRelay][netaddr.IPv6] != 1 {
+		t.Fatalf("candidates %v: want one relayed candidate of each family", cands)
+	}
+	if took > timeout/2 {
+		t.Errorf("Gather took %s with a live relay (deadline %s)", took, timeout)
+	}
+	if st := a.Stats(); !st.Ready || st.DeadlineHit || st.Late != 2 {
+		t.Errorf("stats %+v: want ready early with the 2 dead-server attempts late", st)
+	}
+}
