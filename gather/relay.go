@@ -19,9 +19,8 @@ import (
 // relayJob allocates a relayed address of family rf on TURN server s
 // (number idx) and makes it a relayed candidate.
 //
-// pion/ice v4 gathers relayed candidates itself, but skips every IPv6 TURN
-// server ("IPv6 TURN support is not finished yet") and never asks for the
-// other family. So we allocate with pion/turn's client ourselves — over the
+// pion/ice v4 gathers relayed candidates itself, but asks each TURN server
+// only for the relayed family of the transport, never for the other one. So we allocate with pion/turn's client ourselves — over the
 // family rf when the agent can reach the server over it, else over the
 // other one — with rafConn in front of the client's socket so that the
 // Allocate carries REQUESTED-ADDRESS-FAMILY for IPv4 too, and hand the
