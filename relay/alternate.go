@@ -103,7 +103,7 @@ func (s *Server) familyPortsFull(fam netaddr.Family) bool {
 			continue
 		}
 		seen = true
-		if p := ps.byIP[ip]; p.inUse() < p.len() {
+		if ps.byIP[ip].inUse() < ps.len() {
 			return false
 		}
 	}
