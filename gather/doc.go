@@ -109,7 +109,7 @@
 //
 // Ready policy. A gathering ends 200 ms after every requested relay family
 // has its relayed candidate, so a dead server costs no more than that once
-// a live relay answered (GatherStats.Ready). A TURN server whose name has
+// a live relay answered (Stats.Ready). A TURN server whose name has
 // addresses of both families is asked over the preferred family first and
 // over the other one 250 ms later or as soon as the first attempt fails
 // (Happy Eyeballs, RFC 8305 §5); the first allocation wins.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -15,8 +16,8 @@ import (
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
-// GatherStats says what one gathering found and what it gave up on.
-type GatherStats struct {
+// Stats says what one gathering found and what it gave up on.
+type Stats struct {
 	// Host, ServerReflexive and Relayed count the candidates of each type
 	// that were kept.
 	Host, ServerReflexive, Relayed int
@@ -41,7 +42,7 @@ type GatherStats struct {
 }
 
 // Stats returns what the last gathering found.
-func (a *Agent) Stats() GatherStats {
+func (a *Agent) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.stats
@@ -143,7 +144,7 @@ func (a *Agent) startGather(ctx context.Context) (run *gatherRun, mine bool, err
 	}
 	run = &gatherRun{done: make(chan struct{}), hostsDone: make(chan struct{}), changed: make(chan struct{})}
 	a.run = run
-	a.stats = GatherStats{}
+	a.stats = Stats{}
 	runCtx, cancel := context.WithCancelCause(a.life)
 	stop := context.AfterFunc(ctx, func() { cancel(ctx.Err()) })
 	go func() {
@@ -203,7 +204,7 @@ func (a *Agent) gather(ctx context.Context, run *gatherRun) error {
 	for pos, addr := range interleave(hosts) {
 		lc, err := a.hostCandidate(addr, pos)
 		if err != nil {
-			a.log.Debug().Err(err).Str("addr", addr.String()).Msg("host candidate skipped")
+			a.log.Debug("host candidate skipped", slog.Any("error", err), slog.String("addr", addr.String()))
 			a.addFailure(fmt.Sprintf("host %s: %v", addr, err))
 			continue
 		}
@@ -272,7 +273,7 @@ func (a *Agent) gather(ctx context.Context, run *gatherRun) error {
 		}
 		switch {
 		case r.err != nil:
-			a.log.Debug().Err(r.err).Str("attempt", r.what).Msg("candidate attempt failed")
+			a.log.Debug("candidate attempt failed", slog.Any("error", r.err), slog.String("attempt", r.what))
 			a.addFailure(fmt.Sprintf("%s: %v", r.what, r.err))
 		case r.redundant:
 			a.mu.Lock()
@@ -335,7 +336,7 @@ func (a *Agent) keep(lc *localCandidate, run *gatherRun) bool {
 		if err := a.ice.AddVirtualCandidate(lc.cand, lc.conn); err == nil {
 			lc.owned = true
 		} else {
-			a.log.Debug().Err(err).Str("candidate", lc.addr.String()).Msg("trickled local candidate not added")
+			a.log.Debug("trickled local candidate not added", slog.Any("error", err), slog.String("candidate", lc.addr.String()))
 		}
 	}
 	switch lc.typ {

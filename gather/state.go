@@ -2,6 +2,7 @@ package gather
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -124,7 +125,7 @@ func (a *Agent) setState(s State) {
 	if s == StateFailed && media != nil {
 		media.loseConsent()
 	}
-	a.log.Debug().Str("state", s.String()).Msg("media path state")
+	a.log.Debug("media path state", slog.String("state", s.String()))
 	if f != nil {
 		f(s)
 	}
