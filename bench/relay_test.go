@@ -22,6 +22,7 @@ func startOurRelay(tb testing.TB, minPort, maxPort int) (v4, v6 netip.AddrPort) 
 	cfg.Users = []string{testUser + ":" + testPass}
 	cfg.AllowLoopbackPeers = true
 	cfg.MinPort, cfg.MaxPort = minPort, maxPort
+	cfg.UserQuota = 0 // every call of the load is the one test user
 	cfg.Metrics = ""
 	cfg.LogLevel = "warn"
 	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())

@@ -49,6 +49,15 @@ const (
 	DefaultMaxUnauthStreamsPerSource = 64
 	// DefaultDrainTimeout bounds how long a drain waits for allocations to end.
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultUserQuota caps one user's allocations. A call takes one or two
+	// allocations per client (RTP, and RTCP without rtcp-mux), a client
+	// with several calls or ICE restarts a few more: 64 is far above any
+	// honest client, and far below the port range, so one credential
+	// (a leaked REST secret user, a looping client) cannot take every port
+	// and turn every other user's call into 508 (coturn's user-quota is
+	// open by default; its absence let one user take all free ports in
+	// half a second).
+	DefaultUserQuota = 64
 )
 
 // ErrConfig is wrapped by every configuration error, so callers can tell a
@@ -100,7 +109,21 @@ type Config struct {
 	Users []string `yaml:"users" flag:"user" arg:"name:password" usage:"static user name:password or name:key=<hex MD5(name:realm:password)>; repeat"`
 	// AuthSecrets are TURN REST API shared secrets (coturn's
 	// static-auth-secret); all are accepted, for rotation.
-	AuthSecrets []string `yaml:"auth_secrets" flag:"auth-secret" arg:"secret" usage:"TURN REST API shared secret (coturn use-auth-secret); repeat for rotation"`
+	AuthSecrets []string `yaml:"auth_secrets" flag:"auth-secret" arg:"secret" usage:"TURN REST API shared secret (coturn use-auth-secret); repeat for rotation; $ISTHMUS_AUTH_SECRET replaces the list"`
+	// AuthSecretFile names a file of REST secrets, one per line ('#'
+	// comments), added to AuthSecrets; re-read on reload
+	// (config_secrets.go). $ISTHMUS_AUTH_SECRET_FILE sets it.
+	AuthSecretFile string `yaml:"auth_secret_file" flag:"auth-secret-file" arg:"file" usage:"file of REST secrets, one per line, re-read on SIGHUP; also $ISTHMUS_AUTH_SECRET_FILE"`
+	// UsersFile names a file of users entries, one per line, added to
+	// Users; re-read on reload. $ISTHMUS_USERS_FILE sets it.
+	UsersFile string `yaml:"users_file" flag:"users-file" arg:"file" usage:"file of users entries, one per line, re-read on SIGHUP; also $ISTHMUS_USERS_FILE"`
+
+	// StrictRelayIPs refuses to start when a relay IP, detected or
+	// configured, is advertised as an address that is not globally
+	// reachable (a ULA, private or documentation address without an
+	// external_ips mapping to a global one). Without it such an address is
+	// used, with a warning when it was detected.
+	StrictRelayIPs bool `yaml:"strict_relay_ips" flag:"strict-relay-ips" usage:"refuse to start when a relay IP is advertised as a non-global address" reload:"restart"`
 
 	// AllowLoopbackPeers permits relaying to loopback peers.
 	AllowLoopbackPeers bool `yaml:"allow_loopback_peers" flag:"allow-loopback-peers" usage:"allow relaying to loopback peers"`
@@ -111,10 +134,23 @@ type Config struct {
 	DenyPeers []string `yaml:"deny_peers" flag:"deny-peer" arg:"CIDR" usage:"CIDR of peers to deny; wins over allow; repeat"`
 
 	// MaxAllocations caps all allocations of this relay (508 beyond); 0
-	// means only the port range limits it.
-	MaxAllocations int `yaml:"max_allocations" flag:"max-allocations" usage:"total allocations, 508 beyond; 0 = port range only"`
+	// means the derived cap: the relay ports (per relay IP) and the
+	// descriptor limit (RLIMIT_NOFILE; see docs/relay.md). A value above
+	// the descriptor cap is lowered to it, with a warning.
+	MaxAllocations int `yaml:"max_allocations" flag:"max-allocations" usage:"total allocations, 508 beyond; 0 = derived from the relay ports and the descriptor limit"`
 	// UserQuota caps allocations per user (486 beyond); 0 means unlimited.
+	// The default is DefaultUserQuota.
 	UserQuota int `yaml:"user_quota" flag:"user-quota" usage:"allocations per user, 486 beyond; 0 = unlimited"`
+	// AlternateServers are other relays (ip:port, any number per family)
+	// a new Allocate is sent to with 300 Try Alternate (RFC 8489 §10,
+	// ALTERNATE-SERVER of the client's family) when this relay cannot take
+	// it: draining, max_allocations, user_quota or no free port. Empty
+	// keeps the 486/508 answers.
+	AlternateServers []string `yaml:"alternate_servers" flag:"alternate-server" arg:"ip:port" usage:"ip:port of another relay: a new Allocate this relay cannot take (draining, quotas, no port) gets 300 Try Alternate naming one of the client's family; repeat"`
+	// AlternateDomain is sent as ALTERNATE-DOMAIN (RFC 8489 §14.16) with
+	// every redirect: the name a TLS client checks the alternate's
+	// certificate against.
+	AlternateDomain string `yaml:"alternate_domain" flag:"alternate-domain" arg:"name" usage:"name sent as ALTERNATE-DOMAIN with every redirect, for TLS clients"`
 	// AllocationBandwidth caps each allocation's relayed bytes per second,
 	// both directions together; 0 means unlimited. Excess is dropped and
 	// counted.
@@ -140,6 +176,13 @@ type Config struct {
 	// RawSend says whether the data plane sends client-to-peer datagrams on
 	// raw IP sockets, many allocations per sendmmsg (needs CAP_NET_RAW).
 	RawSend RawSend `yaml:"raw_send" flag:"raw-send" arg:"mode" usage:"mode auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW" reload:"restart"`
+
+	// DSCP is -1 (the default) to copy each client datagram's DSCP and
+	// ECN onto the datagram to the peer (RFC 8656 §14's preferred
+	// behaviour; voice clients mark EF, 46), or 0..63 to force that
+	// codepoint on everything the relay sends over UDP (ECN still copied
+	// from the client on the data plane).
+	DSCP int `yaml:"dscp" flag:"dscp" arg:"N" usage:"-1 copies each client datagram's DSCP/ECN to the peer (RFC 8656 §14); N in 0..63 forces that DSCP on everything sent over UDP" reload:"restart"`
 
 	// Metrics is the listen address of the HTTP server for /metrics,
 	// /healthz and /readyz (Server.Handler); empty disables it.
@@ -215,6 +258,9 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         RawSendAuto,
+		DSCP:            -1,
+
+		UserQuota: DefaultUserQuota,
 
 		MaxUnauthStreams:          DefaultMaxUnauthStreams,
 		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,
@@ -255,6 +301,7 @@ type resolved struct {
 	minPort     int
 	maxPort     int
 	listenerSKs int
+	alternates  *alternates // nil when alternate_servers is empty
 }
 
 func parseAddrPort(field, s string) (netip.AddrPort, error) {
@@ -385,8 +432,12 @@ func (c *Config) resolveCredentials(r *resolved) error {
 	if c.Realm == "" {
 		return fieldErr("realm", "must not be empty")
 	}
+	secrets, users, err := c.fileSecrets()
+	if err != nil {
+		return err
+	}
 	seen := map[string]bool{}
-	for _, s := range c.Users {
+	for _, s := range users {
 		u, err := parseUser(s, c.Realm)
 		if err != nil {
 			return err
@@ -397,7 +448,7 @@ func (c *Config) resolveCredentials(r *resolved) error {
 		seen[u.name] = true
 		r.users = append(r.users, u)
 	}
-	for i, s := range c.AuthSecrets {
+	for i, s := range secrets {
 		if s == "" {
 			return fieldErr("auth_secrets", "entry %d is empty", i)
 		}
@@ -419,8 +470,15 @@ func (c *Config) resolvePeers(r *resolved) error {
 	return err
 }
 
-// resolveLimits: quotas, bandwidth and the unauthenticated-stream caps.
-func (c *Config) resolveLimits(*resolved) error {
+// resolveLimits: quotas, alternate servers, bandwidth and the
+// unauthenticated-stream caps.
+func (c *Config) resolveLimits(r *resolved) error {
+	if len(c.AlternateServers) > 0 || c.AlternateDomain != "" {
+		var err error
+		if r.alternates, err = parseAlternates(c.AlternateServers, c.AlternateDomain); err != nil {
+			return err
+		}
+	}
 	if c.MaxAllocations < 0 {
 		return fieldErr("max_allocations", "must be >= 0, got %d", c.MaxAllocations)
 	}
@@ -458,6 +516,9 @@ func (c *Config) resolveSockets(r *resolved) error {
 		return fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
 	}
 	r.rawSend = mode
+	if c.DSCP < -1 || c.DSCP > 63 {
+		return fieldErr("dscp", "must be -1 (copy the client's) or 0..63, got %d", c.DSCP)
+	}
 	return nil
 }
 

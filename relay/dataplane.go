@@ -42,8 +42,10 @@ func dataPlaneHooks(s *Server) hooks {
 	}
 	rawSend := s.res.rawSend
 	plane, err := dataplane.New(dataplane.Config{
-		Logger:  s.log,
-		RawSend: rawSend,
+		Logger:    s.log,
+		RawSend:   rawSend,
+		ForceDSCP: s.cfg.DSCP >= 0,
+		DSCP:      uint8(max(s.cfg.DSCP, 0)), //nolint:gosec // validated 0..63
 		BandwidthFunc: func() int64 {
 			if l := s.limits.Load(); l != nil {
 				return int64(l.bandwidth)

@@ -1232,13 +1232,9 @@ func (g *addrGenerator) allocateExtra(userID string, f netaddr.Family) (net.Pack
 	if !ok {
 		return nil, netip.AddrPort{}, ErrNoRelayFamily
 	}
-	conn, port, err := g.bind(rip, 0, time.Now(), s.limits.Load().maxAllocations)
+	rip, conn, port, err := g.bindFamily(rip, time.Now(), s.limits.Load().maxAllocations)
 	if err != nil {
-		if errors.Is(err, errPoolLimit) {
-			s.metrics.quotaRejected("total")
-			return nil, netip.AddrPort{}, ErrCapacity
-		}
-		return nil, netip.AddrPort{}, err
+		return nil, netip.AddrPort{}, g.bindFailed(err)
 	}
 	info := relayInfo{
 		family:    f,
@@ -1246,6 +1242,6 @@ func (g *addrGenerator) allocateExtra(userID string, f netaddr.Family) (net.Pack
 		advertise: netip.AddrPortFrom(rip.advertise, uint16(port)), //nolint:gosec // pool range
 		userID:    userID,
 	}
-	rc := s.newRelayConn(conn, info, func() { g.pool.release(port) })
+	rc := s.newRelayConn(conn, info, func() { g.pool.release(rip.bind, port) })
 	return rc, info.advertise, nil
 }

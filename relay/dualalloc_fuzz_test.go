@@ -49,7 +49,7 @@ func newDualFixture(t testing.TB) *dualFixture {
 		t.Fatal(err)
 	}
 	s.limits.Store(&limits{})
-	s.pool = newPortPool(50000, 50010)
+	s.pool = newPortPools(50000, 50010, nil)
 	s.gen = newAddrGenerator(nil, s.pool, sockBufs{}, s) // no relay IPs: nothing is bound
 	s.gate = newGate(s, DefaultConfig())
 	client := &net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 40000}

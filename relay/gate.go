@@ -239,6 +239,7 @@ func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
 		return verdict{drop: true}
 	}
 	if !auth {
+		s.opsMetrics.binding(addrFamily(t.src))
 		return verdict{}
 	}
 	if reason := malformedAttr(msg); reason != "" {
@@ -346,6 +347,9 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 	if v, err := msg.Get(stun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == 6 {
 		s.metrics.drops.gateReject.Inc()
 		return verdict{reply: buildError(msg, stun.CodeUnsupportedTransProto, key)}
+	}
+	if v, ok := g.tryAlternate(msg, t, userID, key); ok {
+		return v
 	}
 	if v, ok := g.dual.allocate(msg, t, userID, key, now); ok {
 		return v

@@ -61,6 +61,7 @@ type metrics struct {
 	streamCloses    *prometheus.CounterVec
 	draining        prometheus.Gauge
 	socketBuffer    *prometheus.GaugeVec
+	certNotAfter    prometheus.Gauge
 
 	dir   [2]*dirCounters // by familyIndex
 	drops dropCounters
@@ -70,11 +71,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "isthmus", "relay"
 	m := &metrics{
 		allocations: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "allocations", Help: "Live allocations by client and relayed address family."},
-			[]string{"client_family", "relay_family"}),
+			Name: "allocations", Help: "Live allocations by client address family and relayed address family (family)."},
+			[]string{"client_family", "family"}),
 		allocationsMade: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "allocations_created_total", Help: "Allocations created, by client and relayed address family."},
-			[]string{"client_family", "relay_family"}),
+			Name: "allocations_created_total", Help: "Allocations created, by client address family and relayed address family (family)."},
+			[]string{"client_family", "family"}),
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "packets_total", Help: "Datagrams on relay sockets by relayed address family: sent to peers (client_to_peer), received from peers (peer_to_client; those then dropped are also in drops_total)."},
 			[]string{"direction", "family"}),
@@ -101,6 +102,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		socketBuffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "socket_buffer_bytes", Help: "Socket buffer the kernel granted the listeners, by kind."},
 			[]string{"kind"}),
+		// Registered when TLS is on (installCert): a 0 without TLS would
+		// read as a certificate expired in 1970.
+		certNotAfter: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "tls_cert_not_after_seconds", Help: "NotAfter of the TLS certificate served to new handshakes, Unix seconds (only with TLS)."}),
 	}
 	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
 		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer} {
@@ -152,7 +157,7 @@ func (s *Server) streamClosed(reason string) { s.metrics.streamCloses.WithLabelV
 
 func (m *metrics) unregister(reg prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
-		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer} {
+		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer, m.certNotAfter} {
 		reg.Unregister(c)
 	}
 }
@@ -188,7 +193,10 @@ func (s *Server) Handler() http.Handler {
 		g = prometheus.DefaultGatherer
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	// ContinueOnError: a collector that fails (the process collector
+	// cannot open /proc while descriptors are exhausted) must not turn the
+	// whole scrape into a 500.
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -204,10 +212,11 @@ func (s *Server) Handler() http.Handler {
 
 // startHTTP serves Handler on addr.
 func (s *Server) startHTTP(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	tl, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%w: metrics: listen %s: %w", ErrConfig, addr, err)
+		return listenError("metrics", addr, err)
 	}
+	ln := newReserveListener(tl)
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	s.metricsAddr = ln.Addr().String()
 	s.wg.Add(1)

@@ -45,14 +45,19 @@ type Server struct {
 
 	turn    *turn.Server
 	metrics *metrics
-	gen     *addrGenerator
-	pool    *portPool
-	hooks   hooks
-	gate    *gate
+	// opsMetrics are the operational series of metrics_ops.go.
+	opsMetrics *opsMetrics
+	gen        *addrGenerator
+	pool       *portPools
+	hooks      hooks
+	gate       *gate
 
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
 	limits   atomic.Pointer[limits]
+	certs    certStore                  // TLS certificate of new handshakes (tlscert.go)
+	fdCap    int                        // allocations the descriptor limit holds (quota.go); 0 = no cap
+	alt      atomic.Pointer[alternates] // nil: no alternate_servers
 	verified verifiedKeys
 	allocs   allocTracker
 
@@ -105,6 +110,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
 	}
+	if s.opsMetrics, err = newOpsMetrics(reg); err != nil {
+		s.metrics.unregister(reg)
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -121,13 +130,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	}
 	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	s.alt.Store(res.alternates)
 
 	if err := s.pickRelayIPs(); err != nil {
 		return nil, err
 	}
-	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
-	s.pool = newPortPool(res.minPort, res.maxPort)
-	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer}, s)
+	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}
+	s.pool = newPortPools(res.minPort, res.maxPort, s.relayIPs)
+	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}, s)
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
@@ -140,6 +150,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	if err := s.bindListeners(&sc, bufs); err != nil {
 		return nil, err
 	}
+	s.fdCap = descriptorCap(nofileLimit(), len(s.udp)+len(s.listeners))
+	s.limits.Store(s.newLimits(cfg))
 	sc.EventHandler = chainEvents(s.ownEvents(), s.hooks.events)
 	if s.turn, err = turn.NewServer(sc); err != nil {
 		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
@@ -148,6 +160,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		if err := s.startHTTP(cfg.Metrics); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.opsMetrics.registerServer(s, reg); err != nil {
+		return nil, err
 	}
 	ok = true
 
@@ -163,7 +178,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 			relays = append(relays, r.bind.String())
 		}
 	}
-	s.log.Info("relay ready", slog.Any("listen", listen), slog.Any("relay_ips", relays), slog.String("metrics", s.metricsAddr), slog.String("realm", cfg.Realm), slog.Int("min_port", res.minPort), slog.Int("max_port", res.maxPort), slog.Int("udp_sockets_per_address", s.socketsPerAddress()))
+	s.log.Info("relay ready", slog.Any("listen", listen), slog.Any("relay_ips", relays), slog.String("metrics", s.metricsAddr), slog.String("realm", cfg.Realm), slog.Int("min_port", res.minPort), slog.Int("max_port", res.maxPort), slog.Int("udp_sockets_per_address", s.socketsPerAddress()),
+		slog.Int("relay_ports_per_ip", s.pool.len()), slog.Int("relay_addresses", s.pool.total()), slog.Int("max_allocations", s.limits.Load().maxAllocations),
+		slog.Int("descriptor_cap", s.fdCap), slog.Int("user_quota", cfg.UserQuota))
 	return s, nil
 }
 
@@ -197,6 +214,11 @@ func (s *Server) pickRelayIPs() error {
 		// Fail at start, naming the field, rather than at the first Allocate.
 		probe, err := net.ListenUDP(udpNetwork(ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 		if err != nil {
+			if len(s.res.relayIPs) == 0 && s.isListenIP(ip) {
+				// Detected from a specific listen address: that is the
+				// setting to fix.
+				return fieldErr("listen", "%s is not an address of this host: %v", ip, err)
+			}
 			return fieldErr("relay_ips", "%s cannot be bound on this host: %v", ip, err)
 		}
 		_ = probe.Close()
@@ -206,8 +228,27 @@ func (s *Server) pickRelayIPs() error {
 		}
 		s.relayIPs = append(s.relayIPs, relayIP{bind: ip, advertise: adv})
 	}
+	for _, r := range nonGlobalRelayIPs(s.relayIPs) {
+		if s.cfg.StrictRelayIPs {
+			return fieldErr("strict_relay_ips", "relay IP %s (advertised as %s) is not a global address: set relay_ips to a global address, or external_ips to the public address it is reached by", r.bind, r.advertise)
+		}
+		if len(s.res.relayIPs) == 0 && !r.bind.IsLoopback() {
+			s.log.Warn("relay IP detected is not a global address and no external_ips maps it: peers on the Internet cannot reach it; set relay_ips and external_ips (strict_relay_ips refuses to start)",
+				slog.String("relay_ip", r.bind.String()))
+		}
+	}
 	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
 	return nil
+}
+
+// isListenIP reports whether ip is one of the specific listen addresses.
+func (s *Server) isListenIP(ip netip.Addr) bool {
+	for _, ap := range s.res.listen {
+		if ap.Addr() == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // ownAddresses are the addresses the peer policy denies as the relay's own:
@@ -262,7 +303,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				s.log.Warn("address family unavailable on this host; skipping listener", slog.Any("error", err), slog.String("listen", ap.String()))
 				continue
 			}
-			return err
+			return listenError("listen", ap.String(), err)
 		}
 		granted = g
 		s.udp = append(s.udp, conns...)
@@ -276,7 +317,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				PermissionHandler:     s.permit,
 			})
 		}
-		s.addStreamListener(sc, tl)
+		s.addStreamListener(sc, markTCP(tl, bufs.mark))
 	}
 	if len(s.udp) == 0 {
 		return fieldErr("listen", "no listener could be bound")
@@ -290,22 +331,23 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 	}
 
 	if s.cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		cert, notAfter, err := loadCert(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
 			return fieldErr("tls_cert", "%v", err)
 		}
-		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.installCert(cert, notAfter, time.Now())
+		tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
 		for _, ap := range s.res.tlsListen {
-			tl, err := listenTCP(ap)
+			tl, err := listenTCP(ap, forcedMark(s.cfg.DSCP))
 			if err != nil {
 				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
 					s.log.Warn("address family unavailable; skipping TLS listener", slog.Any("error", err), slog.String("tls_listen", ap.String()))
 					continue
 				}
-				return err
+				return listenError("tls_listen", ap.String(), err)
 			}
 			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
-			s.addStreamListener(sc, tls.NewListener(tl, tc))
+			s.addStreamListener(sc, tls.NewListener(markTCP(tl, forcedMark(s.cfg.DSCP)), tc))
 		}
 	}
 	return nil
@@ -323,7 +365,7 @@ func listenPair(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, *net.T
 			return nil, nil, g, err
 		}
 		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port))
+		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port), bufs.mark)
 		if err == nil {
 			return conns, tl, g, nil
 		}
@@ -368,6 +410,7 @@ func (s *Server) cleanupFailedStart() {
 	if s.metrics != nil {
 		s.metrics.unregister(s.reg)
 	}
+	s.opsMetrics.unregister(s.reg)
 }
 
 // authHandle is the turn.AuthHandler. The request gate has normally already
@@ -490,6 +533,7 @@ func (s *Server) Close() error {
 		}
 		s.wg.Wait()
 		s.metrics.unregister(s.reg)
+		s.opsMetrics.unregister(s.reg)
 		if err != nil {
 			s.closeErr = fmt.Errorf("relay: close: %w", err)
 		}
@@ -508,6 +552,7 @@ func (s *Server) Reload(cfg Config) error {
 		return ErrClosed
 	}
 	res, err := cfg.resolve()
+	s.opsMetrics.reloaded(err == nil)
 	if err != nil {
 		return err
 	}
@@ -524,8 +569,10 @@ func (s *Server) Reload(cfg Config) error {
 	// (data plane here, pion's path in relayConn), rather than when they
 	// expire; the client's refresh of them is already answered 403.
 	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
-	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	s.limits.Store(s.newLimits(cfg))
+	s.alt.Store(res.alternates)
 	s.cfg = keepRestartFields(cfg, old)
+	s.reloadCert()
 	s.log.Info("config reloaded", slog.Int("users", len(res.users)), slog.Int("auth_secrets", len(res.secrets)), slog.Int("allocations", s.liveAllocations()), slog.Int("permissions_suspended", suspended), slog.Any("needs_restart", restart))
 	if len(restart) > 0 {
 		sort.Strings(restart)
@@ -539,8 +586,9 @@ func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
 	if cfg.Realm == realm {
 		return users
 	}
-	out := make([]staticUser, 0, len(cfg.Users))
-	for _, u := range cfg.Users {
+	_, all, _ := cfg.fileSecrets() // read once more by resolve just before
+	out := make([]staticUser, 0, len(all))
+	for _, u := range all {
 		if su, err := parseUser(u, realm); err == nil {
 			out = append(out, su)
 		}
