@@ -30,7 +30,7 @@ func TestPhoneCallAnswerLoopback(t *testing.T) {
 	acode := make(chan int, 1)
 	go func() {
 		acode <- dispatch([]string{"phone", "answer", "--aor", "sip:bob@127.0.0.1", "--listen", "127.0.0.1:" + port,
-			"--host", "127.0.0.1", "--wait", "15s", "--duration", "15s"}, &aout, &aerr)
+			"--host", "127.0.0.1", "--wait", "30s", "--duration", "30s"}, &aout, &aerr)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !portBusy(port) && time.Now().Before(deadline) {
@@ -39,7 +39,7 @@ func TestPhoneCallAnswerLoopback(t *testing.T) {
 
 	var cout, cerr bytes.Buffer
 	code := dispatch([]string{"phone", "call", "sip:bob@127.0.0.1:" + port, "--aor", "sip:alice@127.0.0.1", "--listen", "127.0.0.1:0",
-		"--host", "127.0.0.1", "--duration", "1s", "--sip-timeout", "10s"}, &cout, &cerr)
+		"--host", "127.0.0.1", "--duration", "1s", "--sip-timeout", "25s"}, &cout, &cerr)
 	if code != 0 {
 		t.Fatalf("phone call: exit %d\n%s\nanswer side:\n%s", code, cerr.String(), aerr.String())
 	}
