@@ -25,8 +25,9 @@ func TestOpsMetrics(t *testing.T) {
 	if n, _ := r.metricSum(t, []string{"isthmus_relay_build_info"}); n != 1 {
 		t.Errorf("build_info = %v, want 1", n)
 	}
-	if n, _ := r.metricSum(t, []string{"port_pool_ports"}, "state=free"); n != 100 {
-		t.Errorf("port_pool_ports{state=free} = %v, want 100", n)
+	if n, _ := r.metricSum(t, []string{"port_pool_ports"}, "state=free"); n != 200 {
+		// One pool of 100 ports per relay IP (127.0.0.1 and ::1).
+		t.Errorf("port_pool_ports{state=free} = %v, want 200", n)
 	}
 
 	// STUN Binding, both families.
@@ -50,8 +51,8 @@ func TestOpsMetrics(t *testing.T) {
 	if n, _ := r.metricSum(t, []string{"port_pool_ports"}, "state=in_use"); n != 1 {
 		t.Errorf("port_pool_ports{state=in_use} = %v, want 1", n)
 	}
-	if n, _ := r.metricSum(t, []string{"port_pool_usage_ratio"}); n != 0.01 {
-		t.Errorf("port_pool_usage_ratio = %v, want 0.01", n)
+	if n, _ := r.metricSum(t, []string{"port_pool_usage_ratio"}); n != 0.005 {
+		t.Errorf("port_pool_usage_ratio = %v, want 0.005 (1 of 200)", n)
 	}
 	if n, _ := r.metricSum(t, []string{"stream_connections"}, "transport=tcp", "family=ip6"); n != 1 {
 		t.Errorf("stream_connections{transport=tcp,family=ip6} = %v, want 1", n)
