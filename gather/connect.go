@@ -54,7 +54,14 @@ func (a *Agent) Connect(ctx context.Context) (*MediaConn, error) {
 	}
 	a.mu.Lock()
 	a.media = mc
+	lost := a.state == StateFailed
 	a.mu.Unlock()
+	if lost {
+		mc.loseConsent()
+	}
+	if mc.iceConn == nil {
+		a.setState(StateConnected) // a legacy path has no checks: up from now until Close
+	}
 	return mc, nil
 }
 
@@ -65,7 +72,11 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 	// peer-reflexive with a lower priority, and a worse pair (an IPv4 one
 	// where IPv6 was preferred, RFC 8421) can win.
 	added := 0
-	for _, rc := range m.Candidates {
+	a.mu.Lock()
+	remotes := append(slices.Clone(m.Candidates), a.pendingRemote...)
+	a.pendingRemote = nil
+	a.mu.Unlock()
+	for _, rc := range remotes {
 		if rc.Component() != rtpComponent {
 			continue
 		}
@@ -77,7 +88,11 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 	}
 	a.awaitRemoteCandidates(ctx, added)
 	a.mu.Lock()
+	// From here on, candidates found later (trickle) go to pion/ice as
+	// they come (keep); the ones found so far are added here, once.
+	a.iceStarted = true
 	cands := slices.Clone(a.cands)
+	failed := a.failed
 	a.mu.Unlock()
 	for _, lc := range cands {
 		err := a.ice.AddVirtualCandidate(lc.cand, lc.conn)
@@ -95,14 +110,49 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 	var conn *ice.Conn
 	var err error
 	if controlling {
-		conn, err = a.ice.Dial(ctx, m.Ufrag, m.Pwd)
+		conn, err = a.ice.StartDial(m.Ufrag, m.Pwd)
 	} else {
-		conn, err = a.ice.Accept(ctx, m.Ufrag, m.Pwd)
+		conn, err = a.ice.StartAccept(m.Ufrag, m.Pwd)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gather: connect: ICE (controlling=%t, %d remote candidates): %w", controlling, added, err)
+		return nil, fmt.Errorf("gather: connect: ICE: %w", err)
+	}
+	// pion/ice's AwaitConnect returns on a selected pair, the caller's
+	// ctx or Close, but not when the checks fail; our state handler closes
+	// failed then. Close (the agent's life) ends the wait too.
+	wait, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopLife := context.AfterFunc(a.life, cancel)
+	defer stopLife()
+	go func() {
+		select {
+		case <-failed:
+			cancel()
+		case <-wait.Done():
+		}
+	}()
+	if err := a.ice.AwaitConnect(wait); err != nil {
+		what := fmt.Sprintf("gather: connect: ICE (controlling=%t, %d remote candidates)", controlling, added)
+		switch {
+		case a.life.Err() != nil:
+			return nil, fmt.Errorf("%s: %w", what, ErrClosed)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("%s: %w", what, ctx.Err())
+		case isClosed(failed):
+			return nil, fmt.Errorf("%s: checks failed: %w", what, ErrConsentLost)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return &MediaConn{agent: a, iceConn: conn}, nil
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // awaitRemoteCandidates waits until pion/ice, which adds remote candidates

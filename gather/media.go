@@ -68,15 +68,39 @@ type MediaConn struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// lost is set once consent freshness failed (RFC 7675): Read and
+	// Write fail with ErrConsentLost from then on.
+	lost atomic.Bool
 	// strangers counts datagrams a legacy path dropped because they came
 	// from another address than the peer's.
 	strangers atomic.Uint64
 }
 
-// Read reads one packet from the peer.
+// errConsentLost is what Read and Write return once consent is lost.
+var errConsentLost = fmt.Errorf("gather: media: %w", ErrConsentLost)
+
+// loseConsent makes Read and Write fail with ErrConsentLost and wakes a
+// Read blocked in pion/ice's buffer (which stays open after a failure).
+func (c *MediaConn) loseConsent() {
+	if c.iceConn == nil || c.lost.Swap(true) {
+		return
+	}
+	_ = c.iceConn.SetReadDeadline(time.Now())
+}
+
+// Read reads one packet from the peer. Once consent is lost (no answer
+// from the peer within Config.ConsentTimeout) it returns an error wrapping
+// ErrConsentLost; after Close, one wrapping net.ErrClosed or ice.ErrClosed.
 func (c *MediaConn) Read(p []byte) (int, error) {
 	if c.iceConn != nil {
-		return c.iceConn.Read(p)
+		if c.lost.Load() {
+			return 0, errConsentLost
+		}
+		n, err := c.iceConn.Read(p)
+		if err != nil && c.lost.Load() {
+			return 0, errConsentLost
+		}
+		return n, err
 	}
 	for {
 		n, from, err := c.legacy.conn.ReadFrom(p)
@@ -91,9 +115,13 @@ func (c *MediaConn) Read(p []byte) (int, error) {
 	}
 }
 
-// Write sends one packet to the peer.
+// Write sends one packet to the peer; once consent is lost it returns an
+// error wrapping ErrConsentLost (RFC 7675 §5.1: no more media).
 func (c *MediaConn) Write(p []byte) (int, error) {
 	if c.iceConn != nil {
+		if c.lost.Load() {
+			return 0, errConsentLost
+		}
 		return c.iceConn.Write(p)
 	}
 	return c.legacy.conn.WriteTo(p, c.peerUDP)
@@ -182,6 +210,9 @@ func (c *MediaConn) SetDeadline(t time.Time) error {
 // SetReadDeadline bounds Read.
 func (c *MediaConn) SetReadDeadline(t time.Time) error {
 	if c.iceConn != nil {
+		if c.lost.Load() {
+			return nil // keep the wake-up loseConsent set
+		}
 		return c.iceConn.SetReadDeadline(t)
 	}
 	return c.legacy.conn.SetReadDeadline(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/pion/ice/v4"
 
@@ -11,32 +12,94 @@ import (
 	"github.com/isthmusrelay/isthmus/sdpcand"
 )
 
+// OfferOptions change what Offer writes.
+type OfferOptions struct {
+	// Direction is the offer's direction attribute: "" or "sendrecv",
+	// "sendonly" (hold, RFC 3264 §8.4), "recvonly" or "inactive". The c=
+	// address stays the real one: with ICE a hold is said by the
+	// attribute, never by 0.0.0.0.
+	Direction string
+	// Trickle returns the offer as soon as the host candidates are in,
+	// without a=end-of-candidates (half trickle, RFC 8838 §4.1 and RFC
+	// 8840). The other candidates come through Gather's callback, for the
+	// application to send to the peer; they join the checks as they come.
+	Trickle bool
+}
+
 // Offer gathers (if not done yet) and returns an SDP offer with one audio
 // m-line, candidates of both families and end-of-candidates. The c=/m=
 // default address is the candidate most likely to work for a peer without
 // ICE (sdpcand.ChooseDefault: an IPv4 relayed address on an IPv6-only
-// agent). The offerer is the controlling ICE agent.
-func (a *Agent) Offer(ctx context.Context) ([]byte, error) {
-	if err := a.gatherFirst(ctx); err != nil {
+// agent). The offerer of the first offer is the controlling ICE agent.
+//
+// On a connected agent Offer writes a re-offer (re-INVITE, hold, resume,
+// session refresh): the same o= session id with the version one higher
+// (RFC 3264 §8), the same ICE credentials and candidates, the selected
+// pair's local candidate as default address (RFC 8839 §4.4.1.2.2); media
+// keeps flowing on the selected pair.
+func (a *Agent) Offer(ctx context.Context, opts ...OfferOptions) ([]byte, error) {
+	var o OfferOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	complete := true
+	if o.Trickle {
+		run, _, err := a.startGather(ctx)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-run.hostsDone:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("gather: offer: %w", ctx.Err())
+		}
+		a.mu.Lock()
+		complete, err = run.finished, run.err
+		a.mu.Unlock()
+		if complete && err != nil {
+			return nil, err
+		}
+	} else if err := a.gatherFirst(ctx); err != nil {
 		return nil, err
 	}
 	cands := a.localCandidates()
-	def, ok := sdpcand.ChooseDefault(cands)
+	def, ok := a.currentDefault()
 	if !ok {
-		def = a.fallbackDefault()
+		if def, ok = sdpcand.ChooseDefault(cands); !ok {
+			def = a.fallbackDefault()
+		}
 	}
+	id, ver := a.nextOrigin()
 	b, err := sdpcand.BuildOffer(sdpcand.OfferParams{
+		SessionID: id, SessionVersion: ver,
 		Ufrag: a.ufrag, Pwd: a.pwd, Candidates: cands, Default: def, Codecs: a.cfg.Codecs,
+		Direction: o.Direction, NoEndOfCandidates: !complete,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gather: offer: %w", err)
 	}
 	a.mu.Lock()
+	if a.remote == nil {
+		// The first offer makes us controlling; a re-offer keeps the roles
+		// (RFC 8445 §7.1: they change only on a restart or a conflict).
+		a.controlling = true
+	}
 	a.offered = true
-	a.controlling = true
 	a.offerDefault = def
 	a.mu.Unlock()
 	return b, nil
+}
+
+// currentDefault is the local address of the path in use, once connected.
+func (a *Agent) currentDefault() (netip.AddrPort, bool) {
+	a.mu.Lock()
+	media := a.media
+	a.mu.Unlock()
+	if media == nil {
+		return netip.AddrPort{}, false
+	}
+	p := media.Selected()
+	return p.Local, p.Local.IsValid()
 }
 
 // Answer parses a remote offer, gathers (if not done yet) and returns the
@@ -45,6 +108,11 @@ func (a *Agent) Offer(ctx context.Context) ([]byte, error) {
 // agent has no address of the offered family), our ICE credentials and
 // candidates. The answerer is the controlled ICE agent unless the offerer
 // is ICE-lite.
+//
+// On a connected agent Answer answers a re-offer (hold, resume, session
+// refresh, codec change): the same o= session id with the version one
+// higher (RFC 3264 §8), the direction answered per RFC 3264 §6.1, and the
+// media keeps flowing on the selected pair.
 func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 	offer, err := sdpcand.Parse(offerSDP)
 	if err != nil {
@@ -55,11 +123,22 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 	}
 	addrs := map[netaddr.Family]netip.AddrPort{}
 	for _, f := range []netaddr.Family{netaddr.IPv4, netaddr.IPv6} {
-		if lc := a.legacyCandidate(f, netip.AddrPort{}); lc != nil {
+		// Candidates pion/ice or the media path own count too: after
+		// Connect every candidate is owned, and a re-offer must still be
+		// answered from them.
+		if lc := a.defaultCandidate(f); lc != nil {
 			addrs[f] = lc.addr
 		}
 	}
+	if cur, ok := a.currentDefault(); ok {
+		addrs[netaddr.FamilyOf(cur.Addr())] = cur
+	}
+	a.mu.Lock()
+	connected := a.media != nil
+	a.mu.Unlock()
+	id, ver := a.nextOrigin()
 	params := sdpcand.AnswerParams{
+		SessionID: id, SessionVersion: ver,
 		Ufrag: a.ufrag, Pwd: a.pwd, Candidates: a.localCandidates(), Addrs: addrs, Codecs: a.cfg.Codecs,
 	}
 	b, err := sdpcand.BuildAnswer(offer, params)
@@ -76,12 +155,15 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 	a.mu.Lock()
 	a.remote = offer
 	a.remoteMedia = accepted
-	a.controlling = offer.ICELite
+	if !connected {
+		a.controlling = offer.ICELite
+	}
 	a.mu.Unlock()
 	return b, nil
 }
 
-// SetRemoteAnswer records the peer's answer to our Offer.
+// SetRemoteAnswer records the peer's answer to our Offer (the first one or
+// a re-offer).
 func (a *Agent) SetRemoteAnswer(answerSDP []byte) error {
 	ans, err := sdpcand.Parse(answerSDP)
 	if err != nil {
@@ -97,6 +179,50 @@ func (a *Agent) SetRemoteAnswer(answerSDP []byte) error {
 	return nil
 }
 
+// AddRemoteCandidate adds a candidate the peer trickled (RFC 8838, RFC
+// 8840 §4.4: an "a=candidate:" or "candidate:" line from an INFO or
+// re-offer). Before Connect it is kept for the checks; after, it joins
+// them at once. "a=end-of-candidates" calls RemoteEndOfCandidates.
+// Candidates of other components than RTP's are ignored.
+func (a *Agent) AddRemoteCandidate(sdpLine string) error {
+	line := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(sdpLine), "a="))
+	if line == "end-of-candidates" {
+		a.RemoteEndOfCandidates()
+		return nil
+	}
+	c, err := ice.UnmarshalCandidate(line)
+	if err != nil {
+		return fmt.Errorf("gather: remote candidate %q: %w", sdpLine, err)
+	}
+	if c.Component() != rtpComponent {
+		return nil
+	}
+	a.mu.Lock()
+	if err := a.checkOpen(); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	started := a.iceStarted
+	if !started {
+		a.pendingRemote = append(a.pendingRemote, c)
+	}
+	a.mu.Unlock()
+	if started {
+		if err := a.ice.AddRemoteCandidate(c); err != nil {
+			return fmt.Errorf("gather: remote candidate %q: %w", sdpLine, err)
+		}
+	}
+	return nil
+}
+
+// RemoteEndOfCandidates notes that the peer has sent all its candidates
+// (a=end-of-candidates, RFC 8840 §4.5).
+func (a *Agent) RemoteEndOfCandidates() {
+	a.mu.Lock()
+	a.remoteEOC = true
+	a.mu.Unlock()
+}
+
 // fallbackDefault picks a default address when sdpcand has no opinion:
 // the candidate a legacy peer of the preferred family would be sent from.
 func (a *Agent) fallbackDefault() netip.AddrPort {
@@ -110,8 +236,19 @@ func (a *Agent) fallbackDefault() netip.AddrPort {
 
 // legacyCandidate returns the candidate that serves a non-ICE peer of
 // family f: the one at want when given and of that family, else relayed
-// (UDP transport first), then server-reflexive, then host.
+// (UDP transport first), then server-reflexive, then host. Candidates
+// pion/ice or a media path already own are not eligible.
 func (a *Agent) legacyCandidate(f netaddr.Family, want netip.AddrPort) *localCandidate {
+	return a.pickCandidate(f, want, false)
+}
+
+// defaultCandidate is legacyCandidate's choice among every candidate,
+// owned or not: the default address of family f in an answer.
+func (a *Agent) defaultCandidate(f netaddr.Family) *localCandidate {
+	return a.pickCandidate(f, netip.AddrPort{}, true)
+}
+
+func (a *Agent) pickCandidate(f netaddr.Family, want netip.AddrPort, owned bool) *localCandidate {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var best *localCandidate
@@ -128,7 +265,7 @@ func (a *Agent) legacyCandidate(f netaddr.Family, want netip.AddrPort) *localCan
 		return 1
 	}
 	for _, lc := range a.cands {
-		if lc.family != f || lc.owned {
+		if lc.family != f || (lc.owned && !owned) {
 			continue
 		}
 		if want.IsValid() && lc.addr == want {
