@@ -82,6 +82,9 @@ type Agent struct {
 	// pendingRemote holds trickled remote candidates until Connect.
 	pendingRemote []ice.Candidate
 	remoteEOC     bool
+	// remoteUfrag and remotePwd are the credentials pion/ice checks with;
+	// a description with others is an ICE restart (RFC 8445 §9).
+	remoteUfrag, remotePwd string
 	// sessID and sessVer are our o= line (RFC 3264 §8: the same id in
 	// every description of the session, the version one higher each time).
 	sessID, sessVer uint64
@@ -169,7 +172,11 @@ func NewAgent(cfg Config) (*Agent, error) {
 
 // Credentials returns the local ICE username fragment and password
 // (RFC 8445 §5.3), as written into the offer or answer.
-func (a *Agent) Credentials() (ufrag, pwd string) { return a.ufrag, a.pwd }
+func (a *Agent) Credentials() (ufrag, pwd string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ufrag, a.pwd
+}
 
 // Close releases everything: the media path, the ICE agent, every socket
 // and TURN allocation (deallocated with a zero-lifetime Refresh).

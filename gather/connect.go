@@ -107,6 +107,9 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 		a.log.Debug("local candidate not added", slog.Any("error", err), slog.String("candidate", lc.addr.String()))
 	}
 	a.log.Debug("ICE checks start", slog.Int("local", len(cands)), slog.Int("remote", added), slog.Bool("controlling", controlling))
+	a.mu.Lock()
+	a.remoteUfrag, a.remotePwd = m.Ufrag, m.Pwd
+	a.mu.Unlock()
 	var conn *ice.Conn
 	var err error
 	if controlling {

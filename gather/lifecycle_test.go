@@ -499,3 +499,52 @@ func TestGatherReadyWithDeadServer(t *testing.T) {
 		t.Errorf("stats %+v: want ready early with the 2 dead-server attempts late", st)
 	}
 }
+
+// TestICERestart: Restart gives new credentials, the re-offer carries
+// them, the answerer restarts on seeing them (new credentials in its
+// answer), and media flows again on the same MediaConns.
+func TestICERestart(t *testing.T) {
+	off := newTestAgent(t, Config{HostAddrs: []netip.Addr{lo4, lo6}})
+	ans := newTestAgent(t, Config{HostAddrs: []netip.Addr{lo4, lo6}})
+	om, am := connectPair(t, off, ans)
+	exchangeRTP(t, om, am)
+	oldOff, _ := off.Credentials()
+	oldAns, _ := ans.Credentials()
+	connected := make(chan struct{}, 8)
+	off.OnStateChange(func(s State) {
+		if s == StateConnected {
+			connected <- struct{}{}
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	if err := off.Restart(ctx); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	newOff, _ := off.Credentials()
+	offer, err := off.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newOff == oldOff || !strings.Contains(string(offer), "a=ice-ufrag:"+newOff) {
+		t.Fatalf("restart offer has ufrag %q (was %q):\n%s", newOff, oldOff, offer)
+	}
+	answer, err := ans.Answer(ctx, offer)
+	if err != nil {
+		t.Fatalf("Answer to a restart offer: %v", err)
+	}
+	newAns, _ := ans.Credentials()
+	if newAns == oldAns || !strings.Contains(string(answer), "a=ice-ufrag:"+newAns) {
+		t.Fatalf("answer to a restart offer keeps the old ufrag %q:\n%s", oldAns, answer)
+	}
+	if err := off.SetRemoteAnswer(answer); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatalf("not connected again after the restart (state %s)", off.State())
+	}
+	exchangeRTP(t, om, am)
+}

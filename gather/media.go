@@ -88,6 +88,13 @@ func (c *MediaConn) loseConsent() {
 	_ = c.iceConn.SetReadDeadline(time.Now())
 }
 
+// regainConsent undoes loseConsent after an ICE restart.
+func (c *MediaConn) regainConsent() {
+	if c.iceConn != nil && c.lost.Swap(false) {
+		_ = c.iceConn.SetReadDeadline(time.Time{})
+	}
+}
+
 // Read reads one packet from the peer. Once consent is lost (no answer
 // from the peer within Config.ConsentTimeout) it returns an error wrapping
 // ErrConsentLost; after Close, one wrapping net.ErrClosed or ice.ErrClosed.

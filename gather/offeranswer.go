@@ -3,6 +3,7 @@ package gather
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 
@@ -70,9 +71,10 @@ func (a *Agent) Offer(ctx context.Context, opts ...OfferOptions) ([]byte, error)
 		}
 	}
 	id, ver := a.nextOrigin()
+	ufrag, pwd := a.Credentials()
 	b, err := sdpcand.BuildOffer(sdpcand.OfferParams{
 		SessionID: id, SessionVersion: ver,
-		Ufrag: a.ufrag, Pwd: a.pwd, Candidates: cands, Default: def, Codecs: a.cfg.Codecs,
+		Ufrag: ufrag, Pwd: pwd, Candidates: cands, Default: def, Codecs: a.cfg.Codecs,
 		Direction: o.Direction, NoEndOfCandidates: !complete,
 	})
 	if err != nil {
@@ -118,6 +120,16 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gather: answer: offer: %w", err)
 	}
+	a.mu.Lock()
+	restart := a.iceStarted && offer.ICE() && a.remoteUfrag != "" && credsOf(offer, -1) != [2]string{a.remoteUfrag, a.remotePwd}
+	a.mu.Unlock()
+	if restart {
+		// RFC 8445 §9: an offer with new credentials restarts ICE; the
+		// answer carries our new ones and a fresh gathering.
+		if err := a.Restart(ctx); err != nil {
+			return nil, fmt.Errorf("gather: answer: ICE restart: %w", err)
+		}
+	}
 	if err := a.gatherFirst(ctx); err != nil {
 		return nil, err
 	}
@@ -137,9 +149,10 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 	connected := a.media != nil
 	a.mu.Unlock()
 	id, ver := a.nextOrigin()
+	ufrag, pwd := a.Credentials()
 	params := sdpcand.AnswerParams{
 		SessionID: id, SessionVersion: ver,
-		Ufrag: a.ufrag, Pwd: a.pwd, Candidates: a.localCandidates(), Addrs: addrs, Codecs: a.cfg.Codecs,
+		Ufrag: ufrag, Pwd: pwd, Candidates: a.localCandidates(), Addrs: addrs, Codecs: a.cfg.Codecs,
 	}
 	b, err := sdpcand.BuildAnswer(offer, params)
 	if err != nil {
@@ -159,7 +172,103 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 		a.controlling = offer.ICELite
 	}
 	a.mu.Unlock()
+	if restart {
+		if err := a.restartRemote(offer, accepted); err != nil {
+			return nil, fmt.Errorf("gather: answer: ICE restart: %w", err)
+		}
+	}
 	return b, nil
+}
+
+// credsOf returns the ICE credentials of m-line idx of s (the first active
+// one when idx < 0).
+func credsOf(s *sdpcand.Session, idx int) [2]string {
+	m, ok := activeMedia(s, idx)
+	if !ok {
+		return [2]string{s.Ufrag, s.Pwd}
+	}
+	return [2]string{m.Ufrag, m.Pwd}
+}
+
+// restartRemote gives pion/ice, after a restart, the peer's new
+// credentials and candidates from description s.
+func (a *Agent) restartRemote(s *sdpcand.Session, idx int) error {
+	m, ok := activeMedia(s, idx)
+	if !ok {
+		return ErrNoMedia
+	}
+	if err := a.ice.SetRemoteCredentials(m.Ufrag, m.Pwd); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.remoteUfrag, a.remotePwd = m.Ufrag, m.Pwd
+	a.mu.Unlock()
+	for _, rc := range m.Candidates {
+		if rc.Component() != rtpComponent {
+			continue
+		}
+		if err := a.ice.AddRemoteCandidate(rc); err != nil {
+			a.log.Debug("remote candidate skipped", slog.Any("error", err), slog.String("candidate", rc.String()))
+		}
+	}
+	return nil
+}
+
+// Restart is an ICE restart (RFC 8445 §9): new local credentials, the old
+// candidates released and a fresh gathering, which join the checks as they
+// come. The next Offer carries the new ufrag and pwd; the peer's answer
+// (SetRemoteAnswer) gives its new ones and candidates. An Answer to an
+// offer with new remote credentials restarts on its own. The MediaConn
+// stays the same and recovers a failed path. pion/ice v4.4.8's restart
+// drops the old pairs at once, so media pauses until the new checks
+// succeed (break-before-make).
+func (a *Agent) Restart(ctx context.Context) error {
+	a.mu.Lock()
+	if err := a.checkOpen(); err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	run, started := a.run, a.iceStarted
+	a.mu.Unlock()
+	if !started {
+		return fmt.Errorf("gather: restart: %w", ErrNoRemote)
+	}
+	if run != nil {
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return fmt.Errorf("gather: restart: %w", ctx.Err())
+		}
+	}
+	// pion/ice closes every candidate it owns (our sockets and
+	// allocations) and forgets the remote ones.
+	if err := a.ice.Restart("", ""); err != nil {
+		return fmt.Errorf("gather: restart: %w", err)
+	}
+	ufrag, pwd, err := a.ice.GetLocalUserCredentials()
+	if err != nil {
+		return fmt.Errorf("gather: restart: %w", err)
+	}
+	a.mu.Lock()
+	for _, lc := range a.cands {
+		if !lc.owned {
+			_ = lc.release()
+		}
+	}
+	a.cands, a.run, a.gathered, a.gatherErr = nil, nil, false, nil
+	a.ufrag, a.pwd = ufrag, pwd
+	if isClosed(a.failed) {
+		a.failed = make(chan struct{})
+	}
+	media := a.media
+	a.mu.Unlock()
+	if media != nil {
+		media.regainConsent()
+	}
+	if _, err := a.Gather(ctx, nil); err != nil {
+		return fmt.Errorf("gather: restart: %w", err)
+	}
+	return nil
 }
 
 // SetRemoteAnswer records the peer's answer to our Offer (the first one or
@@ -170,12 +279,21 @@ func (a *Agent) SetRemoteAnswer(answerSDP []byte) error {
 		return fmt.Errorf("gather: remote answer: %w", err)
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if err := a.checkOpen(); err != nil {
+		a.mu.Unlock()
 		return err
 	}
 	a.remote = ans
 	a.remoteMedia = -1 // the answer rejects (port 0) every m-line but the accepted one
+	restart := a.iceStarted && ans.ICE() && credsOf(ans, -1) != [2]string{a.remoteUfrag, a.remotePwd}
+	a.mu.Unlock()
+	if restart {
+		// The answer to our restart offer (or the peer restarting in its
+		// answer): its new credentials and candidates.
+		if err := a.restartRemote(ans, -1); err != nil {
+			return fmt.Errorf("gather: remote answer: ICE restart: %w", err)
+		}
+	}
 	return nil
 }
 
