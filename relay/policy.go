@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -7,6 +9,27 @@ import (
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
+
+// The peer policy (netaddr.PeerPolicy, built by newPeerPolicy, held in
+// Server.policy and swapped by Reload) is enforced at these sites, and only
+// here:
+//
+//  1. gate.checkPeers (gate.go): every XOR-PEER-ADDRESS of a CreatePermission
+//     or ChannelBind, before pion sees the request, so a denied peer gets
+//     403 (pion would answer a denied ChannelBind 401, a mapped IPv6 peer
+//     443). This is also the check for a dual allocation's IPv6 half
+//     (dualalloc.go handles those requests after the gate passed them).
+//  2. Server.permit (below): pion's PermissionHandler, the same check for
+//     any request the gate let through (a second line, at no extra cost).
+//  3. relayConn.peerAllowed (relayconn.go): pion's path, per datagram both
+//     ways, but only once Reload has replaced the policy the allocation was
+//     created under; until then it is one pointer compare.
+//  4. Reload (reload.go) → hooks.filterPeers → dataplane.Plane.SetPeerFilter:
+//     the data plane's live permissions to peers a reloaded policy denies
+//     stop at once.
+//
+// Every denial at sites 1 and 2 goes through noteDenied (counted, logged
+// sampled); sites 3 and 4 count their drops as datagram drops.
 
 // newPeerPolicy builds the peer policy from a resolved config; the relay's
 // own addresses (relay, advertised and specific listen IPs) are denied as
