@@ -64,6 +64,9 @@ type Server struct {
 	listenAddrs []netip.AddrPort
 	relayIPs    []relayIP
 	own         []netip.Addr
+	// relayed are the relay's bound and advertised relay IPs: allowed as
+	// peers only on live relayed ports (relayedPortOK).
+	relayed []netip.Addr
 
 	http        *http.Server
 	metricsAddr string
@@ -124,7 +127,10 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
 	s.pool = newPortPool(res.minPort, res.maxPort)
 	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer}, s)
-	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
+	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own, s.relayed))
+	if s.hooks.pionPeers != nil {
+		s.hooks.pionPeers(s.relayed)
+	}
 
 	sc := turn.ServerConfig{
 		LoggerFactory:       pionLogs(log, res.logLevel == zerolog.TraceLevel, &s.metrics.drops),
@@ -210,35 +216,32 @@ func (s *Server) pickRelayIPs() error {
 		s.relayIPs = append(s.relayIPs, relayIP{bind: ip, advertise: adv})
 	}
 	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
+	for _, r := range s.relayIPs {
+		s.relayed = appendUnique(s.relayed, r.bind, r.advertise)
+	}
 	return nil
 }
 
 // ownAddresses are the addresses the peer policy denies as the relay's own:
-// relay and advertised IPs, specific listen IPs, and, when a listener is a
-// wildcard (the default), every address of the host (ifAddrs): the relay
-// answers on all of them, so a peer there would loop the relay into itself
-// or reach, from inside, services the host's firewall keeps from the
-// Internet. Loopback addresses are left to the loopback rule; addresses
-// added to the host after start are not included.
+// relay and advertised IPs, listen IPs, and every address of the host
+// (ifAddrs), whichever listen addresses are configured: a peer there would
+// loop the relay into itself or reach, from inside, services the host's
+// firewall keeps from the Internet. Loopback addresses are left to the
+// loopback rule; addresses added to the host after start are not included.
 func ownAddresses(listen []netip.AddrPort, relays []relayIP, ifAddrs []netip.Addr) []netip.Addr {
 	var own []netip.Addr
 	for _, r := range relays {
 		own = appendUnique(own, r.bind, r.advertise)
 	}
-	wildcard := false
 	for _, ap := range listen {
-		if ap.Addr().IsUnspecified() {
-			wildcard = true
-		} else {
+		if !ap.Addr().IsUnspecified() {
 			own = appendUnique(own, ap.Addr().Unmap())
 		}
 	}
-	if wildcard {
-		for _, a := range ifAddrs {
-			// Loopback stays with its own rule (allow_loopback_peers).
-			if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
-				own = appendUnique(own, a.Unmap().WithZone(""))
-			}
+	for _, a := range ifAddrs {
+		// Loopback stays with its own rule (allow_loopback_peers).
+		if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
+			own = appendUnique(own, a.Unmap().WithZone(""))
 		}
 	}
 	return own
@@ -558,7 +561,7 @@ func (s *Server) Reload(cfg Config) error {
 	// The realm is fixed inside pion for the server's life, so keys are
 	// always computed with the running realm.
 	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
-	pol := newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own)
+	pol := newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own, s.relayed)
 	s.policy.Store(pol)
 	// Live permissions to peers the new policy denies stop relaying now
 	// (data plane here, pion's path in relayConn), rather than when they

@@ -227,6 +227,20 @@ func (p *Plane) SetPeerFilter(allowed func(netip.Addr) bool) int {
 	return n
 }
 
+// SetPionPeers names peer IPs whose Send indications the fast path hands to
+// pion instead of relaying them: a Send indication names a transport
+// address per datagram, and for these IPs (the relay's own relayed
+// addresses, allowed only on live relayed ports) the relay checks the
+// port on pion's path. ChannelData is not affected: a channel's peer is
+// checked once, at ChannelBind. A few addresses at most; nil clears.
+func (p *Plane) SetPionPeers(ips []netip.Addr) {
+	l := make([]netip.Addr, 0, len(ips))
+	for _, a := range ips {
+		l = append(l, a.Unmap())
+	}
+	p.pionPeers.Store(&l)
+}
+
 func (p *Plane) channel(relay, peer net.Addr, num uint16, add bool) {
 	peerAP, err := addrPortOf(peer)
 	if err != nil {

@@ -205,3 +205,12 @@ func famIndex(a netip.Addr) int {
 	}
 	return 1
 }
+
+// isPionPeer reports whether ip is one of SetPionPeers' addresses.
+func (p *Plane) isPionPeer(ip netip.Addr) bool {
+	l := p.pionPeers.Load()
+	if l == nil {
+		return false
+	}
+	return slices.Contains(*l, ip.Unmap())
+}
