@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -183,17 +184,16 @@ func (p *Plane) permission(relay net.Addr, peer net.IP, add bool) {
 		a.suspended = append(a.suspended, ip)
 		add = false
 	}
+	if _, has := a.state.Load().perms[ip]; has == add {
+		// pion reports every refresh of a permission: no new state, and
+		// no copy of the allocation's state to publish.
+		return
+	}
 	a.update(func(s *allocState) {
-		for i, x := range s.perms {
-			if x == ip {
-				if !add {
-					s.perms = append(s.perms[:i], s.perms[i+1:]...)
-				}
-				return
-			}
-		}
 		if add {
-			s.perms = append(s.perms, ip)
+			s.perms[ip] = struct{}{}
+		} else {
+			delete(s.perms, ip)
 		}
 	})
 }
@@ -211,7 +211,7 @@ func (p *Plane) SetPeerFilter(allowed func(netip.Addr) bool) int {
 	p.peerFilter = allowed
 	n := 0
 	for _, a := range p.allocs {
-		all := append(slices.Clone(a.state.Load().perms), a.suspended...)
+		all := append(slices.Collect(maps.Keys(a.state.Load().perms)), a.suspended...)
 		var keep, off []netip.Addr
 		for _, ip := range all {
 			if allowed == nil || allowed(ip) {
@@ -222,7 +222,12 @@ func (p *Plane) SetPeerFilter(allowed func(netip.Addr) bool) int {
 		}
 		n += len(off)
 		a.suspended = off
-		a.update(func(s *allocState) { s.perms = keep })
+		a.update(func(s *allocState) {
+			s.perms = make(map[netip.Addr]struct{}, len(keep))
+			for _, ip := range keep {
+				s.perms[ip] = struct{}{}
+			}
+		})
 	}
 	return n
 }
