@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
@@ -32,7 +34,7 @@ func newPeerPolicy(r *resolved, allowLoopback bool, own, relayed []netip.Addr) *
 // Allocation-free.
 func (s *Server) relayedPortOK(peer netip.AddrPort) bool {
 	a := peer.Addr().Unmap()
-	if !containsAddr(s.relayed, a) {
+	if !slices.Contains(s.relayed, a) {
 		return true
 	}
 	if s.policy.Load().Check(a).Reason != netaddr.ReasonRelayAddress {
@@ -68,6 +70,5 @@ func (s *Server) permit(client net.Addr, peerIP net.IP) bool {
 // peers) one policy denial.
 func (s *Server) noteDenied(client net.Addr, peer netip.Addr, v netaddr.Verdict) {
 	s.metrics.peerDenials.WithLabelValues(v.Reason).Inc()
-	s.denyLog.Info().Str("client", client.String()).Str("peer", peer.String()).
-		Str("reason", v.Reason).Str("decided_by", v.Addr.String()).Msg("peer denied")
+	s.denyLog.Info("peer denied", slog.String("client", client.String()), slog.String("peer", peer.String()), slog.String("reason", v.Reason), slog.String("decided_by", v.Addr.String()))
 }
