@@ -440,7 +440,15 @@ func (g *gate) checkPeers(msg *stun.Message, src net.Addr, key []byte) verdict {
 		if !ok {
 			return nil
 		}
-		if v := pol.Check(a); !v.Allowed {
+		v := pol.Check(a)
+		if v.Allowed && v.Reason == netaddr.ReasonRelayAddress && msg.Type.Method == stun.MethodChannelBind &&
+			!s.relayedPortOK(netip.AddrPortFrom(a, uint16(pa.Port))) {
+			// A channel's peer is a transport address: on the relay's own
+			// IP only a live relayed one (the data plane relays bound
+			// channels without asking again).
+			v = netaddr.Verdict{Reason: netaddr.ReasonOwnAddress, Addr: v.Addr}
+		}
+		if !v.Allowed {
 			s.noteDenied(src, a, v)
 			denied = true
 			return errPeerDenied

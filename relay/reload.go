@@ -93,7 +93,7 @@ func (s *Server) Reload(cfg Config) error {
 	// The realm is fixed inside pion for the server's life, so keys are
 	// always computed with the running realm.
 	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
-	pol := newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own)
+	pol := newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own, s.relayed)
 	s.policy.Store(pol)
 	// Live permissions to peers the new policy denies stop relaying now
 	// (data plane here, pion's path in relayConn), rather than when they

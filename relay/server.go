@@ -62,6 +62,9 @@ type Server struct {
 	listenAddrs []netip.AddrPort
 	relayIPs    []relayIP
 	own         []netip.Addr
+	// relayed are the relay's bound and advertised relay IPs: allowed as
+	// peers only on live relayed ports (relayedPortOK).
+	relayed []netip.Addr
 
 	http        *http.Server
 	metricsAddr string
@@ -130,7 +133,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}
 	s.pool = newPortPools(res.minPort, res.maxPort, s.relayIPs)
 	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}, s)
-	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
+	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own, s.relayed))
+	if s.hooks.pionPeers != nil {
+		s.hooks.pionPeers(s.relayed)
+	}
 
 	sc := turn.ServerConfig{
 		LoggerFactory:       pionLogs(log, res.logLevel == LevelTrace, &s.metrics.drops),
@@ -230,35 +236,32 @@ func (s *Server) pickRelayIPs() error {
 		}
 	}
 	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
+	for _, r := range s.relayIPs {
+		s.relayed = appendUnique(s.relayed, r.bind, r.advertise)
+	}
 	return nil
 }
 
 // ownAddresses are the addresses the peer policy denies as the relay's own:
-// relay and advertised IPs, specific listen IPs, and, when a listener is a
-// wildcard (the default), every address of the host (ifAddrs): the relay
-// answers on all of them, so a peer there would loop the relay into itself
-// or reach, from inside, services the host's firewall keeps from the
-// Internet. Loopback addresses are left to the loopback rule; addresses
-// added to the host after start are not included.
+// relay and advertised IPs, listen IPs, and every address of the host
+// (ifAddrs), whichever listen addresses are configured: a peer there would
+// loop the relay into itself or reach, from inside, services the host's
+// firewall keeps from the Internet. Loopback addresses are left to the
+// loopback rule; addresses added to the host after start are not included.
 func ownAddresses(listen []netip.AddrPort, relays []relayIP, ifAddrs []netip.Addr) []netip.Addr {
 	var own []netip.Addr
 	for _, r := range relays {
 		own = appendUnique(own, r.bind, r.advertise)
 	}
-	wildcard := false
 	for _, ap := range listen {
-		if ap.Addr().IsUnspecified() {
-			wildcard = true
-		} else {
+		if !ap.Addr().IsUnspecified() {
 			own = appendUnique(own, ap.Addr().Unmap())
 		}
 	}
-	if wildcard {
-		for _, a := range ifAddrs {
-			// Loopback stays with its own rule (allow_loopback_peers).
-			if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
-				own = appendUnique(own, a.Unmap().WithZone(""))
-			}
+	for _, a := range ifAddrs {
+		// Loopback stays with its own rule (allow_loopback_peers).
+		if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
+			own = appendUnique(own, a.Unmap().WithZone(""))
 		}
 	}
 	return own
