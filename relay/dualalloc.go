@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
 	"net"
 	"net/netip"
 	"sync"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/pion/stun/v4"
 
-	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -751,7 +751,7 @@ func (t *dualTable) clientData(b []byte, ft fiveTuple, msg *stun.Message) bool {
 	}
 	snap := d.snap.Load()
 	if isCD {
-		num, n, ok := dataplane.ParseChannelData(b)
+		num, n, ok := channeldata.Parse(b)
 		if !ok {
 			return false
 		}
@@ -763,7 +763,7 @@ func (t *dualTable) clientData(b []byte, ft fiveTuple, msg *stun.Message) bool {
 			t.srv.metrics.drops.requestError.Inc()
 			return true
 		}
-		_, _ = d.sock.WriteTo(b[dataplane.ChannelDataHeaderLen:dataplane.ChannelDataHeaderLen+n], net.UDPAddrFromAddrPort(peer))
+		_, _ = d.sock.WriteTo(b[channeldata.HeaderLen:channeldata.HeaderLen+n], net.UDPAddrFromAddrPort(peer))
 		return true
 	}
 	msg.Reset()
@@ -1176,7 +1176,7 @@ func (d *dualAlloc) endV6(why string, endAll bool) {
 // channel, else as Data indications (RFC 8656 §11.6, §12.6).
 func (d *dualAlloc) readPeers() {
 	defer close(d.done)
-	const head = dataplane.ChannelDataHeaderLen
+	const head = channeldata.HeaderLen
 	buf := make([]byte, head+65536+3)
 	stream := d.ft.conn != nil
 	drops := &d.t.srv.metrics.drops
@@ -1196,7 +1196,7 @@ func (d *dualAlloc) readPeers() {
 		}
 		var out []byte
 		if num, bound := snap.channelOf(peer); bound {
-			dataplane.PutChannelDataHeader(buf, num, n)
+			channeldata.PutHeader(buf, num, n)
 			size := head + n
 			if stream {
 				// RFC 8656 §12.5: padded to a multiple of 4 over TCP/TLS.

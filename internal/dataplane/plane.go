@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 )
 
 // Sentinel errors.
@@ -22,7 +24,7 @@ var (
 	ErrUnsupported = errors.New("dataplane: not supported on this platform")
 	// ErrNotUDP is returned when adopting a socket that is not a UDP socket
 	// with a file descriptor (*net.UDPConn).
-	ErrNotUDP = errors.New("dataplane: not a UDP socket with a descriptor")
+	ErrNotUDP = udpbatch.ErrNotUDP
 
 	errBadAddr        = errors.New("bad address")
 	errSendBufferFull = errors.New("send buffer full")
@@ -210,20 +212,23 @@ func (p *Plane) Relay(pc net.PacketConn, advertised netip.AddrPort) (*Conn, erro
 }
 
 func (p *Plane) adopt(pc net.PacketConn, kind int, advertised netip.AddrPort) (*Conn, error) {
-	fd, local, v6, err := adoptFD(pc)
+	fd, local, v6, err := udpbatch.Adopt(pc)
+	if errors.Is(err, udpbatch.ErrUnsupported) {
+		return nil, ErrUnsupported
+	}
 	if err != nil {
 		return nil, err
 	}
-	c := p.newConn(kind, &fdBatch{fd: fd, v6: v6}, fd, local, advertised)
+	c := p.newConn(kind, udpbatch.Socket{FD: fd, V6: v6}, fd, local, advertised)
 	c.v6 = v6
 	if err := p.register(c); err != nil {
-		closeFD(fd)
+		_ = udpbatch.Close(fd)
 		return nil, err
 	}
 	return c, nil
 }
 
-func (p *Plane) newConn(kind int, b Batch, fd int, local, advertised netip.AddrPort) *Conn {
+func (p *Plane) newConn(kind int, b udpbatch.Batch, fd int, local, advertised netip.AddrPort) *Conn {
 	if !advertised.IsValid() {
 		advertised = local
 	}
@@ -340,7 +345,7 @@ func (p *Plane) release(c *Conn) {
 	c.wmu.Lock()
 	c.closed = true
 	if c.fd >= 0 {
-		closeFD(c.fd)
+		_ = udpbatch.Close(c.fd)
 	}
 	c.wmu.Unlock()
 }
