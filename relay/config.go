@@ -140,6 +140,11 @@ type Config struct {
 	// sendmmsg (needs CAP_NET_RAW; auto uses them when it may, on refuses
 	// to start without them).
 	RawSend string `yaml:"raw_send"`
+	// DataPlane is on or off: whether the per-core data plane
+	// (internal/dataplane) relays channels and indications of UDP clients,
+	// or pion relays every datagram itself (for comparisons, or to rule
+	// the data plane out).
+	DataPlane string `yaml:"data_plane"`
 
 	// Metrics is the listen address of the HTTP server for /metrics,
 	// /healthz and /readyz; empty disables it.
@@ -209,6 +214,7 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         "auto",
+		DataPlane:       "on",
 
 		MaxUnauthStreams:          DefaultMaxUnauthStreams,
 		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,
@@ -465,6 +471,11 @@ func (c *Config) resolve() (*resolved, error) {
 	}
 	if _, err := dataplane.ParseRawSendMode(c.RawSend); err != nil {
 		return nil, fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
+	}
+	switch c.DataPlane {
+	case "", "on", "off":
+	default:
+		return nil, fieldErr("data_plane", "must be on or off, got %q", c.DataPlane)
 	}
 	if c.Metrics != "" {
 		if _, _, err := splitHostPort(c.Metrics); err != nil {

@@ -3,7 +3,7 @@ package relay
 import (
 	"fmt"
 	"net"
-	"os"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,31 +13,32 @@ import (
 	"github.com/isthmusrelay/isthmus/internal/dataplane"
 )
 
-// The forwarding data plane (internal/dataplane, issue 5) owns the hot
-// path: per-core workers read the listener and relay sockets with batched
-// I/O and relay ChannelData on bound channels and Send/Data indications,
-// both ways, themselves; pion still gets every other datagram (STUN
-// requests, TCP clients' traffic) through the wrapped sockets, and tells the
-// plane through its EventHandler when allocations, permissions and channels
-// come and go. It plugs into the seam in hooks.go; docs/dataplane.md has the
-// design.
-
-// dataPlaneEnv switches the data plane off when set to "off" (or "0",
-// "false"): pion then relays every datagram itself, for comparisons.
-const dataPlaneEnv = "ISTHMUS_DATAPLANE"
+// The forwarding data plane (internal/dataplane) owns the hot path:
+// per-core workers read the listener and relay sockets with batched I/O and
+// relay ChannelData on bound channels and Send/Data indications, both ways,
+// themselves; pion still gets every other datagram (STUN requests, TCP
+// clients' traffic) through the wrapped sockets. planeForwarder is the
+// Forwarder on it; docs/dataplane.md has the design.
 
 // planeSyncEvery is how often the data plane's per-core counters are added
 // into the relay's own isthmus_relay_* counters.
 const planeSyncEvery = 250 * time.Millisecond
 
-func init() { installHooks = dataPlaneHooks }
+// planeForwarder is the Forwarder on a dataplane.Plane.
+type planeForwarder struct {
+	s          *Server
+	plane      *dataplane.Plane
+	ps         *planeSync
+	registered bool
+}
 
-func dataPlaneHooks(s *Server) hooks {
-	h := defaultHooks()
-	switch os.Getenv(dataPlaneEnv) {
-	case "off", "0", "false":
-		s.log.Info().Str("env", dataPlaneEnv).Msg("data plane off: pion relays every datagram")
-		return h
+// newForwarder returns the Forwarder cfg.DataPlane selects. A data plane
+// that cannot start (another OS, no epoll) leaves pion relaying every
+// datagram, unless raw_send: on requires it.
+func (s *Server) newForwarder() (Forwarder, error) {
+	if s.cfg.DataPlane == "off" {
+		s.log.Info().Msg("data plane off: pion relays every datagram")
+		return passThrough{}, nil
 	}
 	rawSend, _ := dataplane.ParseRawSendMode(s.cfg.RawSend) // validated with the config
 	plane, err := dataplane.New(dataplane.Config{
@@ -52,45 +53,56 @@ func dataPlaneHooks(s *Server) hooks {
 	})
 	if err != nil {
 		if rawSend == dataplane.RawSendOn {
-			h.err = fmt.Errorf("relay: raw_send is on: %w", err)
-			return h
+			return nil, fmt.Errorf("relay: raw_send is on: %w", err)
 		}
 		s.log.Warn().Err(err).Msg("data plane unavailable: pion relays every datagram")
-		return h
+		return passThrough{}, nil
 	}
-	registered := s.reg.Register(plane) == nil
-	ps := startPlaneSync(plane, s.metrics)
+	f := &planeForwarder{s: s, plane: plane}
+	f.registered = s.reg.Register(plane) == nil
+	f.ps = startPlaneSync(plane, s.metrics)
 	s.log.Info().Int("workers", plane.Workers()).Bool("raw_send", plane.RawSending()).
 		Msg("data plane on: per-core forwarding of channels and indications")
+	return f, nil
+}
 
-	h.wrapListener = func(c *net.UDPConn) net.PacketConn {
-		conn, err := plane.Listener(c)
-		if err != nil {
-			s.log.Warn().Err(err).Stringer("listen", c.LocalAddr()).Msg("data plane: listener not adopted, pion serves it")
-			return c
-		}
-		return conn
+func (f *planeForwarder) Listener(c *net.UDPConn) net.PacketConn {
+	conn, err := f.plane.Listener(c)
+	if err != nil {
+		f.s.log.Warn().Err(err).Stringer("listen", c.LocalAddr()).Msg("data plane: listener not adopted, pion serves it")
+		return c
 	}
-	h.wrapRelay = func(c *net.UDPConn, info relayInfo) net.PacketConn {
-		conn, err := plane.Relay(c, info.advertise)
-		if err != nil {
-			s.log.Warn().Err(err).Stringer("relay", info.bind).Msg("data plane: relay socket not adopted, pion serves it")
-			return c
-		}
-		return conn
+	return conn
+}
+
+func (f *planeForwarder) Relay(c *net.UDPConn, advertised netip.AddrPort) net.PacketConn {
+	conn, err := f.plane.Relay(c, advertised)
+	if err != nil {
+		f.s.log.Warn().Err(err).Stringer("relay", c.LocalAddr()).Msg("data plane: relay socket not adopted, pion serves it")
+		return c
 	}
-	h.events = plane.EventHandler(turn.EventHandler{})
-	h.filterPeers = plane.SetPeerFilter
-	h.attachRelay = plane.AttachRelay
-	h.close = func() error {
-		err := plane.Close()
-		ps.stop()
-		if registered {
-			s.reg.Unregister(plane)
-		}
-		return err
+	return conn
+}
+
+func (f *planeForwarder) Events(next turn.EventHandler) turn.EventHandler {
+	return f.plane.EventHandler(next)
+}
+
+func (f *planeForwarder) FilterPeers(allowed func(netip.Addr) bool) int {
+	return f.plane.SetPeerFilter(allowed)
+}
+
+func (f *planeForwarder) AttachRelay(src, dst, relay net.Addr) bool {
+	return f.plane.AttachRelay(src, dst, relay)
+}
+
+func (f *planeForwarder) Close() error {
+	err := f.plane.Close()
+	f.ps.stop()
+	if f.registered {
+		f.s.reg.Unregister(f.plane)
 	}
-	return h
+	return err
 }
 
 // planeSync adds the data plane's counters into the relay's own metrics

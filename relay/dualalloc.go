@@ -431,7 +431,7 @@ func (t *dualTable) create(p *pendingReq, primary stun.XORMappedAddress, life ti
 	}
 	t.allocs.Store(p.tuple, d)
 	t.live.Add(1)
-	d.fast = s.hooks.attachRelay(d.src, d.dst, d.relayAddr)
+	d.fast = s.fwd.AttachRelay(d.src, d.dst, d.relayAddr)
 	go d.readPeers()
 	d.mu.Lock()
 	d.rearmLocked(now)
@@ -941,7 +941,7 @@ func (d *dualAlloc) publishLocked() {
 }
 
 func (d *dualAlloc) emit(evs []planeEvent) {
-	h := d.t.srv.hooks.events
+	h := d.t.srv.planeEvents
 	for _, e := range evs {
 		switch {
 		case e.isChan && e.add && h.OnChannelCreated != nil:

@@ -43,7 +43,7 @@ type dualFixture struct {
 
 func newDualFixture(t testing.TB) *dualFixture {
 	t.Helper()
-	s := &Server{log: zerolog.Nop(), hooks: defaultHooks()}
+	s := &Server{log: zerolog.Nop(), fwd: passThrough{}}
 	var err error
 	if s.metrics, err = newMetrics(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)

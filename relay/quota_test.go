@@ -16,7 +16,7 @@ import (
 )
 
 // startTestServer runs a relay on loopback with ephemeral ports.
-func startTestServer(t *testing.T, mutate func(*Config)) *Server {
+func startTestServer(t *testing.T, mutate func(*Config), opts ...Option) *Server {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
@@ -28,7 +28,7 @@ func startTestServer(t *testing.T, mutate func(*Config)) *Server {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), prometheus.NewRegistry())
+	s, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), prometheus.NewRegistry(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

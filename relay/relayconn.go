@@ -43,11 +43,11 @@ type relayConn struct {
 	killed    atomic.Bool
 }
 
-// newRelayConn wraps one relay socket. conn is what hooks.wrapRelay made of
-// the bound socket (the socket itself unless a data plane is installed).
+// newRelayConn wraps one relay socket: what the Forwarder made of the bound
+// socket (the socket itself unless a data plane is on).
 func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func()) net.PacketConn {
 	rc := &relayConn{
-		PacketConn: s.hooks.wrapRelay(sock, info),
+		PacketConn: s.fwd.Relay(sock, info.advertise),
 		ctr:        s.metrics.dir[familyIndex(info.family)],
 		drops:      &s.metrics.drops,
 		policy:     &s.policy,

@@ -46,8 +46,11 @@ type Server struct {
 	metrics *metrics
 	gen     *addrGenerator
 	pool    *portPool
-	hooks   hooks
-	gate    *gate
+	fwd     Forwarder
+	// planeEvents are the Forwarder's handlers alone, for the events the
+	// relay itself raises (dual allocations' second family).
+	planeEvents turn.EventHandler
+	gate        *gate
 
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
@@ -80,7 +83,7 @@ type Server struct {
 // enables pion's per-packet logs). reg receives the isthmus_relay_*
 // metrics; nil means a private registry. When cfg.Metrics is set, /metrics
 // serves reg if it is also a prometheus.Gatherer, else the default gatherer.
-func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
+func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer, opts ...Option) (*Server, error) {
 	res, err := cfg.resolve()
 	if err != nil {
 		return nil, err
@@ -108,13 +111,16 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		}
 	}()
 
-	s.hooks = defaultHooks()
-	if installHooks != nil {
-		s.hooks = installHooks(s)
-		if s.hooks.err != nil {
-			return nil, s.hooks.err
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if s.fwd = o.forwarder; s.fwd == nil {
+		if s.fwd, err = s.newForwarder(); err != nil {
+			return nil, err
 		}
 	}
+	s.planeEvents = s.fwd.Events(turn.EventHandler{})
 	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
 
@@ -136,7 +142,7 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	if err := s.bindListeners(&sc, bufs); err != nil {
 		return nil, err
 	}
-	sc.EventHandler = chainEvents(s.ownEvents(), s.hooks.events)
+	sc.EventHandler = s.fwd.Events(s.ownEvents())
 	if s.turn, err = turn.NewServer(sc); err != nil {
 		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
 	}
@@ -274,7 +280,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		for _, c := range conns {
 			s.readers.Add(1)
 			sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-				PacketConn:            &gatedPacketConn{PacketConn: s.hooks.wrapListener(c), gate: s.gate, done: s.readers.Done},
+				PacketConn:            &gatedPacketConn{PacketConn: s.fwd.Listener(c), gate: s.gate, done: s.readers.Done},
 				RelayAddressGenerator: s.gen,
 				PermissionHandler:     s.permit,
 			})
@@ -365,8 +371,8 @@ func (s *Server) cleanupFailedStart() {
 		}
 	}
 	s.stopHTTP()
-	if s.hooks.close != nil {
-		_ = s.hooks.close() // the data plane's workers and sockets
+	if s.fwd != nil {
+		_ = s.fwd.Close() // the data plane's workers and sockets
 	}
 	s.wg.Wait()
 	if s.metrics != nil {
@@ -498,7 +504,7 @@ func (s *Server) Close() error {
 			case <-tick.C:
 			}
 		}
-		if herr := s.hooks.close(); herr != nil && err == nil {
+		if herr := s.fwd.Close(); herr != nil && err == nil {
 			err = herr
 		}
 		s.wg.Wait()
@@ -548,6 +554,7 @@ func (s *Server) Reload(cfg Config) error {
 		{"relay_recv_buffer", old.RelayRecvBuffer, cfg.RelayRecvBuffer},
 		{"send_buffer", old.SendBuffer, cfg.SendBuffer},
 		{"raw_send", old.RawSend, cfg.RawSend},
+		{"data_plane", old.DataPlane, cfg.DataPlane},
 		{"metrics", old.Metrics, cfg.Metrics},
 		{"log_level", old.LogLevel, cfg.LogLevel},
 	} {
@@ -563,7 +570,7 @@ func (s *Server) Reload(cfg Config) error {
 	// Live permissions to peers the new policy denies stop relaying now
 	// (data plane here, pion's path in relayConn), rather than when they
 	// expire; the client's refresh of them is already answered 403.
-	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
+	suspended := s.fwd.FilterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
 	kept := cfg
 	for _, name := range restart {

@@ -41,7 +41,7 @@ type relayFlags struct {
 	listen, tlsListen, relayIPs, extIP listFlag
 	users, secrets, allow, deny        listFlag
 	tlsCert, tlsKey, realm, metrics    string
-	logLevel, rawSend                  string
+	logLevel, rawSend, dataPlane       string
 	listenerSockets, minPort, maxPort  int
 	maxAllocs, userQuota, bandwidth    int
 	recvBuf, relayRecvBuf, sendBuf     int
@@ -80,6 +80,7 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	fs.IntVar(&f.relayRecvBuf, "relay-recv-buffer", d.RelayRecvBuffer, "receive buffer `bytes` of each allocation's relay socket (YAML relay_recv_buffer)")
 	fs.IntVar(&f.sendBuf, "send-buffer", d.SendBuffer, "socket send buffer `bytes` (YAML send_buffer)")
 	fs.StringVar(&f.rawSend, "raw-send", d.RawSend, "`mode` auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW (YAML raw_send)")
+	fs.StringVar(&f.dataPlane, "data-plane", d.DataPlane, "`mode` on or off: per-core forwarding of UDP clients' channels and indications; off leaves every datagram to pion (YAML data_plane)")
 	fs.StringVar(&f.metrics, "metrics", "", "`ip:port` for /metrics, /healthz, /readyz; empty = off (YAML metrics)")
 	fs.StringVar(&f.logLevel, "log-level", d.LogLevel, "trace, debug, info, warn or error; trace adds pion's per-packet logs (YAML log_level)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", time.Duration(d.DrainTimeout), "on SIGTERM, wait this long for allocations to end (YAML drain_timeout)")
@@ -148,6 +149,8 @@ func (f *relayFlags) apply(fs *flag.FlagSet, cfg *relay.Config) {
 			cfg.SendBuffer = f.sendBuf
 		case "raw-send":
 			cfg.RawSend = f.rawSend
+		case "data-plane":
+			cfg.DataPlane = f.dataPlane
 		case "metrics":
 			cfg.Metrics = f.metrics
 		case "log-level":
