@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
-	"time"
 
 	"github.com/pion/turn/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/isthmusrelay/isthmus/internal/dataplane"
 )
@@ -20,16 +17,10 @@ import (
 // clients' traffic) through the wrapped sockets. planeForwarder is the
 // Forwarder on it; docs/dataplane.md has the design.
 
-// planeSyncEvery is how often the data plane's per-core counters are added
-// into the relay's own isthmus_relay_* counters.
-const planeSyncEvery = 250 * time.Millisecond
-
 // planeForwarder is the Forwarder on a dataplane.Plane.
 type planeForwarder struct {
-	s          *Server
-	plane      *dataplane.Plane
-	ps         *planeSync
-	registered bool
+	s     *Server
+	plane *dataplane.Plane
 }
 
 // newForwarder returns the Forwarder cfg.DataPlane selects. A data plane
@@ -59,8 +50,8 @@ func (s *Server) newForwarder() (Forwarder, error) {
 		return passThrough{}, nil
 	}
 	f := &planeForwarder{s: s, plane: plane}
-	f.registered = s.reg.Register(plane) == nil
-	f.ps = startPlaneSync(plane, s.metrics)
+	add := f.addStats
+	s.metrics.ctrs.extra.Store(&add)
 	s.log.Info().Int("workers", plane.Workers()).Bool("raw_send", plane.RawSending()).
 		Msg("data plane on: per-core forwarding of channels and indications")
 	return f, nil
@@ -97,91 +88,49 @@ func (f *planeForwarder) AttachRelay(src, dst, relay net.Addr) bool {
 }
 
 func (f *planeForwarder) Close() error {
-	err := f.plane.Close()
-	f.ps.stop()
-	if f.registered {
-		f.s.reg.Unregister(f.plane)
-	}
-	return err
+	return f.plane.Close()
 }
 
-// planeSync adds the data plane's counters into the relay's own metrics
-// (packets and bytes by direction and relayed family, drops by reason), so
-// isthmus_relay_* keep counting every relayed datagram whichever path
-// carried it. It reads per-core sums a few times a second, never per packet.
-type planeSync struct {
-	plane *dataplane.Plane
-	m     *metrics
-	last  dataplane.Stats
-	quit  chan struct{}
-	done  chan struct{}
-	once  sync.Once
-}
-
-func startPlaneSync(p *dataplane.Plane, m *metrics) *planeSync {
-	ps := &planeSync{plane: p, m: m, quit: make(chan struct{}), done: make(chan struct{})}
-	go ps.run()
-	return ps
-}
-
-func (ps *planeSync) run() {
-	defer close(ps.done)
-	t := time.NewTicker(planeSyncEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			ps.sync()
-		case <-ps.quit:
-			ps.sync()
-			return
+// planeDrops maps each data plane drop reason to the relay's reason of the
+// same name: one vocabulary (TestDropVocabulary checks every name exists).
+var planeDrops = func() (m [dataplane.NumDropReasons]dropReason) {
+	for r := range dataplane.NumDropReasons {
+		m[r] = dropRequestError
+		for i, name := range dropReasonNames {
+			if name == r.String() {
+				m[r] = dropReason(i)
+			}
 		}
 	}
-}
+	return m
+}()
 
-// stop makes a last sync and ends the loop.
-func (ps *planeSync) stop() {
-	ps.once.Do(func() { close(ps.quit) })
-	<-ps.done
-}
-
-func (ps *planeSync) sync() {
-	st := ps.plane.Stats()
-	add := func(c prometheus.Counter, now, before uint64) {
-		if now > before {
-			c.Add(float64(now - before))
-		}
-	}
+// addStats adds the data plane's totals (summed over its cores, per
+// scrape, never per packet) into a snapshot of the counter table.
+func (f *planeForwarder) addStats(v *[numCtr]uint64) {
+	st := f.plane.Stats()
 	for cf := range 2 {
-		for rf := range 2 {
-			d := ps.m.dir[rf] // both index IPv4 as 0, IPv6 as 1
+		for rf := range 2 { // both index IPv4 as 0, IPv6 as 1, as familyIndex
 			c2p, p2c := dataplane.ClientToPeer, dataplane.PeerToClient
-			add(d.toPeerPackets, st.Packets[c2p][cf][rf], ps.last.Packets[c2p][cf][rf])
-			add(d.toPeerBytes, st.Bytes[c2p][cf][rf], ps.last.Bytes[c2p][cf][rf])
+			v[pktID(ctrPackets, pathPlane, dirToPeer, rf)] += st.Packets[c2p][cf][rf]
+			v[pktID(ctrBytes, pathPlane, dirToPeer, rf)] += st.Bytes[c2p][cf][rf]
 			// peer_to_client counts every datagram read from a relay
 			// socket, also those then dropped without a permission
 			// (drops_total{reason="no_permission"}), as relayConn does.
-			add(d.fromPeerPackets, st.Packets[p2c][cf][rf]+st.PeerUnpermittedPackets[cf][rf],
-				ps.last.Packets[p2c][cf][rf]+ps.last.PeerUnpermittedPackets[cf][rf])
-			add(d.fromPeerBytes, st.Bytes[p2c][cf][rf]+st.PeerUnpermittedBytes[cf][rf],
-				ps.last.Bytes[p2c][cf][rf]+ps.last.PeerUnpermittedBytes[cf][rf])
+			v[pktID(ctrPackets, pathPlane, dirToClient, rf)] += st.Packets[p2c][cf][rf] + st.PeerUnpermittedPackets[cf][rf]
+			v[pktID(ctrBytes, pathPlane, dirToClient, rf)] += st.Bytes[p2c][cf][rf] + st.PeerUnpermittedBytes[cf][rf]
 		}
 	}
-	for r := range dataplane.NumDropReasons {
-		var c prometheus.Counter
-		switch r {
-		case dataplane.DropQuota:
-			c = ps.m.drops.bandwidth
-		case dataplane.DropSend:
-			c = ps.m.drops.sendError
-		case dataplane.DropNoPermission:
-			c = ps.m.drops.noPermission
-		case dataplane.DropTruncated:
-			c = ps.m.drops.oversized
-		default:
-			c = ps.m.dropsVec.WithLabelValues(r.String())
-		}
-		add(c, st.Drops[r], ps.last.Drops[r])
+	for r, n := range st.Drops {
+		v[ctrDrops+ctrID(planeDrops[r])] += n
 	}
-	ps.last = st
+	v[ctrSlowpath] += st.SlowListener
+	v[ctrSlowpath+1] += st.SlowRelay
+	v[ctrIndications] += st.Indications[dataplane.ClientToPeer]
+	v[ctrIndications+1] += st.Indications[dataplane.PeerToClient]
+	v[ctrWakeups] += st.Wakeups
+	v[ctrBatchCalls] += st.ReadCalls
+	v[ctrBatchCalls+1] += st.WriteCalls
+	v[ctrBatchCalls+2] += st.RawWriteCalls
+	v[ctrReadErrors] += st.ReadErrors
 }

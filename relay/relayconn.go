@@ -88,7 +88,7 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		c.ctr.fromPeerPackets.Inc()
-		c.ctr.fromPeerBytes.Add(float64(n))
+		c.ctr.fromPeerBytes.Add(uint64(n))
 		return n, addr, nil
 	}
 }
@@ -111,7 +111,7 @@ func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	n, err := c.PacketConn.WriteTo(b, addr)
 	if err == nil {
 		c.ctr.toPeerPackets.Inc()
-		c.ctr.toPeerBytes.Add(float64(n))
+		c.ctr.toPeerBytes.Add(uint64(n))
 	} else {
 		c.drops.sendError.Inc()
 	}

@@ -152,7 +152,7 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 	for i := 0; i < n; i++ {
 		m := &ms.M[i]
 		if m.Trunc {
-			w.drop(DropTruncated, 1)
+			w.drop(DropOversized, 1)
 			continue
 		}
 		a, payload, peer, ind, ok := w.clientDatagram(l, m)
@@ -161,7 +161,7 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		}
 		d := &a.dir[ClientToPeer]
 		if !a.quota.allow(w.now, len(payload), a.limit) {
-			w.drop(DropQuota, 1)
+			w.drop(DropBandwidth, 1)
 			continue
 		}
 		if ind {
@@ -251,7 +251,7 @@ func (w *worker) write(c *Conn, ms *udpbatch.Msgs, lo, hi int) {
 	sent, _ := c.b.WriteBatch(ms, lo, hi)
 	w.ctr[ctrWriteCalls]++
 	if sent < hi-lo {
-		w.drop(DropSend, hi-lo-sent)
+		w.drop(DropSendError, hi-lo-sent)
 	}
 }
 
@@ -300,7 +300,7 @@ func (w *worker) serveRelay(r *Conn) {
 	for i := k; i < end; i++ {
 		m := &tx.M[i]
 		if m.Trunc {
-			w.drop(DropTruncated, 1)
+			w.drop(DropOversized, 1)
 			continue
 		}
 		if !st.permitted(m.Addr.Addr()) {
@@ -310,7 +310,7 @@ func (w *worker) serveRelay(r *Conn) {
 			continue
 		}
 		if !a.quota.allow(w.now, m.N, a.limit) {
-			w.drop(DropQuota, 1)
+			w.drop(DropBandwidth, 1)
 			continue
 		}
 		if num, bound := st.channelOf(m.Addr); bound {
@@ -356,7 +356,7 @@ func (w *worker) relayToPion(r *Conn) {
 	for i := range n {
 		m := &ms.M[i]
 		if m.Trunc {
-			w.drop(DropTruncated, 1)
+			w.drop(DropOversized, 1)
 			continue
 		}
 		w.toPion(r, m.Mem[:m.N], m.Addr, kindRelay)
@@ -459,5 +459,5 @@ func (w *worker) rawRefused(q *rawQueue, i int, tooBig bool) {
 	if tooBig && udpbatch.WriteTo(q.relay[i].fd, q.payload[i], q.peer[i], q.relay[i].v6, true) == nil {
 		return
 	}
-	w.drop(DropSend, 1)
+	w.drop(DropSendError, 1)
 }

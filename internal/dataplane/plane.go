@@ -96,7 +96,7 @@ func ParseRawSendMode(s string) (RawSendMode, error) {
 
 // Plane is the forwarding data plane: per-core workers that serve adopted
 // listener and relay sockets, and the tables pion's events keep current.
-// A Plane is also a prometheus.Collector.
+// Plane.Stats is its one export of counts.
 type Plane struct {
 	cfg   Config
 	log   zerolog.Logger
