@@ -247,6 +247,9 @@ func StartRelay(ctx context.Context, spec RelaySpec) (*RelayProc, error) {
 				"--realm", spec.Realm, "--user", spec.Username + ":" + spec.Password,
 				"--allow-loopback-peers",
 				"--min-port", strconv.Itoa(spec.MinPort), "--max-port", strconv.Itoa(spec.MaxPort),
+				// Every call of the load is the one bench user (coturn's
+				// config below sets user-quota=0 too).
+				"--user-quota", "0",
 				"--log-level", "warn"}
 		} else {
 			dir, err := os.MkdirTemp("", "isthmus-bench-coturn-")

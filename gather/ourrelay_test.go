@@ -1,11 +1,10 @@
 package gather
 
 import (
-	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/relay"
 )
@@ -22,7 +21,7 @@ func startOurRelay(t *testing.T) turnServer {
 	cfg.Users = []string{testUser + ":" + testPass}
 	cfg.AllowLoopbackPeers = true
 	cfg.LogLevel = "error"
-	srv, err := relay.New(cfg, zerolog.New(io.Discard), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatalf("relay.New: %v", err)
 	}

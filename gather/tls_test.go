@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/internal/testcert"
 	"github.com/isthmusrelay/isthmus/netaddr"
@@ -50,7 +49,7 @@ func TestTURNOverTLS(t *testing.T) {
 			cfg.Realm = testRealm
 			cfg.Users = []string{testUser + ":" + testPass}
 			cfg.AllowLoopbackPeers = true
-			srv, err := relay.New(cfg, zerolog.New(io.Discard), prometheus.NewRegistry())
+			srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 			if err != nil {
 				t.Fatalf("relay.New: %v", err)
 			}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 
@@ -27,14 +28,16 @@ type planeForwarder struct {
 // that cannot start (another OS, no epoll) leaves pion relaying every
 // datagram, unless raw_send: on requires it.
 func (s *Server) newForwarder() (Forwarder, error) {
-	if s.cfg.DataPlane == "off" {
-		s.log.Info().Msg("data plane off: pion relays every datagram")
+	if s.cfg.DataPlane == DataPlaneOff {
+		s.log.Info("data plane off: pion relays every datagram")
 		return passThrough{}, nil
 	}
-	rawSend, _ := dataplane.ParseRawSendMode(s.cfg.RawSend) // validated with the config
+	rawSend := s.res.rawSend
 	plane, err := dataplane.New(dataplane.Config{
-		Logger:  s.log,
-		RawSend: rawSend,
+		Logger:    s.log,
+		RawSend:   rawSend,
+		ForceDSCP: s.cfg.DSCP >= 0,
+		DSCP:      uint8(max(s.cfg.DSCP, 0)), //nolint:gosec // validated 0..63
 		BandwidthFunc: func() int64 {
 			if l := s.limits.Load(); l != nil {
 				return int64(l.bandwidth)
@@ -46,21 +49,21 @@ func (s *Server) newForwarder() (Forwarder, error) {
 		if rawSend == dataplane.RawSendOn {
 			return nil, fmt.Errorf("relay: raw_send is on: %w", err)
 		}
-		s.log.Warn().Err(err).Msg("data plane unavailable: pion relays every datagram")
+		s.log.Warn("data plane unavailable: pion relays every datagram", slog.Any("error", err))
 		return passThrough{}, nil
 	}
 	f := &planeForwarder{s: s, plane: plane}
 	add := f.addStats
 	s.metrics.ctrs.extra.Store(&add)
-	s.log.Info().Int("workers", plane.Workers()).Bool("raw_send", plane.RawSending()).
-		Msg("data plane on: per-core forwarding of channels and indications")
+	s.log.Info("data plane on: per-core forwarding of channels and indications",
+		slog.Int("workers", plane.Workers()), slog.Bool("raw_send", plane.RawSending()))
 	return f, nil
 }
 
 func (f *planeForwarder) Listener(c *net.UDPConn) net.PacketConn {
 	conn, err := f.plane.Listener(c)
 	if err != nil {
-		f.s.log.Warn().Err(err).Stringer("listen", c.LocalAddr()).Msg("data plane: listener not adopted, pion serves it")
+		f.s.log.Warn("data plane: listener not adopted, pion serves it", slog.Any("error", err), slog.Any("listen", c.LocalAddr()))
 		return c
 	}
 	return conn
@@ -69,7 +72,7 @@ func (f *planeForwarder) Listener(c *net.UDPConn) net.PacketConn {
 func (f *planeForwarder) Relay(c *net.UDPConn, advertised netip.AddrPort) net.PacketConn {
 	conn, err := f.plane.Relay(c, advertised)
 	if err != nil {
-		f.s.log.Warn().Err(err).Stringer("relay", c.LocalAddr()).Msg("data plane: relay socket not adopted, pion serves it")
+		f.s.log.Warn("data plane: relay socket not adopted, pion serves it", slog.Any("error", err), slog.Any("relay", c.LocalAddr()))
 		return c
 	}
 	return conn

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -18,7 +19,6 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/relay"
 )
@@ -100,7 +100,7 @@ func startRelay(t testing.TB, mutate func(*relay.Config)) *testRelay {
 	}
 	logs := &lockedBuffer{}
 	reg := prometheus.NewRegistry()
-	srv, err := relay.New(cfg, zerolog.New(logs).Level(zerolog.DebugLevel), reg)
+	srv, err := relay.New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg)
 	if err != nil {
 		t.Fatalf("relay.New(%+v): %v", cfg, err)
 	}

@@ -48,6 +48,10 @@ type Conn struct {
 	one    *udpbatch.Msgs // WriteTo scratch for descriptor-less sockets, under wmu write lock
 
 	dl deadline
+
+	// tos is the TOS / Traffic Class the socket currently sends with
+	// (setMark); 0 is the kernel's default.
+	tos atomic.Uint32
 }
 
 // slowPacket is one datagram on its way to pion.

@@ -172,11 +172,21 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		d.bytes.Add(uint64(len(payload)))
 		w.count(ClientToPeer, fam, len(payload))
 
-		if w.sendRaw(rc, m, payload, peer) {
+		tos := w.p.markFor(m)
+		if w.sendRaw(rc, m, payload, peer, tos) {
 			continue
 		}
 		m.Buf = payload
 		m.Addr = peer
+		if uint32(tos) != rc.tos.Load() {
+			// The marking applies to the socket: what is queued for it
+			// goes out first with the old one.
+			if rc == runRelay && k > runLo {
+				w.write(runRelay, ms, runLo, k)
+				runLo = k
+			}
+			rc.setMark(tos)
+		}
 		if rc != runRelay {
 			if k > runLo {
 				w.write(runRelay, ms, runLo, k)
@@ -328,6 +338,7 @@ func (w *worker) serveRelay(r *Conn) {
 		d.bytes.Add(uint64(m.N))
 		w.count(PeerToClient, fam, m.N)
 		m.Addr = a.key.client
+		m.TOS = w.p.markFor(m) // the peer's marking, to the client (tos.go)
 		if k != i {
 			tx.M[k], tx.M[i] = tx.M[i], tx.M[k]
 		}
@@ -398,6 +409,7 @@ type rawQueue struct {
 	relay   [IdealBatchSize]*Conn
 	payload [IdealBatchSize][]byte
 	peer    [IdealBatchSize]netip.AddrPort
+	tos     [IdealBatchSize]uint8
 	refused func(i int, tooBig bool) // bound once: no closure per flush
 }
 
@@ -405,7 +417,7 @@ type rawQueue struct {
 // on the worker's raw sender, writing the IP and UDP headers in front of
 // it. It returns false when the datagram must leave on relay's own socket:
 // no raw socket, a socket bound to a wildcard address, or no headroom.
-func (w *worker) sendRaw(relay *Conn, m *udpbatch.Message, payload []byte, peer netip.AddrPort) bool {
+func (w *worker) sendRaw(relay *Conn, m *udpbatch.Message, payload []byte, peer netip.AddrPort, tos uint8) bool {
 	src := relay.local
 	sa := src.Addr()
 	var q *rawQueue
@@ -427,9 +439,13 @@ func (w *worker) sendRaw(relay *Conn, m *udpbatch.Message, payload []byte, peer 
 		w.flushRaw(q)
 	}
 	pkt := m.Mem[off-hl : off+len(payload)]
-	udpbatch.PutRawHeaders(pkt, src, peer)
+	ttl := w.p.ttl4
+	if sa.Is6() {
+		ttl = w.p.hop6
+	}
+	udpbatch.PutRawHeaders(pkt, src, peer, tos, ttl)
 	i := q.s.Queue(pkt, sa, peer.Addr())
-	q.relay[i], q.payload[i], q.peer[i] = relay, payload, peer
+	q.relay[i], q.payload[i], q.peer[i], q.tos[i] = relay, payload, peer, tos
 	return true
 }
 
@@ -456,6 +472,9 @@ func (w *worker) flushRaw(q *rawQueue) {
 
 // rawRefused is rawQueue.refused: the fallback of one refused datagram.
 func (w *worker) rawRefused(q *rawQueue, i int, tooBig bool) {
+	if tooBig {
+		q.relay[i].setMark(q.tos[i])
+	}
 	if tooBig && udpbatch.WriteTo(q.relay[i].fd, q.payload[i], q.peer[i], q.relay[i].v6, true) == nil {
 		return
 	}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -103,7 +104,7 @@ func (w *worker) run() {
 		for {
 			n, err := w.poll.Poll(w.events)
 			if err != nil {
-				w.p.log.Error().Err(err).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+				w.p.log.Error("dataplane: epoll_wait failed, worker stops", slog.Any("error", err), slog.Int("worker", w.id))
 				stop = true
 				return true
 			}
@@ -129,7 +130,7 @@ func (w *worker) run() {
 		case err == nil, errors.Is(err, os.ErrClosed):
 			return
 		default:
-			w.p.log.Warn().Err(err).Int("worker", w.id).Msg("dataplane: epoll not pollable, worker blocks in epoll_wait")
+			w.p.log.Warn("dataplane: epoll not pollable, worker blocks in epoll_wait", slog.Any("error", err), slog.Int("worker", w.id))
 			w.runBlocking()
 			return
 		}
@@ -141,7 +142,7 @@ func (w *worker) runBlocking() {
 	for !w.stopping {
 		n, err := w.poll.WaitBlocking(w.events)
 		if err != nil {
-			w.p.log.Error().Err(err).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+			w.p.log.Error("dataplane: epoll_wait failed, worker stops", slog.Any("error", err), slog.Int("worker", w.id))
 			return
 		}
 		w.wake(n)
@@ -213,7 +214,7 @@ func (w *worker) add(c *Conn) {
 	}
 	if err := w.poll.Add(c.fd, slot); err != nil {
 		w.free = append(w.free, slot)
-		w.p.log.Error().Err(err).Stringer("local", c.local).Msg("dataplane: epoll_ctl add failed, socket not served")
+		w.p.log.Error("dataplane: epoll_ctl add failed, socket not served", slog.Any("error", err), slog.Any("local", c.local))
 		return
 	}
 	w.slots[slot] = c
@@ -281,7 +282,7 @@ func (w *worker) openRawSenders() error {
 			return fmt.Errorf("dataplane: worker %d: %w", w.id, err)
 		}
 		if w.id == 0 {
-			w.p.log.Info().Err(err).Msg("dataplane: raw sockets unavailable, client-to-peer datagrams are sent one per syscall")
+			w.p.log.Info("dataplane: raw sockets unavailable, client-to-peer datagrams are sent one per syscall", slog.Any("error", err))
 		}
 	}
 	return nil

@@ -20,12 +20,14 @@ type sysHeaders struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
+	ctrl  []byte // tosCtrlSpace per slot: a TOS / Traffic Class message
 }
 
 func (h *sysHeaders) init(n int) {
 	h.hdrs = make([]unix.Mmsghdr, n)
 	h.iovs = make([]unix.Iovec, n)
 	h.names = make([]unix.RawSockaddrInet6, n)
+	h.ctrl = make([]byte, n*tosCtrlSpace)
 }
 
 // prepare points header i at buf, at name slot i (namelen bytes of it: the
@@ -48,13 +50,21 @@ func (h *sysHeaders) prepare(i int, buf []byte, namelen uint32, oob []byte) {
 // many datagrams arrived, (0, nil) when none were queued. It is a raw
 // syscall: it never blocks, so the scheduler need not be told (saving
 // entersyscall/exitsyscall per call).
-func Recv(fd int, ms *Msgs, lo, hi int) (int, error) {
+func Recv(fd int, ms *Msgs, lo, hi int) (int, error) { return recv(fd, ms, lo, hi, false) }
+
+// recv is Recv, with tos collecting each datagram's TOS / Traffic Class
+// (instead of Message.OOB).
+func recv(fd int, ms *Msgs, lo, hi int, tos bool) (int, error) {
 	if hi <= lo {
 		return 0, nil
 	}
 	h := &ms.sys
 	for i := lo; i < hi; i++ {
-		h.prepare(i, ms.M[i].Buf, unix.SizeofSockaddrInet6, ms.M[i].OOB)
+		oob := ms.M[i].OOB
+		if tos {
+			oob = h.ctrl[i*tosCtrlSpace : (i+1)*tosCtrlSpace]
+		}
+		h.prepare(i, ms.M[i].Buf, unix.SizeofSockaddrInet6, oob)
 	}
 	for {
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd),
@@ -75,6 +85,11 @@ func Recv(fd int, ms *Msgs, lo, hi int) (int, error) {
 			m.Trunc = h.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0
 			m.NOOB = int(h.hdrs[i].Hdr.Controllen)
 			m.Addr = addrPortFrom(&h.names[i])
+			m.TOS = 0
+			if tos {
+				m.TOS = parseTOS(h.ctrl[i*tosCtrlSpace : i*tosCtrlSpace+m.NOOB])
+				m.NOOB = 0
+			}
 		}
 		return n, nil
 	}
@@ -85,15 +100,24 @@ func Recv(fd int, ms *Msgs, lo, hi int) (int, error) {
 // the kernel accepted. A full send buffer ends the batch without an error;
 // a slot the kernel refuses (an unreachable destination, another family)
 // is skipped and its error returned after the rest went out.
-func Send(fd int, v6 bool, ms *Msgs, lo, hi int) (int, error) {
+func Send(fd int, v6 bool, ms *Msgs, lo, hi int) (int, error) { return send(fd, v6, ms, lo, hi, false) }
+
+// send is Send, with tos giving each datagram with a Message.TOS its own
+// marking.
+func send(fd int, v6 bool, ms *Msgs, lo, hi int, tos bool) (int, error) {
 	h := &ms.sys
 	// Pack every slot; a destination the socket cannot reach (wrong family)
 	// gets a zero-length name, so the kernel rejects that one slot.
+	marked := false
 	for i := lo; i < hi; i++ {
 		m := &ms.M[i]
 		h.prepare(i, m.Buf, putSockaddr(&h.names[i], m.Addr, v6), nil)
+		if tos && m.TOS != 0 {
+			h.putTOS(i, m.TOS, v6)
+			marked = true
+		}
 	}
-	if hi-lo == 1 {
+	if hi-lo == 1 && !marked {
 		// One datagram (the usual client-to-peer case: one per relay
 		// socket): sendto skips sendmmsg's per-message header copies.
 		err := sendto(fd, ms.M[lo].Buf, &h.names[lo], h.hdrs[lo].Hdr.Namelen, unix.MSG_DONTWAIT)

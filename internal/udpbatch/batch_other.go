@@ -122,3 +122,15 @@ func (s *RawSender) Flush(func(int, bool)) int { return 0 }
 
 // Close does nothing.
 func (s *RawSender) Close() error { return nil }
+
+func recv(int, *Msgs, int, int, bool) (int, error)       { return 0, ErrUnsupported }
+func send(int, bool, *Msgs, int, int, bool) (int, error) { return 0, ErrUnsupported }
+
+// EnableRecvTOS does nothing here.
+func EnableRecvTOS(int, bool) {}
+
+// SetTOS does nothing here.
+func SetTOS(int, bool, uint8) {}
+
+// SystemHopLimits returns Linux's defaults.
+func SystemHopLimits() (ttl4, hop6 uint8) { return 64, 64 }

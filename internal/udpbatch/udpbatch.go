@@ -48,6 +48,10 @@ type Message struct {
 	Addr netip.AddrPort
 	// Trunc reports that the datagram did not fit Buf (receive).
 	Trunc bool
+	// TOS is the datagram's TOS / Traffic Class octet: received on a
+	// Socket with RecvTOS, sent as the datagram's own marking on one with
+	// SendTOS (0: the socket's).
+	TOS uint8
 	// Mem is the slot's own backing buffer, so that Buf can point into it
 	// at an offset (headroom for headers written later) and come back.
 	Mem []byte
@@ -106,13 +110,24 @@ type Socket struct {
 	// V6 is set for an AF_INET6 socket: destinations are written as
 	// sockaddr_in6, IPv4 ones in their IPv4-mapped form.
 	V6 bool
+	// RecvTOS: the socket reports each datagram's TOS / Traffic Class
+	// (EnableRecvTOS); reads collect it into Message.TOS.
+	RecvTOS bool
+	// SendTOS: writes give each datagram with a Message.TOS its own
+	// IP_TOS / IPV6_TCLASS control message (one socket sending to many
+	// destinations, each with its own marking).
+	SendTOS bool
 }
 
 // ReadBatch implements Batch with Recv.
-func (s Socket) ReadBatch(ms *Msgs, lo, hi int) (int, error) { return Recv(s.FD, ms, lo, hi) }
+func (s Socket) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
+	return recv(s.FD, ms, lo, hi, s.RecvTOS)
+}
 
 // WriteBatch implements Batch with Send.
-func (s Socket) WriteBatch(ms *Msgs, lo, hi int) (int, error) { return Send(s.FD, s.V6, ms, lo, hi) }
+func (s Socket) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
+	return send(s.FD, s.V6, ms, lo, hi, s.SendTOS)
+}
 
 // More sentinel errors.
 var (
