@@ -166,13 +166,6 @@ func newCounterTable() *counterTable {
 
 func (t *counterTable) at(id ctrID) counter { return counter{&t.vals[id]} }
 
-// value is a series' total, the Forwarder's share included.
-func (t *counterTable) value(id ctrID) uint64 {
-	var v [numCtr]uint64
-	t.snapshot(&v)
-	return v[id]
-}
-
 func (t *counterTable) snapshot(v *[numCtr]uint64) {
 	for i := range v {
 		v[i] = t.vals[i].Load()

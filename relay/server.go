@@ -88,7 +88,8 @@ type Server struct {
 // structured logs (its level is the caller's; only cfg.LogLevel LogTrace
 // enables pion's per-packet logs, at LevelTrace); nil discards them. reg
 // receives the isthmus_relay_* metrics; nil means a private registry. When
-// cfg.Metrics is set, it serves Handler.
+// cfg.Metrics is set, it serves Handler. opts (WithForwarder) replace
+// what cfg selects.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
