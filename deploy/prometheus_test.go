@@ -74,9 +74,9 @@ func liveMetricNames(t *testing.T) map[string]bool {
 	return names
 }
 
-// metricsNotYetServed are series the rules and dashboard use that this
-// build does not serve yet: the certificate expiry gauge comes with TLS
-// hot reload.
+// metricsNotYetServed are series the rules and dashboard use that the
+// test's relay does not serve: the certificate expiry gauge exists only
+// with TLS configured.
 // isthmus_relay_peer_denials_total has a sample only after the first
 // denial (its reasons are the policy's, not a fixed list).
 var metricsNotYetServed = map[string]bool{

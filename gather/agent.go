@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"sync"
 	"time"
 
@@ -34,15 +35,11 @@ var (
 )
 
 // ICE timers. Consent freshness (RFC 7675) rides on pion/ice's keepalive:
-// a Binding request on the selected pair every keepaliveInterval; without
-// any answer the path is "disconnected" after disconnectedTimeout and
-// consent is lost ("failed", MediaConn reads end) after consentTimeout,
-// the RFC 7675 30 s expiry.
+// a Binding request on the selected pair every keepalive interval; without
+// any answer the path is "disconnected", then consent is lost ("failed",
+// MediaConn reads end) within Config.ConsentTimeout (see iceTimers).
 const (
-	keepaliveInterval   = 2 * time.Second
-	disconnectedTimeout = 5 * time.Second
-	consentTimeout      = 30 * time.Second
-	checkInterval       = 100 * time.Millisecond
+	checkInterval = 100 * time.Millisecond
 	// remoteCandidateWait bounds how long Connect waits for pion/ice to
 	// register the peer's candidates (it does so asynchronously, in
 	// microseconds normally), polling every remoteCandidatePoll.
@@ -69,19 +66,38 @@ type Agent struct {
 	ice        *ice.Agent
 	ufrag, pwd string
 
-	mu           sync.Mutex
-	closed       bool
-	gathered     bool
-	gatherErr    error
-	gatherMu     sync.Mutex // one Gather at a time
-	cands        []*localCandidate
-	controlling  bool
-	remote       *sdpcand.Session
-	remoteMedia  int // index of the m-line media uses in remote; -1: first active
-	offered      bool
-	offerDefault netip.AddrPort
-	media        *MediaConn
-	stats        Stats
+	// life ends at Close; gathering and Connect run under it.
+	life    context.Context
+	endLife context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	gathered  bool
+	gatherErr error
+	run       *gatherRun        // the gathering in progress or done; nil before (or after a cancelled one)
+	cands     []*localCandidate // in the order found; localCandidates sorts
+	// iceStarted: Connect handed the candidates to pion/ice; candidates
+	// found later (trickle) go to pion/ice as they come.
+	iceStarted bool
+	// pendingRemote holds trickled remote candidates until Connect.
+	pendingRemote []ice.Candidate
+	remoteEOC     bool
+	// remoteUfrag and remotePwd are the credentials pion/ice checks with;
+	// a description with others is an ICE restart (RFC 8445 §9).
+	remoteUfrag, remotePwd string
+	// sessID and sessVer are our o= line (RFC 3264 §8: the same id in
+	// every description of the session, the version one higher each time).
+	sessID, sessVer uint64
+	state           State
+	onState         func(State)
+	failed          chan struct{} // closed at StateFailed; Connect waits on it
+	controlling     bool
+	remote          *sdpcand.Session
+	remoteMedia     int // index of the m-line media uses in remote; -1: first active
+	offered         bool
+	offerDefault    netip.AddrPort
+	media           *MediaConn
+	stats           Stats
 }
 
 // NewAgent checks cfg and creates an agent. It opens no socket yet: that
@@ -91,10 +107,18 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, timeout: cfg.Timeout}
+	a := &Agent{cfg: cfg, log: log, timeout: cfg.Timeout, failed: make(chan struct{})}
 	if a.timeout < 0 {
 		return nil, fmt.Errorf("%w: timeout: %s is negative", ErrConfig, cfg.Timeout)
 	}
+	consent := cfg.ConsentTimeout
+	switch {
+	case consent == 0:
+		consent = DefaultConsentTimeout
+	case consent < minConsentTimeout:
+		return nil, fmt.Errorf("%w: consent_timeout: %s is below %s", ErrConfig, cfg.ConsentTimeout, minConsentTimeout)
+	}
+	keepalive, disconnected, failed := iceTimers(consent)
 	if a.timeout == 0 {
 		a.timeout = DefaultTimeout
 	}
@@ -119,9 +143,9 @@ func NewAgent(cfg Config) (*Agent, error) {
 		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive, ice.CandidateTypeRelay}),
 		// no multicast DNS: no traffic beyond the servers and the peer
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
-		ice.WithKeepaliveInterval(keepaliveInterval),
-		ice.WithDisconnectedTimeout(disconnectedTimeout),
-		ice.WithFailedTimeout(consentTimeout),
+		ice.WithKeepaliveInterval(keepalive),
+		ice.WithDisconnectedTimeout(disconnected),
+		ice.WithFailedTimeout(failed),
 		ice.WithCheckInterval(checkInterval),
 		// Give a better-priority pair one check round before a host pair
 		// is nominated, so IPv6 wins over IPv4 when both work (RFC 8421).
@@ -140,12 +164,19 @@ func NewAgent(cfg Config) (*Agent, error) {
 		_ = ia.Close()
 		return nil, fmt.Errorf("gather: ice credentials: %w", err)
 	}
+	a.sessID = newSessionID()
+	a.life, a.endLife = context.WithCancel(context.Background())
+	_ = ia.OnConnectionStateChange(func(s ice.ConnectionState) { a.setState(stateOf(s)) })
 	return a, nil
 }
 
 // Credentials returns the local ICE username fragment and password
 // (RFC 8445 §5.3), as written into the offer or answer.
-func (a *Agent) Credentials() (ufrag, pwd string) { return a.ufrag, a.pwd }
+func (a *Agent) Credentials() (ufrag, pwd string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ufrag, a.pwd
+}
 
 // Close releases everything: the media path, the ICE agent, every socket
 // and TURN allocation (deallocated with a zero-lifetime Refresh).
@@ -156,6 +187,15 @@ func (a *Agent) Close() error {
 		return nil
 	}
 	a.closed = true
+	run := a.run
+	a.mu.Unlock()
+	// Stop a gathering in progress and wait for it: its attempts release
+	// their sockets and allocations before Close returns.
+	a.endLife()
+	if run != nil {
+		<-run.done
+	}
+	a.mu.Lock()
 	var unowned []*localCandidate
 	for _, c := range a.cands {
 		if !c.owned {
@@ -179,6 +219,7 @@ func (a *Agent) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	a.setState(StateClosed)
 	return errors.Join(errs...)
 }
 
@@ -198,7 +239,31 @@ func (a *Agent) localCandidates() []ice.Candidate {
 	for _, c := range a.cands {
 		out = append(out, c.cand)
 	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Priority() > out[j].Priority() })
 	return out
+}
+
+// minConsentTimeout keeps the derived pion/ice timers meaningful.
+const minConsentTimeout = 600 * time.Millisecond
+
+// newSessionID picks an o= session id (RFC 8866 §5.2 suggests an NTP-format
+// timestamp; any unique number will do).
+func newSessionID() uint64 {
+	return uint64(time.Now().UnixNano()) & (1<<62 - 1) //nolint:gosec // positive
+}
+
+// nextOrigin returns the o= session id and the next version for a new
+// description: the same id for the whole call, the version one higher than
+// in the previous one (RFC 3264 §8).
+func (a *Agent) nextOrigin() (id, version uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sessVer == 0 {
+		a.sessVer = a.sessID
+	} else {
+		a.sessVer++
+	}
+	return a.sessID, a.sessVer
 }
 
 // gatherFirst runs Gather unless it already ran.

@@ -62,6 +62,13 @@ type Config struct {
 	// Locator finds the STUN and TURN servers' addresses (SRV and AAAA
 	// included, see siplocate); nil means one using /etc/resolv.conf.
 	Locator *siplocate.Resolver
+	// ConsentTimeout is how long after the peer's last answer the media
+	// path is declared dead: OnStateChange reports StateFailed and
+	// MediaConn Read and Write return errors wrapping ErrConsentLost (RFC
+	// 7675 §5.1). Zero means DefaultConsentTimeout (30 s); the path is
+	// reported disconnected after a sixth of it. It also bounds the initial
+	// connectivity checks.
+	ConsentTimeout time.Duration
 	// Codecs are the audio codecs offered; empty means sdpcand.DefaultCodecs().
 	Codecs []sdpcand.Codec
 	// Logger receives the agent's logs (and pion's, shifted one level

@@ -28,9 +28,9 @@
 //
 // Gathering is ours; pion/ice v4 only runs the connectivity checks.
 //
-// Relays across families. pion/ice v4.4.8 skips every IPv6 TURN server
-// ("IPv6 TURN support is not finished yet") and never asks for the other
-// family, and pion/turn v5's client writes REQUESTED-ADDRESS-FAMILY (RFC
+// Relays across families. pion/ice v4.4.8 gathers from IPv6 TURN servers
+// too, but asks each only for the relayed family of the transport and
+// never for the other one, and pion/turn v5's client writes REQUESTED-ADDRESS-FAMILY (RFC
 // 6156) only for IPv6 — but coturn gives an IPv6 relay to an IPv6 client
 // that omits it. So the agent allocates itself with pion/turn's client, one
 // allocation per TURN server and requested relay family (Config.RelayFamilies,
@@ -80,11 +80,37 @@
 // switching one locked OS thread with setns is not enough.
 //
 // Connectivity. The offerer is controlling (the answerer too when the
-// offer is ICE-lite). Consent freshness (RFC 7675) is pion/ice's keepalive
-// Binding request every 2 s; without answers the path fails after 30 s.
+// offer is ICE-lite). Consent freshness (RFC 7675) is pion/ice's Binding
+// request on the selected pair; Config.ConsentTimeout (default 30 s, RFC
+// 7675 §5.1) after the peer's last answer, OnStateChange reports
+// StateFailed (StateDisconnected comes after a sixth of it) and
+// MediaConn Read and Write return errors wrapping ErrConsentLost. pion/ice's
+// own timers add the disconnected timeout to the failed one (35 s with its
+// defaults); ours are derived so that the total is the consent timeout.
+// Connect returns when a pair is selected, when the checks fail (an error
+// wrapping ErrConsentLost), when ctx ends (wrapping ctx.Err()) or on Close.
 // Only component 1 is used: RTP and RTCP are multiplexed. A legacy peer
 // (no ICE attributes) gets media from our candidate of its family — the
 // relayed one when there is one: CreatePermission at Connect, ChannelBind
 // on first send (pion/turn) — and MediaConn.Selected reports
 // "legacy-relay".
+//
+// The call after Connect. Offer and Answer work on a connected agent
+// (re-INVITE, hold and resume with OfferOptions.Direction, session
+// refresh): the o= session id stays and its version goes up by one (RFC
+// 3264 §8), the credentials and candidates stay, and media keeps flowing
+// on the selected pair. Gather runs on a goroutine of its own: its
+// callback may call Offer, Answer or Gather; a cancelled Gather returns an
+// error wrapping ctx.Err() and the next one starts afresh; Close stops a
+// gathering in progress (sockets closed, no retransmission after Close).
+// OfferOptions.Trickle returns the offer with the host candidates only
+// (RFC 8838 half trickle); the rest come through Gather's callback, and
+// AddRemoteCandidate takes the peer's trickled candidates.
+//
+// Ready policy. A gathering ends 200 ms after every requested relay family
+// has its relayed candidate, so a dead server costs no more than that once
+// a live relay answered (Stats.Ready). A TURN server whose name has
+// addresses of both families is asked over the preferred family first and
+// over the other one 250 ms later or as soon as the first attempt fails
+// (Happy Eyeballs, RFC 8305 §5); the first allocation wins.
 package gather

@@ -8,8 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 
@@ -32,6 +32,10 @@ type Stats struct {
 	Late int
 	// DeadlineHit is true when the gathering deadline ended it.
 	DeadlineHit bool
+	// Ready is true when the gathering ended early because every
+	// requested relay family had a relayed candidate (the attempts still
+	// running then are counted in Late).
+	Ready bool
 	// RAFAdded counts Allocate requests to which REQUESTED-ADDRESS-FAMILY
 	// was added because pion/turn left it out (every IPv4 request).
 	RAFAdded int
@@ -54,55 +58,144 @@ type jobResult struct {
 	what      string
 }
 
+// gatherRun is one gathering, running on a goroutine of its own so that
+// any number of Gather calls (and Offer, Answer, from inside a Gather
+// callback too) can follow it without holding a lock while they call back.
+type gatherRun struct {
+	done      chan struct{} // closed when the gathering ended
+	hostsDone chan struct{} // closed once the host candidates are in
+	changed   chan struct{} // closed and replaced (under Agent.mu) at every new candidate
+	finished  bool          // under Agent.mu: done is closed
+	err       error         // under Agent.mu, valid once finished
+}
+
 // Gather finds the agent's candidates: host candidates at once, then
 // server-reflexive and relayed ones as the servers answer, all within
-// Config.Timeout (or ctx, whichever ends first). onCandidate, when not nil,
-// is called once per candidate as it is found (trickle ICE, RFC 8838) and
-// finally once with nil: the end-of-candidates signal. Calls are serial,
-// from the calling goroutine. The returned slice holds every candidate in
-// priority order. A second call returns (and replays) the first result.
+// Config.Timeout. onCandidate, when not nil, is called once per candidate
+// as it is found (trickle ICE, RFC 8838) and finally once with nil: the
+// end-of-candidates signal. Calls are serial, from the calling goroutine,
+// with no lock held: onCandidate may call Offer, Answer or Gather. The
+// returned slice holds every candidate in priority order. A later call
+// follows the same gathering (and replays what it found).
+//
+// When ctx ends first Gather returns an error wrapping ctx.Err(); the
+// gathering it started is abandoned (its sockets closed) unless an offer
+// or answer already carries its candidates, and the next call starts
+// afresh. Close stops a gathering in progress.
 func (a *Agent) Gather(ctx context.Context, onCandidate func(ice.Candidate)) ([]ice.Candidate, error) {
 	emit := func(c ice.Candidate) {
 		if onCandidate != nil {
 			onCandidate(c)
 		}
 	}
-	a.gatherMu.Lock()
-	defer a.gatherMu.Unlock()
-	a.mu.Lock()
-	if err := a.checkOpen(); err != nil {
-		a.mu.Unlock()
+	run, mine, err := a.startGather(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if a.gathered {
-		err := a.gatherErr
+	for next := 0; ; {
+		a.mu.Lock()
+		batch := make([]ice.Candidate, 0, len(a.cands)-min(next, len(a.cands)))
+		for _, lc := range a.cands[min(next, len(a.cands)):] {
+			batch = append(batch, lc.cand)
+		}
+		next += len(batch)
+		finished, changed, runErr := run.finished, run.changed, run.err
 		a.mu.Unlock()
-		cands := a.localCandidates()
-		for _, c := range cands {
+		for _, c := range batch {
 			emit(c)
 		}
-		emit(nil)
-		return cands, err
+		if len(batch) > 0 {
+			continue
+		}
+		if finished {
+			if runErr != nil && !errors.Is(runErr, ErrNoCandidates) {
+				return nil, runErr
+			}
+			emit(nil)
+			return a.localCandidates(), runErr
+		}
+		select {
+		case <-changed:
+		case <-run.done:
+		case <-ctx.Done():
+			if mine {
+				// Our ctx ends the run too: wait until it has released
+				// its sockets, so that a retry starts afresh.
+				<-run.done
+			}
+			return nil, fmt.Errorf("gather: %w", ctx.Err())
+		}
 	}
-	a.mu.Unlock()
-
-	err := a.gather(ctx, emit)
-	emit(nil)
-
-	a.mu.Lock()
-	a.gathered = true
-	if err == nil && len(a.cands) == 0 {
-		err = ErrNoCandidates
-	}
-	a.gatherErr = err
-	sort.SliceStable(a.cands, func(i, j int) bool { return a.cands[i].cand.Priority() > a.cands[j].cand.Priority() })
-	a.mu.Unlock()
-	return a.localCandidates(), err
 }
 
-func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
+// startGather returns the current gathering, starting one (bounded by the
+// agent's life and ctx; mine is then true) when there is none.
+func (a *Agent) startGather(ctx context.Context) (run *gatherRun, mine bool, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.checkOpen(); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("gather: %w", err)
+	}
+	if a.run != nil {
+		return a.run, false, nil
+	}
+	run = &gatherRun{done: make(chan struct{}), hostsDone: make(chan struct{}), changed: make(chan struct{})}
+	a.run = run
+	a.stats = Stats{}
+	runCtx, cancel := context.WithCancelCause(a.life)
+	stop := context.AfterFunc(ctx, func() { cancel(ctx.Err()) })
+	go func() {
+		defer cancel(nil)
+		err := a.gather(runCtx, run)
+		cutShort := !stop() && ctx.Err() != nil
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		// A gathering cut short by the caller's ctx (not by Close, not by
+		// the deadline) is not sticky, unless its candidates were already
+		// offered: its candidates are released and the next call starts
+		// again.
+		if cutShort && !a.closed {
+			err = fmt.Errorf("gather: %w", ctx.Err())
+			if !a.offered && !a.iceStarted {
+				for _, lc := range a.cands {
+					_ = lc.release()
+				}
+				a.cands = nil
+				a.run = nil
+			}
+		} else if a.closed {
+			err = ErrClosed
+		}
+		if err == nil && len(a.cands) == 0 {
+			err = ErrNoCandidates
+		}
+		run.err = err
+		run.finished = true
+		a.gathered = a.run == run
+		a.gatherErr = err
+		select {
+		case <-run.hostsDone:
+		default:
+			close(run.hostsDone)
+		}
+		close(run.done)
+	}()
+	return run, true, nil
+}
+
+func (a *Agent) gather(ctx context.Context, run *gatherRun) error {
 	ctx, cancel := waitCtx(ctx, a.timeout)
 	defer cancel()
+	hostsIn := func() {
+		select {
+		case <-run.hostsDone:
+		default:
+			close(run.hostsDone)
+		}
+	}
 
 	hosts, err := hostAddrs(&a.cfg, a.fams)
 	if err != nil {
@@ -115,11 +208,11 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 			a.addFailure(fmt.Sprintf("host %s: %v", addr, err))
 			continue
 		}
-		if !a.keep(lc) {
+		if !a.keep(lc, run) {
 			return ErrClosed
 		}
-		emit(lc.cand)
 	}
+	hostsIn()
 
 	var jobs []func(context.Context) jobResult
 	for i, s := range a.stun {
@@ -153,10 +246,23 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 			}
 		}
 	}
+	// Ready policy: once every requested relay family has a relayed
+	// candidate, the offer can carry a path to any peer; the attempts
+	// still running (a dead server, say) get a short grace, not the whole
+	// deadline.
+	relayed := map[netaddr.Family]bool{}
+	var ready <-chan time.Time
 	for pending := len(jobs); pending > 0; pending-- {
 		var r jobResult
 		select {
 		case r = <-results:
+		case <-ready:
+			a.mu.Lock()
+			a.stats.Ready = true
+			a.stats.Late += pending
+			a.mu.Unlock()
+			abandon()
+			return nil
 		case <-ctx.Done():
 			a.mu.Lock()
 			a.stats.DeadlineHit = true
@@ -174,14 +280,36 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 			a.stats.Redundant++
 			a.mu.Unlock()
 		case r.cand != nil:
-			if !a.keep(r.cand) {
+			if !a.keep(r.cand, run) {
 				abandon()
 				return ErrClosed
 			}
-			emit(r.cand.cand)
+			if r.cand.typ == ice.CandidateTypeRelay && ready == nil {
+				relayed[r.cand.family] = true
+				if allRelayed(a.relayFams, relayed) {
+					t := time.NewTimer(readyGrace)
+					defer t.Stop()
+					ready = t.C
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// readyGrace is how long a gathering goes on once every requested relay
+// family has its relayed candidate: enough for the other live servers on
+// the same network to answer (a loopback or LAN round trip, a few
+// Internet ones), far less than the deadline a dead server would cost.
+const readyGrace = 200 * time.Millisecond
+
+func allRelayed(want []netaddr.Family, got map[netaddr.Family]bool) bool {
+	for _, f := range want {
+		if !got[f] {
+			return false
+		}
+	}
+	return len(want) > 0
 }
 
 func (a *Agent) addFailure(s string) {
@@ -190,9 +318,11 @@ func (a *Agent) addFailure(s string) {
 	a.mu.Unlock()
 }
 
-// keep records a new candidate; false (and the candidate released) when
-// the agent was closed meanwhile.
-func (a *Agent) keep(lc *localCandidate) bool {
+// keep records a new candidate and wakes the Gather calls following run;
+// false (and the candidate released) when the agent was closed meanwhile.
+// Once Connect started the checks, the candidate goes to pion/ice at once
+// (trickle, RFC 8838).
+func (a *Agent) keep(lc *localCandidate, run *gatherRun) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -200,6 +330,15 @@ func (a *Agent) keep(lc *localCandidate) bool {
 		return false
 	}
 	a.cands = append(a.cands, lc)
+	close(run.changed)
+	run.changed = make(chan struct{})
+	if a.iceStarted {
+		if err := a.ice.AddVirtualCandidate(lc.cand, lc.conn); err == nil {
+			lc.owned = true
+		} else {
+			a.log.Debug("trickled local candidate not added", slog.Any("error", err), slog.String("candidate", lc.addr.String()))
+		}
+	}
 	switch lc.typ {
 	case ice.CandidateTypeHost:
 		a.stats.Host++

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/turn/v5"
@@ -19,28 +20,29 @@ import (
 // relayJob allocates a relayed address of family rf on TURN server s
 // (number idx) and makes it a relayed candidate.
 //
-// pion/ice v4 gathers relayed candidates itself, but skips every IPv6 TURN
-// server ("IPv6 TURN support is not finished yet") and never asks for the
-// other family. So we allocate with pion/turn's client ourselves — over the
+// pion/ice v4 gathers relayed candidates itself, but asks each TURN server
+// only for the relayed family of the transport, never for the other one. So we allocate with pion/turn's client ourselves — over the
 // family rf when the agent can reach the server over it, else over the
 // other one — with rafConn in front of the client's socket so that the
 // Allocate carries REQUESTED-ADDRESS-FAMILY for IPv4 too, and hand the
 // allocation to pion/ice at Connect as a ready-made candidate
 // (Agent.AddVirtualCandidate with the allocation as its packet conn).
 func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Family) jobResult {
-	proto := s.relayProtocol()
 	what := fmt.Sprintf("%s %s relay", s.raw, rf)
 	// Same family first: a dual-stack agent need not cross families to
 	// reach a same-family relay.
-	order := []netaddr.Family{rf, rf.Other()}
-	var srv netip.AddrPort
-	var src netip.Addr
+	type path struct {
+		srv netip.AddrPort
+		src netip.Addr
+	}
+	var paths []path
 	var errs []error
-	for _, tf := range order {
+	for _, tf := range []netaddr.Family{rf, rf.Other()} {
 		if !slices.Contains(a.fams, tf) {
 			continue
 		}
 		addr, err := a.resolveServer(ctx, s, tf)
+		var src netip.Addr
 		if err == nil {
 			src, err = sourceFor(addr)
 		}
@@ -48,14 +50,74 @@ func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Fami
 			errs = append(errs, err)
 			continue
 		}
-		srv = addr
-		break
+		paths = append(paths, path{addr, src})
 	}
-	if !srv.IsValid() {
+	switch len(paths) {
+	case 0:
 		return jobResult{err: errors.Join(errs...), what: what}
+	case 1:
+		return a.allocate(ctx, s, idx, rf, paths[0].srv, paths[0].src)
 	}
+	// Happy Eyeballs (RFC 8305 §5) toward a dual-stack server: the
+	// preferred family first, the other one after heDelay or as soon as
+	// the first fails, the first allocation wins and the other is
+	// cancelled (or released if it succeeded in the race). A dead IPv6
+	// path to the server then costs heDelay, not the relayed candidate.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan jobResult, len(paths))
+	firstFailed := make(chan struct{})
+	for i, p := range paths {
+		go func() {
+			if i > 0 {
+				t := time.NewTimer(heDelay)
+				defer t.Stop()
+				select {
+				case <-ctx.Done():
+					results <- jobResult{err: ctx.Err(), what: what}
+					return
+				case <-t.C:
+				case <-firstFailed:
+				}
+			}
+			r := a.allocate(ctx, s, idx, rf, p.srv, p.src)
+			if i == 0 && r.cand == nil {
+				close(firstFailed)
+			}
+			results <- r
+		}()
+	}
+	var first jobResult
+	for range paths {
+		r := <-results
+		if r.cand != nil && first.cand == nil {
+			first = r
+			cancel()
+			continue
+		}
+		if r.cand != nil {
+			_ = r.cand.release()
+			continue
+		}
+		if first.cand == nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.what, r.err))
+		}
+	}
+	if first.cand != nil {
+		return first
+	}
+	return jobResult{err: errors.Join(errs...), what: what}
+}
+
+// heDelay is RFC 8305 §5's recommended Connection Attempt Delay.
+const heDelay = 250 * time.Millisecond
+
+// allocate makes one allocation of family rf on server s at srv, from
+// local address src, and makes it a relayed candidate.
+func (a *Agent) allocate(ctx context.Context, s server, idx int, rf netaddr.Family, srv netip.AddrPort, src netip.Addr) jobResult {
+	proto := s.relayProtocol()
 	tf := netaddr.FamilyOf(srv.Addr())
-	what = fmt.Sprintf("%s %s relay over %s", s.raw, rf, tf)
+	what := fmt.Sprintf("%s %s relay over %s", s.raw, rf, tf)
 
 	var base net.PacketConn
 	switch proto {

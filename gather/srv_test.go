@@ -3,6 +3,7 @@ package gather
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -53,5 +54,43 @@ func TestGatherTURNBySRV(t *testing.T) {
 					got[ice.CandidateTypeRelay][netaddr.IPv4], cands, a.Stats())
 			}
 		})
+	}
+}
+
+// TestTURNHappyEyeballs: a dual-stack TURN name whose IPv6 address is dead
+// (nothing answers there) still gives the IPv6 relayed candidate: after
+// RFC 8305's attempt delay the agent asks over IPv4 too, well before the
+// gathering deadline.
+func TestTURNHappyEyeballs(t *testing.T) {
+	srv := startOurRelay(t)
+	dead, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(func() { _ = dead.Close() })
+	deadPort := dead.LocalAddr().(*net.UDPAddr).Port
+	zone := dnstest.Serve(t, "127.0.0.1",
+		fmt.Sprintf("_turn._udp.he.test. SRV 0 5 %d dead6.he.test.", deadPort),
+		fmt.Sprintf("_turn._udp.he.test. SRV 1 5 %d live4.he.test.", srv.port4),
+		"dead6.he.test. AAAA ::1",
+		"live4.he.test. A 127.0.0.1",
+	)
+	const timeout = 3 * time.Second
+	a := newTestAgent(t, Config{
+		HostAddrs: []netip.Addr{lo4, lo6}, RelayFamilies: []netaddr.Family{netaddr.IPv6},
+		TURN: []string{"turn:he.test"}, Username: testUser, Password: testPass,
+		Timeout: timeout, Locator: &siplocate.Resolver{Server: zone.Addr},
+	})
+	start := time.Now()
+	cands, err := a.Gather(context.Background(), nil)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	if got := countCandidates(t, cands); got[ice.CandidateTypeRelay][netaddr.IPv6] != 1 {
+		t.Fatalf("no IPv6 relayed candidate over IPv4 (candidates %v, stats %+v)", cands, a.Stats())
+	}
+	if took > timeout/2 {
+		t.Errorf("Gather took %s (deadline %s)", took, timeout)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
 // alternates is the parsed alternate_servers and alternate_domain, swapped
@@ -74,7 +76,7 @@ const (
 // fullReason says why a new allocation of userID would be refused right
 // now (the 486/508 cases), or "". It is a fast pre-check: the generator
 // still enforces every limit under its locks.
-func (s *Server) fullReason(userID string) string {
+func (s *Server) fullReason(userID string, fam netaddr.Family) string {
 	if s.draining.Load() {
 		return redirectDraining
 	}
@@ -82,14 +84,39 @@ func (s *Server) fullReason(userID string) string {
 	if lim.userQuota > 0 && s.gen.userCount(userID) >= lim.userQuota {
 		return redirectUser
 	}
-	used := s.pool.inUse()
-	if lim.maxAllocations > 0 && used >= lim.maxAllocations {
+	if lim.maxAllocations > 0 && s.pool.inUse() >= lim.maxAllocations {
 		return redirectTotal
 	}
-	if used >= s.pool.len() {
+	if s.familyPortsFull(fam) {
 		return redirectPorts
 	}
 	return ""
+}
+
+// familyPortsFull reports whether every relay IP of family fam has used
+// all of min_port..max_port (each relay IP has its own pool).
+func (s *Server) familyPortsFull(fam netaddr.Family) bool {
+	ps := s.pool
+	seen := false
+	for _, ip := range ps.ips {
+		if netaddr.FamilyOf(ip) != fam {
+			continue
+		}
+		seen = true
+		if ps.byIP[ip].inUse() < ps.len() {
+			return false
+		}
+	}
+	return seen
+}
+
+// requestedFamily is the relayed family an Allocate asks for: IPv4 unless
+// REQUESTED-ADDRESS-FAMILY says IPv6 (RFC 6156 §4.2).
+func requestedFamily(msg *stun.Message) netaddr.Family {
+	if v, err := msg.Get(stun.AttrRequestedAddressFamily); err == nil && len(v) == 4 && v[0] == 0x02 {
+		return netaddr.IPv6
+	}
+	return netaddr.IPv4
 }
 
 // tryAlternate answers an authenticated Allocate with 300 Try Alternate
@@ -106,7 +133,7 @@ func (g *gate) tryAlternate(msg *stun.Message, t fiveTuple, userID string, key [
 	if _, has := s.allocs.owner(t.key()); has {
 		return verdict{}, false // pion answers 437 for a second Allocate
 	}
-	reason := s.fullReason(userID)
+	reason := s.fullReason(userID, requestedFamily(msg))
 	if reason == "" {
 		return verdict{}, false
 	}

@@ -192,3 +192,26 @@ func canceledCtx() context.Context {
 	cancel()
 	return ctx
 }
+
+// With the IPv4 relay IP's ports all used, an IPv4 Allocate is redirected
+// (reason ports) while IPv6 ones, whose relay IP has its own pool, are
+// still served.
+func TestAlternateServerPortsFull(t *testing.T) {
+	alt4 := netip.MustParseAddrPort("127.0.0.1:40020")
+	r := startRelay(t, func(c *relay.Config) {
+		c.AlternateServers = []string{alt4.String()}
+		c.MinPort, c.MaxPort = 50200, 50201 // two ports per relay IP
+	})
+	for i := 0; i < 2; i++ {
+		u, p := relay.RESTCredential(testSecret, "fill"+strconv.Itoa(i), time.Now().Add(time.Hour))
+		dialSTUN(t, "udp", r.addr("4"), u, p).mustAllocate()
+	}
+	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
+	wantTryAlternate(t, c, c.allocate(), alt4, "")
+	if n, _ := r.metricSum(t, []string{"alternate_redirects_total"}, "reason=ports"); n != 1 {
+		t.Errorf("alternate_redirects_total{reason=ports} = %v, want 1", n)
+	}
+	// An IPv6 relayed address (requested over IPv4) comes from ::1's pool.
+	c6 := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
+	c6.mustAllocate(requestedFamily(0x02))
+}

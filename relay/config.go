@@ -581,13 +581,21 @@ func parsePrefixes(field string, ss []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// parseUser reads "name:password" or "name:key=<32 hex digits>".
+// parseUser reads "name:password" or "name:key=<32 hex digits>" (with or
+// without turnadmin's 0x prefix).
 func parseUser(s, realm string) (staticUser, error) {
 	name, secret, ok := strings.Cut(s, ":")
 	if !ok || name == "" || secret == "" {
 		return staticUser{}, fieldErr("users", "entry %q is not name:password or name:key=hex", redactUser(s))
 	}
 	if hexKey, isKey := strings.CutPrefix(secret, "key="); isKey {
+		// coturn's turnadmin -k prints the key as 0x<hex>; accept that
+		// spelling so keys copy over from a coturn userdb unchanged.
+		if h, ok := strings.CutPrefix(hexKey, "0x"); ok {
+			hexKey = h
+		} else if h, ok := strings.CutPrefix(hexKey, "0X"); ok {
+			hexKey = h
+		}
 		key, err := hex.DecodeString(hexKey)
 		if err != nil || len(key) != 16 {
 			return staticUser{}, fieldErr("users", "user %q: key= must be 32 hex digits (MD5 of name:realm:password)", name)

@@ -196,3 +196,25 @@ func TestLoadConfigFileErrors(t *testing.T) {
 		t.Errorf("empty file should give the defaults, got %+v", c)
 	}
 }
+
+// turnadmin -k prints keys as 0x<hex> (coturn's userdb spelling): such a
+// key is the same key as the bare hex. It used to be refused.
+func TestUserKeyTurnadminSpelling(t *testing.T) {
+	const hexKey = "0123456789abcdef0123456789abcdef"
+	bare, err := parseUser("bob:key="+hexKey, "example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spelled := range []string{"bob:key=0x" + hexKey, "bob:key=0X" + hexKey} {
+		u, err := parseUser(spelled, "example.org")
+		if err != nil {
+			t.Fatalf("%s: %v", spelled, err)
+		}
+		if string(u.key) != string(bare.key) {
+			t.Fatalf("%s: key differs from the bare hex", spelled)
+		}
+	}
+	if _, err := parseUser("bob:key=0x"+hexKey[:30], "example.org"); err == nil {
+		t.Fatal("a 0x key of 30 hex digits was accepted")
+	}
+}

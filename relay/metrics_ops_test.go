@@ -21,6 +21,7 @@ import (
 
 // TestOpsMetrics: the operational series move with what they count.
 func TestOpsMetrics(t *testing.T) {
+	// 100 ports on each of the two relay IPs (127.0.0.1, ::1).
 	r := startRelay(t, func(c *relay.Config) { c.MinPort, c.MaxPort = 50000, 50099 })
 	if n, _ := r.metricSum(t, []string{"isthmus_relay_build_info"}); n != 1 {
 		t.Errorf("build_info = %v, want 1", n)

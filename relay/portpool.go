@@ -50,10 +50,6 @@ func newPortPool(minPort, maxPort int) *portPool {
 	return &portPool{min: minPort, slots: make([]portSlot, n), cursor: rand.IntN(n)}
 }
 
-// len is the number of ports in the pool; pairs the number of even pairs.
-func (p *portPool) len() int   { return len(p.slots) }
-func (p *portPool) pairs() int { return len(p.slots) / 2 }
-
 func (p *portPool) freeLocked(i int, now time.Time) bool {
 	s := &p.slots[i]
 	if s.state == slotHeld && now.After(s.until) {

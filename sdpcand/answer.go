@@ -17,6 +17,10 @@ import (
 type AnswerParams struct {
 	// SessionID is the o= session id and version; 0 picks one from the clock.
 	SessionID uint64
+	// SessionVersion, when not 0, is the o= version instead of SessionID: a
+	// later description of the same session keeps the id and increments the
+	// version (RFC 3264 §8).
+	SessionVersion uint64
 	// Username is the o= user name; "" writes "-".
 	Username string
 	// Ufrag and Pwd are the answerer's ICE credentials. They are written
@@ -81,7 +85,7 @@ func BuildAnswer(offer *Session, p AnswerParams) ([]byte, error) {
 	}
 	am := offer.Media[accepted]
 	originType, originAddr := connectionFor(am.Family, p.Addrs[am.Family].Addr(), false)
-	desc := newDescription(p.SessionID, p.Username, originType, originAddr)
+	desc := newDescription(p.SessionID, p.SessionVersion, p.Username, originType, originAddr)
 
 	for i, m := range offer.Media {
 		if i != accepted {

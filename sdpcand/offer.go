@@ -18,6 +18,10 @@ var errNoDefault = errors.New("sdpcand: offer: no default address: set OfferPara
 type OfferParams struct {
 	// SessionID is the o= session id and version; 0 picks one from the clock.
 	SessionID uint64
+	// SessionVersion, when not 0, is the o= version instead of SessionID: a
+	// later description of the same session keeps the id and increments the
+	// version (RFC 3264 §8).
+	SessionVersion uint64
 	// Username is the o= user name; "" writes "-".
 	Username string
 	// Ufrag and Pwd are the ICE credentials (RFC 8839 §5.4). Both empty
@@ -85,7 +89,7 @@ func BuildOffer(p OfferParams) ([]byte, error) {
 		port = 9
 	}
 
-	desc := newDescription(p.SessionID, p.Username, netType, address)
+	desc := newDescription(p.SessionID, p.SessionVersion, p.Username, netType, address)
 	formats := make([]string, len(codecs))
 	for i, c := range codecs {
 		formats[i] = strconv.Itoa(int(c.PayloadType))

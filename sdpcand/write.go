@@ -15,10 +15,13 @@ import (
 // newDescription starts a description with the lines every offer and answer
 // share: v=, o=, s=- and t=0 0. The origin's address is the default
 // connection address (or the rule-1 name when that is unspecified).
-func newDescription(sessionID uint64, username, netType, address string) *sdp.SessionDescription {
+func newDescription(sessionID, version uint64, username, netType, address string) *sdp.SessionDescription {
 	if sessionID == 0 {
 		// RFC 8866 §5.2 suggests an NTP-format timestamp; any unique number will do.
 		sessionID = uint64(time.Now().UnixNano()) & (1<<62 - 1)
+	}
+	if version == 0 {
+		version = sessionID
 	}
 	if username == "" {
 		username = "-"
@@ -27,7 +30,7 @@ func newDescription(sessionID uint64, username, netType, address string) *sdp.Se
 		Origin: sdp.Origin{
 			Username:       username,
 			SessionID:      sessionID,
-			SessionVersion: sessionID,
+			SessionVersion: version,
 			NetworkType:    "IN",
 			AddressType:    netType,
 			UnicastAddress: address,

@@ -282,6 +282,7 @@ func (in *Incoming) Answer(ctx context.Context, agent *gather.Agent) (*Call, err
 	// WriteResponse retransmits the 2xx until the ACK (RFC 3261
 	// §13.3.1.4) and returns when it came.
 	if err := in.dlg.WriteResponse(res); err != nil {
+		_ = in.dlg.Close()
 		return nil, fmt.Errorf("sipua: Answer: 200: %w", err)
 	}
 	c := &Call{ua: in.ua, agent: agent, uas: in.dlg, remoteSDP: offer}

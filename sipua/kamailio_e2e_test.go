@@ -100,7 +100,9 @@ type uacResult struct {
 	Mode       gather.Mode `json:"mode"`
 	Sent       int         `json:"sent"`
 	Echoed     int         `json:"echoed"`
-	Error      string      `json:"error,omitempty"`
+	// ByeReceived: the call ended by the peer's BYE.
+	ByeReceived bool   `json:"bye_received,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // roleUAC: the IPv6-only phone. It registers at the proxy, calls the
@@ -158,6 +160,15 @@ func roleUAC() int {
 
 		if res.Sent, res.Echoed, err = probeRTP(call.Media()); err != nil {
 			return err
+		}
+		if os.Getenv(e2eUAC4Env) != "" {
+			// The callee hangs up: its BYE must reach us through the proxy.
+			select {
+			case <-call.Done():
+				res.ByeReceived = true
+			case <-time.After(10 * time.Second):
+				return errors.New("no BYE from the callee")
+			}
 		}
 		return call.Hangup(ctx)
 	}()
@@ -276,14 +287,12 @@ func roleUAS() int {
 		sel := call.Media().Selected()
 		res.Path, res.Mode = sel.String(), sel.Mode
 		if os.Getenv(e2eEchoEnv) != "" {
-			// Echo until the caller's BYE; Sent counts the echoes.
-			go func() {
-				<-call.Done()
-				_ = call.Media().SetReadDeadline(time.Now())
-			}()
+			// Echo for 4 s (the caller's probe takes about 2.3 s), then
+			// hang up: this side's BYE follows its route set, the IPv6
+			// entry first. Sent counts the echoes.
+			_ = call.Media().SetReadDeadline(time.Now().Add(4 * time.Second))
 			buf := make([]byte, 1500)
 			for {
-				_ = call.Media().SetReadDeadline(time.Now().Add(10 * time.Second))
 				n, err := call.Media().Read(buf)
 				if err != nil {
 					break
@@ -292,7 +301,14 @@ func roleUAS() int {
 					res.Sent++
 				}
 			}
-		} else if res.Sent, res.Echoed, err = probeRTP(call.Media()); err != nil {
+			select {
+			case <-call.Done():
+				return errors.New("the caller hung up first")
+			default:
+			}
+			return call.Hangup(ctx)
+		}
+		if res.Sent, res.Echoed, err = probeRTP(call.Media()); err != nil {
 			return err
 		}
 		select {
@@ -1005,7 +1021,8 @@ func waitRegistered(t *testing.T, log *syncBuffer, p *proc) {
 // TestKamailioSipuaBothSides: our sipua on both sides. The IPv4-only
 // phone bob calls the IPv6-only phone alice through Kamailio; both gather
 // with our relay (bob gets an IPv6 relayed address, alice an IPv4 one),
-// ICE picks a pair, alice echoes bob's RTP.
+// ICE picks a pair, alice echoes bob's RTP, then hangs up: her BYE goes
+// out by her route set (the proxy's IPv6 entry) and reaches bob over IPv4.
 func TestKamailioSipuaBothSides(t *testing.T) {
 	e := startDualStack(t)
 	aout, alog, adone := e.phone(t, "uas", e2eEchoEnv+"=1")
@@ -1052,6 +1069,12 @@ func TestKamailioSipuaBothSides(t *testing.T) {
 	}
 	if bob.Mode != gather.ModeICE || alice.Mode != gather.ModeICE {
 		t.Errorf("modes bob %q alice %q: want ICE on both sides", bob.Mode, alice.Mode)
+	}
+	if !bob.ByeReceived {
+		t.Errorf("bob did not receive alice's BYE")
+	}
+	if want := "isthmus: relay BYE from " + demo.UA6Addr.String() + " on " + demo.RelayIPv6.String() + " to sip:bob@" + demo.UA4Addr.String(); !strings.Contains(e.kout.String(), want) {
+		t.Errorf("kamailio log lacks %q", want)
 	}
 	if bob.Sent != e2eRTPCount || bob.Echoed*1000 < bob.Sent*999 {
 		t.Errorf("RTP: bob sent %d, got %d echoed: want >= 99.9%%", bob.Sent, bob.Echoed)

@@ -153,6 +153,9 @@ func runPhone(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer ua.Close()
+	// The Contact names the bound port: with --listen ADDR:0 this is
+	// where to call the answering phone.
+	fmt.Fprintf(stderr, "contact: %s\n", ua.Contact())
 
 	if mode == "register" || pf.proxy != "" || pf.sipPass != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), pf.sipTimeout)

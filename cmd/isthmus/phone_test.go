@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,36 +9,33 @@ import (
 	"time"
 )
 
-// freeUDPPort picks a loopback UDP port for the answering phone.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // TestPhoneCallAnswerLoopback: "phone answer" waits, "phone call" calls
 // it directly (no proxy) on loopback, sends 1 s of RTP that the answerer
 // echoes, and hangs up; both report their counts.
 func TestPhoneCallAnswerLoopback(t *testing.T) {
-	port := strconv.Itoa(freeUDPPort(t))
 	var aout, aerr lockedBuffer
 	acode := make(chan int, 1)
 	go func() {
-		acode <- dispatch([]string{"phone", "answer", "--aor", "sip:bob@127.0.0.1", "--listen", "127.0.0.1:" + port,
-			"--host", "127.0.0.1", "--wait", "15s", "--duration", "15s"}, &aout, &aerr)
+		acode <- dispatch([]string{"phone", "answer", "--aor", "sip:bob@127.0.0.1", "--listen", "127.0.0.1:0",
+			"--host", "127.0.0.1", "--wait", "30s", "--duration", "30s"}, &aout, &aerr)
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for !portBusy(port) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	// The answering phone binds port 0 and says where: no port race.
+	contact := regexp.MustCompile(`contact: sip:bob@(127\.0\.0\.1:\d+)`)
+	var where string
+	for deadline := time.Now().Add(10 * time.Second); where == "" && time.Now().Before(deadline); {
+		if m := contact.FindStringSubmatch(aerr.String()); m != nil {
+			where = m[1]
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if where == "" {
+		t.Fatalf("phone answer printed no contact:\n%s", aerr.String())
 	}
 
 	var cout, cerr bytes.Buffer
-	code := dispatch([]string{"phone", "call", "sip:bob@127.0.0.1:" + port, "--aor", "sip:alice@127.0.0.1", "--listen", "127.0.0.1:0",
-		"--host", "127.0.0.1", "--duration", "1s", "--sip-timeout", "10s"}, &cout, &cerr)
+	code := dispatch([]string{"phone", "call", "sip:bob@" + where, "--aor", "sip:alice@127.0.0.1", "--listen", "127.0.0.1:0",
+		"--host", "127.0.0.1", "--duration", "1s", "--sip-timeout", "25s"}, &cout, &cerr)
 	if code != 0 {
 		t.Fatalf("phone call: exit %d\n%s\nanswer side:\n%s", code, cerr.String(), aerr.String())
 	}
@@ -68,17 +64,6 @@ func TestPhoneCallAnswerLoopback(t *testing.T) {
 	if !regexp.MustCompile(`rtp: received \d+ echoed \d+`).MatchString(aerr.String()) {
 		t.Errorf("no rtp line from phone answer:\n%s", aerr.String())
 	}
-}
-
-// portBusy reports whether the answering phone has bound the port.
-func portBusy(port string) bool {
-	p, _ := strconv.Atoi(port)
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-	if err != nil {
-		return true
-	}
-	c.Close()
-	return false
 }
 
 // TestPhoneUsage: bad invocations exit 2 with a reason.

@@ -57,6 +57,12 @@ func startTestRelay(t *testing.T, log *slog.Logger, mutate func(*relay.Config)) 
 // test ends.
 func allocate(t *testing.T, server netip.AddrPort) {
 	t.Helper()
+	allocateAs(t, server, "alice", "secret")
+}
+
+// allocateAs allocates with the given long-term credential.
+func allocateAs(t *testing.T, server netip.AddrPort, username, password string) {
+	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +71,7 @@ func allocate(t *testing.T, server netip.AddrPort) {
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelDisabled
 	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: server.String(), TURNServerAddr: server.String(),
-		Username: "alice", Password: "secret", Conn: conn, RTO: 200 * time.Millisecond, LoggerFactory: lf})
+		Username: username, Password: password, Conn: conn, RTO: 200 * time.Millisecond, LoggerFactory: lf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,7 +170,7 @@ var unmappedReasons = map[string]string{
 	"web-admin-listen-on-workers":       "no web admin",
 	"acme-redirect":                     "no ACME redirect: renew with your ACME client and SIGHUP",
 	"pidfile":                           "run under systemd (deploy/systemd) instead of a PID file",
-	"proc-user":                         "run as a service user (systemd DynamicUser=, or User=)",
+	"proc-user":                         "run as a service user (systemd User=, deploy/systemd)",
 	"proc-group":                        "run as a service user (systemd)",
 	"log-binding":                       "Binding requests are counted (isthmus_relay_stun_binding_requests_total), not logged",
 	"no-stdout-log":                     "logs go to stderr only (journald under systemd)",
