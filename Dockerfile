@@ -13,5 +13,10 @@ COPY --from=build /out/isthmus /usr/local/bin/isthmus
 USER nonroot:nonroot
 # STUN/TURN over UDP and TCP, TURN over TLS, metrics, and the relay port range.
 EXPOSE 3478/udp 3478/tcp 5349/tcp 9641/tcp 49152-65535/udp
+# The relay's /readyz (200 while serving, 503 while draining) through the
+# binary itself: the distroless image has no shell or curl. With another
+# metrics address set ISTHMUS_HEALTH_URL.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/isthmus", "health", "-q"]
 ENTRYPOINT ["/usr/local/bin/isthmus"]
-CMD ["relay"]
+CMD ["relay", "--metrics", "0.0.0.0:9641"]

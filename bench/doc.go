@@ -18,7 +18,7 @@
 //     `isthmus relay`, coturn's turnserver with equivalent settings, or a
 //     custom command) so its CPU and memory can be read from /proc.
 //   - [RunStep] starts a relay, loads it with N calls and returns a
-//     [StepResult] with every figure; [Bench] raises N step by step until
+//     [StepResult] with every figure; [Run] raises N step by step until
 //     loss or latency crosses the pass limits; [Compare] does the same for two
 //     relays in ABAB order and reports medians and ratios.
 //   - [Report] prints as a table ([Report.WriteTable]), JSON and SVG.

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"net/netip"
 	"time"
 
 	"github.com/isthmusrelay/isthmus/bench"
 	"github.com/isthmusrelay/isthmus/relay"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 // ExampleNewLoad places two calls (one IPv6 client with an IPv4 relay, one
@@ -24,7 +24,7 @@ func ExampleNewLoad() {
 	cfg.AllowLoopbackPeers = true
 	cfg.MinPort, cfg.MaxPort = 31000, 31999
 	cfg.LogLevel = "warn"
-	srv, err := relay.New(cfg, zerolog.Nop(), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		log.Fatal(err)
 	}

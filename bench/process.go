@@ -159,7 +159,9 @@ func StartRelay(ctx context.Context, spec RelaySpec) (*RelayProc, error) {
 		rc := relayConfig(spec, port)
 		p.V4, p.V6 = rc.ListenAddrs()[0], rc.ListenAddrs()[1]
 		if spec.Kind == KindIsthmus {
-			argv = append([]string{spec.Binary}, rc.IsthmusArgs()...)
+			// Every call of the load is the one bench user (coturn's config
+			// sets user-quota=0 too).
+			argv = append(append([]string{spec.Binary}, rc.IsthmusArgs()...), "--user-quota", "0")
 		} else {
 			if dir, err = os.MkdirTemp("", "isthmus-bench-coturn-"); err != nil {
 				return nil, fmt.Errorf("bench: coturn config dir: %w", err)

@@ -1,13 +1,13 @@
 package bench
 
 import (
+	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/isthmusrelay/isthmus/relay"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 // startOurRelay runs our relay in process on both loopback families, with
@@ -22,9 +22,10 @@ func startOurRelay(tb testing.TB, minPort, maxPort int) (v4, v6 netip.AddrPort) 
 	cfg.Users = []string{testUser + ":" + testPass}
 	cfg.AllowLoopbackPeers = true
 	cfg.MinPort, cfg.MaxPort = minPort, maxPort
+	cfg.UserQuota = 0 // every call of the load is the one test user
 	cfg.Metrics = ""
 	cfg.LogLevel = "warn"
-	srv, err := relay.New(cfg, zerolog.Nop(), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		tb.Fatalf("relay.New: %v", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Report is the outcome of [Bench] or [Compare].
+// Report is the outcome of [Run] or [Compare].
 type Report struct {
 	Started          time.Time     `json:"started"`
 	Finished         time.Time     `json:"finished"`

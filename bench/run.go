@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Config drives [Bench] (one relay) and [Compare] (two relays).
+// Config drives [Run] (one relay) and [Compare] (two relays).
 type Config struct {
 	// Relays are the relays under test; Compare wants two (ours first).
 	Relays []RelaySpec
@@ -21,7 +21,7 @@ type Config struct {
 	MaxCalls int
 	// Duration of traffic per run (default 5 s).
 	Duration time.Duration
-	// Repeats is how many runs per relay per step (default 1 for Bench, 3
+	// Repeats is how many runs per relay per step (default 1 for Run, 3
 	// for Compare); relays alternate ABAB within a step.
 	Repeats int
 	// Limits decide pass or fail per step.
@@ -68,10 +68,10 @@ func (c *Config) setDefaults(repeats int) {
 	c.Limits.setDefaults()
 }
 
-// Bench runs the step series against the first relay of cfg (and any
+// Run runs the step series against the first relay of cfg (and any
 // others, without ratios). The context bounds the whole run: when it ends,
 // the report holds the steps finished so far and Partial is set.
-func Bench(ctx context.Context, cfg Config) (*Report, error) {
+func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults(1)
 	return run(ctx, cfg)
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/rs/zerolog"
+	"log/slog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/isthmusrelay/isthmus/sdpcand"
@@ -60,7 +60,7 @@ const (
 // concurrent use.
 type Agent struct {
 	cfg        Config
-	log        zerolog.Logger
+	log        *slog.Logger
 	fams       []netaddr.Family
 	relayFams  []netaddr.Family
 	stun, turn []server
@@ -81,13 +81,17 @@ type Agent struct {
 	offered      bool
 	offerDefault netip.AddrPort
 	media        *MediaConn
-	stats        GatherStats
+	stats        Stats
 }
 
 // NewAgent checks cfg and creates an agent. It opens no socket yet: that
 // happens in Gather (or Offer/Answer, which gather first).
 func NewAgent(cfg Config) (*Agent, error) {
-	a := &Agent{cfg: cfg, log: cfg.Logger, timeout: cfg.Timeout}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{cfg: cfg, log: log, timeout: cfg.Timeout}
 	if a.timeout < 0 {
 		return nil, fmt.Errorf("%w: timeout: %s is negative", ErrConfig, cfg.Timeout)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
-	"github.com/rs/zerolog"
+	"log/slog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/isthmusrelay/isthmus/sdpcand"
@@ -65,8 +65,8 @@ type Config struct {
 	// Codecs are the audio codecs offered; empty means sdpcand.DefaultCodecs().
 	Codecs []sdpcand.Codec
 	// Logger receives the agent's logs (and pion's, shifted one level
-	// down); the zero value discards them.
-	Logger zerolog.Logger
+	// down); nil discards them.
+	Logger *slog.Logger
 }
 
 // server is one parsed STUN or TURN URL.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -15,8 +16,8 @@ import (
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
-// GatherStats says what one gathering found and what it gave up on.
-type GatherStats struct {
+// Stats says what one gathering found and what it gave up on.
+type Stats struct {
 	// Host, ServerReflexive and Relayed count the candidates of each type
 	// that were kept.
 	Host, ServerReflexive, Relayed int
@@ -37,7 +38,7 @@ type GatherStats struct {
 }
 
 // Stats returns what the last gathering found.
-func (a *Agent) Stats() GatherStats {
+func (a *Agent) Stats() Stats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.stats
@@ -110,7 +111,7 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 	for pos, addr := range interleave(hosts) {
 		lc, err := a.hostCandidate(addr, pos)
 		if err != nil {
-			a.log.Debug().Err(err).Str("addr", addr.String()).Msg("host candidate skipped")
+			a.log.Debug("host candidate skipped", slog.Any("error", err), slog.String("addr", addr.String()))
 			a.addFailure(fmt.Sprintf("host %s: %v", addr, err))
 			continue
 		}
@@ -166,7 +167,7 @@ func (a *Agent) gather(ctx context.Context, emit func(ice.Candidate)) error {
 		}
 		switch {
 		case r.err != nil:
-			a.log.Debug().Err(r.err).Str("attempt", r.what).Msg("candidate attempt failed")
+			a.log.Debug("candidate attempt failed", slog.Any("error", r.err), slog.String("attempt", r.what))
 			a.addFailure(fmt.Sprintf("%s: %v", r.what, r.err))
 		case r.redundant:
 			a.mu.Lock()

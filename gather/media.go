@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -18,23 +19,26 @@ import (
 	"github.com/isthmusrelay/isthmus/sdpcand"
 )
 
+// Mode is how a media path was set up: PathInfo.Mode.
+type Mode string
+
 // Path modes reported by PathInfo.Mode.
 const (
 	// ModeICE: ICE selected a candidate pair.
-	ModeICE = "ice"
+	ModeICE Mode = "ice"
 	// ModeLegacyRelay: the peer does not do ICE; media flows through our
 	// TURN allocation to the peer's c=/m= address.
-	ModeLegacyRelay = "legacy-relay"
+	ModeLegacyRelay Mode = "legacy-relay"
 	// ModeLegacyDirect: the peer does not do ICE and we had no relayed
 	// candidate of its family; media flows from a host (or reflexive)
 	// socket straight to its c=/m= address.
-	ModeLegacyDirect = "legacy-direct"
+	ModeLegacyDirect Mode = "legacy-direct"
 )
 
 // PathInfo describes the media path a MediaConn uses.
 type PathInfo struct {
 	// Mode is ModeICE, ModeLegacyRelay or ModeLegacyDirect.
-	Mode string
+	Mode Mode
 	// LocalType and RemoteType are ICE candidate types ("host", "srflx",
 	// "prflx", "relay"); RemoteType is "legacy" for a non-ICE peer.
 	LocalType, RemoteType string
@@ -252,7 +256,7 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 			continue
 		}
 		if err := a.ice.AddRemoteCandidate(rc); err != nil {
-			a.log.Debug().Err(err).Str("candidate", rc.String()).Msg("remote candidate skipped")
+			a.log.Debug("remote candidate skipped", slog.Any("error", err), slog.String("candidate", rc.String()))
 			continue
 		}
 		added++
@@ -271,9 +275,9 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 		}
 		// Not fatal: the other candidates may still connect. pion/ice did
 		// not take this one, so Close releases it.
-		a.log.Debug().Err(err).Str("candidate", lc.addr.String()).Msg("local candidate not added")
+		a.log.Debug("local candidate not added", slog.Any("error", err), slog.String("candidate", lc.addr.String()))
 	}
-	a.log.Debug().Int("local", len(cands)).Int("remote", added).Bool("controlling", controlling).Msg("ICE checks start")
+	a.log.Debug("ICE checks start", slog.Int("local", len(cands)), slog.Int("remote", added), slog.Bool("controlling", controlling))
 	var conn *ice.Conn
 	var err error
 	if controlling {
@@ -307,7 +311,7 @@ func (a *Agent) awaitRemoteCandidates(ctx context.Context, want int) {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			a.log.Debug().Int("want", want).Msg("remote candidates not all registered in time")
+			a.log.Debug("remote candidates not all registered in time", slog.Int("want", want))
 			return
 		case <-tick.C:
 		}
@@ -355,7 +359,7 @@ type MediaConn struct {
 	legacy  *localCandidate
 	peer    netip.AddrPort
 	peerUDP *net.UDPAddr
-	mode    string
+	mode    Mode
 
 	closeOnce sync.Once
 	closeErr  error

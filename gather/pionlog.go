@@ -1,7 +1,7 @@
 package gather
 
 import (
-	"github.com/rs/zerolog"
+	"log/slog"
 
 	"github.com/isthmusrelay/isthmus/internal/pionlog"
 )
@@ -10,9 +10,9 @@ import (
 // routine events (a failed check on one pair, a retransmission) as
 // warnings, so its levels are shifted down: Warn becomes Debug, Error
 // becomes Warn, and everything below is Trace.
-func pionLogs(log zerolog.Logger) pionlog.Factory {
+func pionLogs(log *slog.Logger) pionlog.Factory {
 	return pionlog.Factory{Log: log, Levels: pionlog.Levels{
-		Trace: zerolog.TraceLevel, Debug: zerolog.TraceLevel, Info: zerolog.TraceLevel,
-		Warn: zerolog.DebugLevel, Error: zerolog.WarnLevel,
+		Trace: pionlog.LevelTrace, Debug: pionlog.LevelTrace, Info: pionlog.LevelTrace,
+		Warn: slog.LevelDebug, Error: slog.LevelWarn,
 	}}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -124,8 +125,7 @@ func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Fami
 	if got := netaddr.FamilyOf(relayed.Addr()); got != rf {
 		// The server ignored REQUESTED-ADDRESS-FAMILY. Keep the
 		// candidate (it still works) but say so.
-		a.log.Warn().Str("server", s.raw).Str("requested", rf.String()).Str("got", got.String()).
-			Msg("TURN server allocated another family than requested")
+		a.log.Warn("TURN server allocated another family than requested", slog.String("server", s.raw), slog.String("requested", rf.String()), slog.String("got", got.String()))
 	}
 	rel := localBase
 	if m, ok := raf.Mapped(); ok {
@@ -150,8 +150,7 @@ func (a *Agent) relayJob(ctx context.Context, s server, idx int, rf netaddr.Fami
 		_ = release()
 		return jobResult{err: err, what: what}
 	}
-	a.log.Debug().Str("server", s.raw).Str("relayed", relayed.String()).Str("over", tf.String()).
-		Uint64("raf_rewritten", raf.rewritten.Load()).Msg("relayed candidate")
+	a.log.Debug("relayed candidate", slog.String("server", s.raw), slog.String("relayed", relayed.String()), slog.String("over", tf.String()), slog.Uint64("raf_rewritten", raf.rewritten.Load()))
 	return jobResult{what: what, cand: &localCandidate{
 		cand: cand, conn: relayConn, addr: relayed, family: netaddr.FamilyOf(relayed.Addr()),
 		typ: ice.CandidateTypeRelay, relayProto: proto, release: release,

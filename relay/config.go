@@ -1,22 +1,19 @@
 package relay
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
+	"net"
 	"net/netip"
-	"os"
-	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-	"gopkg.in/yaml.v3"
-
 	"github.com/isthmusrelay/isthmus/internal/dataplane"
+	"github.com/isthmusrelay/isthmus/internal/pionlog"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -52,148 +49,200 @@ const (
 	DefaultMaxUnauthStreamsPerSource = 64
 	// DefaultDrainTimeout bounds how long a drain waits for allocations to end.
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultUserQuota caps one user's allocations. A call takes one or two
+	// allocations per client (RTP, and RTCP without rtcp-mux), a client
+	// with several calls or ICE restarts a few more: 64 is far above any
+	// honest client, and far below the port range, so one credential
+	// (a leaked REST secret user, a looping client) cannot take every port
+	// and turn every other user's call into 508 (coturn's user-quota is
+	// open by default; its absence let one user take all free ports in
+	// half a second).
+	DefaultUserQuota = 64
 )
 
 // ErrConfig is wrapped by every configuration error, so callers can tell a
 // bad configuration (exit code 2) from a runtime failure.
 var ErrConfig = errors.New("relay: config")
 
-// Config is the relay's whole configuration. Each field has a YAML key and a
-// command-line twin (see docs/relay.md); DefaultConfig gives the values used
-// when neither sets it.
+// Config is the relay's whole configuration. Each field is described once,
+// by its tags: yaml is its key in the configuration file (LoadConfigFile),
+// flag its command-line twin (BindFlags; a list field's flag repeats),
+// usage and arg the flag's help (arg is the placeholder word of usage that
+// the help shows as the flag's value), and reload:"restart" marks a field
+// that Reload cannot change in a running server. docs/relay.md has one row
+// per field. DefaultConfig gives the values used when neither file nor flag
+// sets a field.
 type Config struct {
 	// Listen lists host:port addresses; each binds UDP and TCP. A wildcard
 	// IPv6 address ([::]) is bound IPv6-only so a client's family is known.
-	Listen []string `yaml:"listen"`
+	Listen []string `yaml:"listen" flag:"listen" arg:"ip:port" usage:"ip:port to serve TURN on, UDP and TCP; repeat for more" reload:"restart"`
 	// TLSListen lists host:port addresses for TURN over TLS. Empty means each
 	// Listen host on port 5349 (or port 0 when that listen port is 0). Only
 	// used when TLSCert and TLSKey are set.
-	TLSListen []string `yaml:"tls_listen"`
+	TLSListen []string `yaml:"tls_listen" flag:"tls-listen" arg:"ip:port" usage:"ip:port for TURN over TLS; repeat; empty = each listen host on 5349" reload:"restart"`
 	// TLSCert and TLSKey are PEM files; both set enables TLS.
-	TLSCert string `yaml:"tls_cert"`
+	TLSCert string `yaml:"tls_cert" flag:"tls-cert" arg:"file" usage:"PEM certificate file; with --tls-key enables TLS" reload:"restart"`
 	// TLSKey is the PEM private key of TLSCert.
-	TLSKey string `yaml:"tls_key"`
+	TLSKey string `yaml:"tls_key" flag:"tls-key" arg:"file" usage:"PEM private key file" reload:"restart"`
 	// ListenerSockets is the number of SO_REUSEPORT UDP sockets per listen
 	// address; 0 means GOMAXPROCS.
-	ListenerSockets int `yaml:"listener_sockets"`
+	ListenerSockets int `yaml:"listener_sockets" flag:"listener-sockets" usage:"SO_REUSEPORT UDP sockets per listen address, 0 = GOMAXPROCS" reload:"restart"`
 
 	// RelayIPs are the addresses relayed transport addresses are taken
 	// from, any number per family. Empty means: the listen addresses when
 	// they are specific, else the usable addresses of the host's interfaces.
-	RelayIPs []string `yaml:"relay_ips"`
+	RelayIPs []string `yaml:"relay_ips" flag:"relay-ip" arg:"ip" usage:"ip to allocate relayed addresses on; repeat, any number per family; empty = specific listen IPs, else interface addresses" reload:"restart"`
 	// ExternalIPs maps a relay IP to the address advertised to clients
-	// (1:1 NAT, coturn's external-ip). YAML accepts a mapping or a list of
-	// "relayIP=advertisedIP" strings, as the --external-ip flag does.
-	ExternalIPs ExternalIPs `yaml:"external_ips"`
+	// (1:1 NAT, coturn's external-ip), as "relayIP=advertisedIP" strings.
+	// The YAML file may also give a mapping from relay IP to advertised IP.
+	ExternalIPs []string `yaml:"external_ips" pairs:"=" flag:"external-ip" arg:"relayIP=advertisedIP" usage:"relayIP=advertisedIP for 1:1 NAT; repeat" reload:"restart"`
 	// MinPort and MaxPort bound the relay ports (inclusive), shared by all
 	// relay IPs.
-	MinPort int `yaml:"min_port"`
+	MinPort int `yaml:"min_port" flag:"min-port" usage:"lowest relay port" reload:"restart"`
 	// MaxPort is the highest relay port (inclusive).
-	MaxPort int `yaml:"max_port"`
+	MaxPort int `yaml:"max_port" flag:"max-port" usage:"highest relay port" reload:"restart"`
 
 	// Realm is the long-term credential realm.
-	Realm string `yaml:"realm"`
+	Realm string `yaml:"realm" flag:"realm" usage:"long-term credential realm" reload:"restart"`
 	// Users are static long-term users: "name:password" or
 	// "name:key=<hex MD5(name:realm:password)>".
-	Users []string `yaml:"users"`
+	Users []string `yaml:"users" flag:"user" arg:"name:password" usage:"static user name:password or name:key=<hex MD5(name:realm:password)>; repeat"`
 	// AuthSecrets are TURN REST API shared secrets (coturn's
 	// static-auth-secret); all are accepted, for rotation.
-	AuthSecrets []string `yaml:"auth_secrets"`
+	AuthSecrets []string `yaml:"auth_secrets" flag:"auth-secret" arg:"secret" usage:"TURN REST API shared secret (coturn use-auth-secret); repeat for rotation; $ISTHMUS_AUTH_SECRET replaces the list"`
+	// AuthSecretFile names a file of REST secrets, one per line ('#'
+	// comments), added to AuthSecrets; re-read on reload
+	// (config_secrets.go). $ISTHMUS_AUTH_SECRET_FILE sets it.
+	AuthSecretFile string `yaml:"auth_secret_file" flag:"auth-secret-file" arg:"file" usage:"file of REST secrets, one per line, re-read on SIGHUP; also $ISTHMUS_AUTH_SECRET_FILE"`
+	// UsersFile names a file of users entries, one per line, added to
+	// Users; re-read on reload. $ISTHMUS_USERS_FILE sets it.
+	UsersFile string `yaml:"users_file" flag:"users-file" arg:"file" usage:"file of users entries, one per line, re-read on SIGHUP; also $ISTHMUS_USERS_FILE"`
+
+	// StrictRelayIPs refuses to start when a relay IP, detected or
+	// configured, is advertised as an address that is not globally
+	// reachable (a ULA, private or documentation address without an
+	// external_ips mapping to a global one). Without it such an address is
+	// used, with a warning when it was detected.
+	StrictRelayIPs bool `yaml:"strict_relay_ips" flag:"strict-relay-ips" usage:"refuse to start when a relay IP is advertised as a non-global address" reload:"restart"`
 
 	// AllowLoopbackPeers permits relaying to loopback peers.
-	AllowLoopbackPeers bool `yaml:"allow_loopback_peers"`
+	AllowLoopbackPeers bool `yaml:"allow_loopback_peers" flag:"allow-loopback-peers" usage:"allow relaying to loopback peers"`
 	// AllowPeers and DenyPeers are CIDRs (or single addresses) that
 	// override the default peer policy; deny wins over allow.
-	AllowPeers []string `yaml:"allow_peers"`
+	AllowPeers []string `yaml:"allow_peers" flag:"allow-peer" arg:"CIDR" usage:"CIDR of peers to allow despite the default policy; repeat"`
 	// DenyPeers are CIDRs always denied as peers.
-	DenyPeers []string `yaml:"deny_peers"`
+	DenyPeers []string `yaml:"deny_peers" flag:"deny-peer" arg:"CIDR" usage:"CIDR of peers to deny; wins over allow; repeat"`
 
 	// MaxAllocations caps all allocations of this relay (508 beyond); 0
-	// means only the port range limits it.
-	MaxAllocations int `yaml:"max_allocations"`
+	// means the derived cap: the relay ports (per relay IP) and the
+	// descriptor limit (RLIMIT_NOFILE; see docs/relay.md). A value above
+	// the descriptor cap is lowered to it, with a warning.
+	MaxAllocations int `yaml:"max_allocations" flag:"max-allocations" usage:"total allocations, 508 beyond; 0 = derived from the relay ports and the descriptor limit"`
 	// UserQuota caps allocations per user (486 beyond); 0 means unlimited.
-	UserQuota int `yaml:"user_quota"`
+	// The default is DefaultUserQuota.
+	UserQuota int `yaml:"user_quota" flag:"user-quota" usage:"allocations per user, 486 beyond; 0 = unlimited"`
+	// AlternateServers are other relays (ip:port, any number per family)
+	// a new Allocate is sent to with 300 Try Alternate (RFC 8489 §10,
+	// ALTERNATE-SERVER of the client's family) when this relay cannot take
+	// it: draining, max_allocations, user_quota or no free port. Empty
+	// keeps the 486/508 answers.
+	AlternateServers []string `yaml:"alternate_servers" flag:"alternate-server" arg:"ip:port" usage:"ip:port of another relay: a new Allocate this relay cannot take (draining, quotas, no port) gets 300 Try Alternate naming one of the client's family; repeat"`
+	// AlternateDomain is sent as ALTERNATE-DOMAIN (RFC 8489 §14.16) with
+	// every redirect: the name a TLS client checks the alternate's
+	// certificate against.
+	AlternateDomain string `yaml:"alternate_domain" flag:"alternate-domain" arg:"name" usage:"name sent as ALTERNATE-DOMAIN with every redirect, for TLS clients"`
 	// AllocationBandwidth caps each allocation's relayed bytes per second,
 	// both directions together; 0 means unlimited. Excess is dropped and
 	// counted.
-	AllocationBandwidth int `yaml:"allocation_bandwidth"`
+	AllocationBandwidth int `yaml:"allocation_bandwidth" flag:"allocation-bandwidth" usage:"bytes/s per allocation, both directions; 0 = unlimited"`
 
 	// MaxUnauthStreams caps the TCP and TLS connections that have not
 	// authenticated yet, from all sources together; a connection past it is
 	// closed at once (counted). 0 means no cap.
-	MaxUnauthStreams int `yaml:"max_unauthenticated_streams"`
+	MaxUnauthStreams int `yaml:"max_unauthenticated_streams" flag:"max-unauthenticated-streams" usage:"TCP/TLS connections not yet authenticated, all sources; 0 = no cap" reload:"restart"`
 	// MaxUnauthStreamsPerSource caps them per source address (an IPv6 /64
 	// counts as one source). 0 means no cap.
-	MaxUnauthStreamsPerSource int `yaml:"max_unauthenticated_streams_per_source"`
+	MaxUnauthStreamsPerSource int `yaml:"max_unauthenticated_streams_per_source" flag:"max-unauthenticated-streams-per-source" usage:"the same per source IP (IPv6: per /64); 0 = no cap" reload:"restart"`
 
 	// RecvBuffer is the receive buffer size, in bytes, asked of the kernel
 	// for listener sockets.
-	RecvBuffer int `yaml:"recv_buffer"`
+	RecvBuffer int `yaml:"recv_buffer" flag:"recv-buffer" arg:"bytes" usage:"listener socket receive buffer bytes" reload:"restart"`
 	// RelayRecvBuffer is the receive buffer size, in bytes, asked for each
 	// allocation's relay socket.
-	RelayRecvBuffer int `yaml:"relay_recv_buffer"`
+	RelayRecvBuffer int `yaml:"relay_recv_buffer" flag:"relay-recv-buffer" arg:"bytes" usage:"receive buffer bytes of each allocation's relay socket" reload:"restart"`
 	// SendBuffer is the send buffer size, in bytes, of listener and relay
 	// sockets.
-	SendBuffer int `yaml:"send_buffer"`
-	// RawSend is auto, on or off: whether the data plane sends
-	// client-to-peer datagrams on raw IP sockets, many allocations per
-	// sendmmsg (needs CAP_NET_RAW; auto uses them when it may, on refuses
-	// to start without them).
-	RawSend string `yaml:"raw_send"`
+	SendBuffer int `yaml:"send_buffer" flag:"send-buffer" arg:"bytes" usage:"socket send buffer bytes" reload:"restart"`
+	// RawSend says whether the data plane sends client-to-peer datagrams on
+	// raw IP sockets, many allocations per sendmmsg (needs CAP_NET_RAW).
+	RawSend RawSend `yaml:"raw_send" flag:"raw-send" arg:"mode" usage:"mode auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW" reload:"restart"`
+
+	// DSCP is -1 (the default) to copy each client datagram's DSCP and
+	// ECN onto the datagram to the peer (RFC 8656 §14's preferred
+	// behaviour; voice clients mark EF, 46), or 0..63 to force that
+	// codepoint on everything the relay sends over UDP (ECN still copied
+	// from the client on the data plane).
+	DSCP int `yaml:"dscp" flag:"dscp" arg:"N" usage:"-1 copies each client datagram's DSCP/ECN to the peer (RFC 8656 §14); N in 0..63 forces that DSCP on everything sent over UDP" reload:"restart"`
 
 	// Metrics is the listen address of the HTTP server for /metrics,
-	// /healthz and /readyz; empty disables it.
-	Metrics string `yaml:"metrics"`
-	// LogLevel is a zerolog level: trace, debug, info, warn, error. Only
-	// trace enables pion's own per-packet debug logs.
-	LogLevel string `yaml:"log_level"`
-	// DrainTimeout bounds Drain on SIGTERM, e.g. "30s".
-	DrainTimeout Duration `yaml:"drain_timeout"`
+	// /healthz and /readyz (Server.Handler); empty disables it.
+	Metrics string `yaml:"metrics" flag:"metrics" arg:"ip:port" usage:"ip:port for /metrics, /healthz, /readyz; empty = off" reload:"restart"`
+	// LogLevel is the most verbose level logged. Only LogTrace enables
+	// pion's own per-packet debug logs.
+	LogLevel LogLevel `yaml:"log_level" flag:"log-level" usage:"trace, debug, info, warn or error; trace adds pion's per-packet logs" reload:"restart"`
+	// DrainTimeout bounds Drain on SIGTERM; the file gives it as "30s".
+	DrainTimeout time.Duration `yaml:"drain_timeout" flag:"drain-timeout" usage:"on SIGTERM, wait this long for allocations to end"`
 }
 
-// Duration is a time.Duration written as "30s" in YAML.
-type Duration time.Duration
+// RawSend is Config.RawSend: auto, on or off.
+type RawSend string
 
-// UnmarshalYAML reads a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return err
+// The RawSend modes.
+const (
+	// RawSendAuto uses raw sockets when the process may open them.
+	RawSendAuto RawSend = "auto"
+	// RawSendOn refuses to start without raw sockets.
+	RawSendOn RawSend = "on"
+	// RawSendOff always sends on each allocation's own socket.
+	RawSendOff RawSend = "off"
+)
+
+// LogLevel is Config.LogLevel: trace, debug, info, warn or error (any case).
+type LogLevel string
+
+// The log levels.
+const (
+	// LogTrace adds pion's per-packet logs to LogDebug.
+	LogTrace LogLevel = "trace"
+	// LogDebug logs per-allocation events.
+	LogDebug LogLevel = "debug"
+	// LogInfo logs start, stop, reloads and throttled denials.
+	LogInfo LogLevel = "info"
+	// LogWarn logs only what an operator should look at.
+	LogWarn LogLevel = "warn"
+	// LogError logs only failures.
+	LogError LogLevel = "error"
+)
+
+// LevelTrace is the slog level of LogTrace: slog has no trace level, so it
+// is one step below slog.LevelDebug.
+const LevelTrace = pionlog.LevelTrace
+
+// Level returns l as an slog level, and false when l is not a level.
+func (l LogLevel) Level() (slog.Level, bool) {
+	switch LogLevel(strings.ToLower(string(l))) {
+	case LogTrace:
+		return LevelTrace, true
+	case LogDebug:
+		return slog.LevelDebug, true
+	case LogInfo:
+		return slog.LevelInfo, true
+	case LogWarn:
+		return slog.LevelWarn, true
+	case LogError:
+		return slog.LevelError, true
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as a string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// ExternalIPs is a list of "relayIP=advertisedIP" pairs.
-type ExternalIPs []string
-
-// UnmarshalYAML accepts a sequence of "relay=advertised" strings or a
-// mapping from relay IP to advertised IP.
-func (e *ExternalIPs) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		*e = l
-	case yaml.MappingNode:
-		var out []string
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			out = append(out, n.Content[i].Value+"="+n.Content[i+1].Value)
-		}
-		*e = out
-	default:
-		return fmt.Errorf("line %d: want a list of relayIP=advertisedIP or a mapping", n.Line)
-	}
-	return nil
+	return slog.LevelInfo, false
 }
 
 // DefaultConfig returns the embedded defaults: dual-stack wildcard listeners
@@ -208,77 +257,16 @@ func DefaultConfig() Config {
 		RecvBuffer:      DefaultSocketBuffer,
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
-		RawSend:         "auto",
+		RawSend:         RawSendAuto,
+		DSCP:            -1,
+
+		UserQuota: DefaultUserQuota,
 
 		MaxUnauthStreams:          DefaultMaxUnauthStreams,
 		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,
-		LogLevel:                  "info",
-		DrainTimeout:              Duration(DefaultDrainTimeout),
+		LogLevel:                  LogInfo,
+		DrainTimeout:              DefaultDrainTimeout,
 	}
-}
-
-// LoadConfigFile reads a YAML file over DefaultConfig. Unknown keys are
-// errors, so a typo never silently falls back to a default.
-func LoadConfigFile(path string) (Config, error) {
-	cfg := DefaultConfig()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	if err := cfg.decodeYAML(b); err != nil {
-		return cfg, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
-	}
-	return cfg, nil
-}
-
-func (c *Config) decodeYAML(b []byte) error {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	scratch := *c
-	err := dec.Decode(&scratch)
-	if errors.Is(err, io.EOF) {
-		return nil // an empty file is the defaults
-	}
-	if err == nil {
-		*c = scratch
-		return nil
-	}
-	// yaml.v3's type errors name a line, not the key: find the key.
-	if named := namedYAMLError(b); named != nil {
-		return named
-	}
-	return err
-}
-
-// namedYAMLError decodes each top-level key on its own and returns the
-// first failure as "key: problem (line N)".
-func namedYAMLError(b []byte) error {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil || len(doc.Content) == 0 {
-		return err
-	}
-	top := doc.Content[0]
-	if top.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: the file must be a mapping of settings", top.Line)
-	}
-	var probe Config
-	v := reflect.ValueOf(&probe).Elem()
-	fields := map[string]int{}
-	for i := 0; i < v.NumField(); i++ {
-		tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
-		fields[tag] = i
-	}
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		k, val := top.Content[i], top.Content[i+1]
-		idx, ok := fields[k.Value]
-		if !ok {
-			return fmt.Errorf("%s: unknown setting (line %d)", k.Value, k.Line)
-		}
-		if err := val.Decode(v.Field(idx).Addr().Interface()); err != nil {
-			return fmt.Errorf("%s: %w (line %d)", k.Value, err, val.Line)
-		}
-	}
-	return nil
 }
 
 func fieldErr(field, format string, args ...any) error {
@@ -308,10 +296,12 @@ type resolved struct {
 	secrets     []string
 	allowPeers  []netip.Prefix
 	denyPeers   []netip.Prefix
-	logLevel    zerolog.Level
+	logLevel    slog.Level
+	rawSend     dataplane.RawSendMode
 	minPort     int
 	maxPort     int
 	listenerSKs int
+	alternates  *alternates // nil when alternate_servers is empty
 }
 
 func parseAddrPort(field, s string) (netip.AddrPort, error) {
@@ -325,25 +315,47 @@ func parseAddrPort(field, s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
+// resolve validates c and parses it, one job per step; each step names
+// the field it rejects.
 func (c *Config) resolve() (*resolved, error) {
 	r := &resolved{external: map[netip.Addr]netip.Addr{}}
+	for _, step := range []func(*resolved) error{
+		c.resolveListeners,
+		c.resolveRelayAddrs,
+		c.resolvePorts,
+		c.resolveCredentials,
+		c.resolvePeers,
+		c.resolveLimits,
+		c.resolveSockets,
+		c.resolveOperations,
+	} {
+		if err := step(r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// resolveListeners: listen, tls_listen (derived when empty), TLS files,
+// listener_sockets.
+func (c *Config) resolveListeners(r *resolved) error {
 	if len(c.Listen) == 0 {
-		return nil, fieldErr("listen", "at least one address is needed")
+		return fieldErr("listen", "at least one address is needed")
 	}
 	for _, s := range c.Listen {
 		ap, err := parseAddrPort("listen", s)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r.listen = append(r.listen, ap)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return nil, fieldErr("tls_cert", "tls_cert and tls_key must be set together")
+		return fieldErr("tls_cert", "tls_cert and tls_key must be set together")
 	}
 	for _, s := range c.TLSListen {
 		ap, err := parseAddrPort("tls_listen", s)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r.tlsListen = append(r.tlsListen, ap)
 	}
@@ -357,141 +369,188 @@ func (c *Config) resolve() (*resolved, error) {
 		}
 	}
 	if c.ListenerSockets < 0 || c.ListenerSockets > 1024 {
-		return nil, fieldErr("listener_sockets", "must be in 0..1024, got %d", c.ListenerSockets)
+		return fieldErr("listener_sockets", "must be in 0..1024, got %d", c.ListenerSockets)
 	}
 	r.listenerSKs = c.ListenerSockets
+	return nil
+}
 
+// resolveRelayAddrs: relay_ips and the external_ips advertised for them.
+func (c *Config) resolveRelayAddrs(r *resolved) error {
 	for _, s := range c.RelayIPs {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fieldErr("relay_ips", "%q is not an IP address", s)
+			return fieldErr("relay_ips", "%q is not an IP address", s)
 		}
 		a = a.Unmap()
 		if a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
-			return nil, fieldErr("relay_ips", "%q must be a unicast address without zone", s)
+			return fieldErr("relay_ips", "%q must be a unicast address without zone", s)
 		}
 		r.relayIPs = append(r.relayIPs, a)
 	}
 	for _, s := range c.ExternalIPs {
 		relayS, advS, ok := strings.Cut(s, "=")
 		if !ok {
-			return nil, fieldErr("external_ips", "%q is not relayIP=advertisedIP", s)
+			return fieldErr("external_ips", "%q is not relayIP=advertisedIP", s)
 		}
 		ra, err1 := netip.ParseAddr(strings.TrimSpace(relayS))
 		aa, err2 := netip.ParseAddr(strings.TrimSpace(advS))
 		if err1 != nil || err2 != nil {
-			return nil, fieldErr("external_ips", "%q is not relayIP=advertisedIP", s)
+			return fieldErr("external_ips", "%q is not relayIP=advertisedIP", s)
 		}
 		ra, aa = ra.Unmap(), aa.Unmap()
 		if ra.Is4() != aa.Is4() {
-			return nil, fieldErr("external_ips", "%q: relay and advertised address must be the same family", s)
+			return fieldErr("external_ips", "%q: relay and advertised address must be the same family", s)
 		}
 		r.external[ra] = aa
 	}
 	for ra := range r.external {
-		if len(r.relayIPs) > 0 && !containsAddr(r.relayIPs, ra) {
-			return nil, fieldErr("external_ips", "%s is not one of relay_ips", ra)
+		if len(r.relayIPs) > 0 && !slices.Contains(r.relayIPs, ra) {
+			return fieldErr("external_ips", "%s is not one of relay_ips", ra)
 		}
 	}
+	return nil
+}
+
+// resolvePorts: min_port and max_port.
+func (c *Config) resolvePorts(r *resolved) error {
 	if c.MinPort < 1 || c.MinPort > 65535 {
-		return nil, fieldErr("min_port", "must be in 1..65535, got %d", c.MinPort)
+		return fieldErr("min_port", "must be in 1..65535, got %d", c.MinPort)
 	}
 	if c.MaxPort < 1 || c.MaxPort > 65535 {
-		return nil, fieldErr("max_port", "must be in 1..65535, got %d", c.MaxPort)
+		return fieldErr("max_port", "must be in 1..65535, got %d", c.MaxPort)
 	}
 	if c.MaxPort < c.MinPort+1 {
-		return nil, fieldErr("max_port", "must be above min_port (%d), got %d", c.MinPort, c.MaxPort)
+		return fieldErr("max_port", "must be above min_port (%d), got %d", c.MinPort, c.MaxPort)
 	}
 	r.minPort, r.maxPort = c.MinPort, c.MaxPort
+	return nil
+}
 
+// resolveCredentials: realm, users, auth_secrets; never an open relay.
+func (c *Config) resolveCredentials(r *resolved) error {
 	if c.Realm == "" {
-		return nil, fieldErr("realm", "must not be empty")
+		return fieldErr("realm", "must not be empty")
+	}
+	secrets, users, err := c.fileSecrets()
+	if err != nil {
+		return err
 	}
 	seen := map[string]bool{}
-	for _, s := range c.Users {
+	for _, s := range users {
 		u, err := parseUser(s, c.Realm)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if seen[u.name] {
-			return nil, fieldErr("users", "user %q listed twice", u.name)
+			return fieldErr("users", "user %q listed twice", u.name)
 		}
 		seen[u.name] = true
 		r.users = append(r.users, u)
 	}
-	for i, s := range c.AuthSecrets {
+	for i, s := range secrets {
 		if s == "" {
-			return nil, fieldErr("auth_secrets", "entry %d is empty", i)
+			return fieldErr("auth_secrets", "entry %d is empty", i)
 		}
 		r.secrets = append(r.secrets, s)
 	}
 	if len(r.users) == 0 && len(r.secrets) == 0 {
-		return nil, fieldErr("users", "no credentials: set users or auth_secrets (the relay never runs open)")
+		return fieldErr("users", "no credentials: set users or auth_secrets (the relay never runs open)")
 	}
+	return nil
+}
 
+// resolvePeers: allow_peers and deny_peers.
+func (c *Config) resolvePeers(r *resolved) error {
 	var err error
 	if r.allowPeers, err = parsePrefixes("allow_peers", c.AllowPeers); err != nil {
-		return nil, err
+		return err
 	}
-	if r.denyPeers, err = parsePrefixes("deny_peers", c.DenyPeers); err != nil {
-		return nil, err
-	}
-	if c.MaxAllocations < 0 {
-		return nil, fieldErr("max_allocations", "must be >= 0, got %d", c.MaxAllocations)
-	}
-	if c.UserQuota < 0 {
-		return nil, fieldErr("user_quota", "must be >= 0, got %d", c.UserQuota)
-	}
-	if c.AllocationBandwidth < 0 {
-		return nil, fieldErr("allocation_bandwidth", "must be >= 0 bytes/s, got %d", c.AllocationBandwidth)
-	}
-	if c.AllocationBandwidth > 0 && c.AllocationBandwidth < 1500 {
-		return nil, fieldErr("allocation_bandwidth", "must be 0 (unlimited) or at least 1500 bytes/s, got %d", c.AllocationBandwidth)
-	}
-	if c.MaxUnauthStreams < 0 {
-		return nil, fieldErr("max_unauthenticated_streams", "must be >= 0, got %d", c.MaxUnauthStreams)
-	}
-	if c.MaxUnauthStreamsPerSource < 0 {
-		return nil, fieldErr("max_unauthenticated_streams_per_source", "must be >= 0, got %d", c.MaxUnauthStreamsPerSource)
-	}
-	if c.RecvBuffer < 0 || c.RecvBuffer > 1<<30 {
-		return nil, fieldErr("recv_buffer", "must be in 0..1GiB, got %d", c.RecvBuffer)
-	}
-	if c.RelayRecvBuffer < 0 || c.RelayRecvBuffer > 1<<30 {
-		return nil, fieldErr("relay_recv_buffer", "must be in 0..1GiB, got %d", c.RelayRecvBuffer)
-	}
-	if c.SendBuffer < 0 || c.SendBuffer > 1<<30 {
-		return nil, fieldErr("send_buffer", "must be in 0..1GiB, got %d", c.SendBuffer)
-	}
-	if _, err := dataplane.ParseRawSendMode(c.RawSend); err != nil {
-		return nil, fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
-	}
-	if c.Metrics != "" {
-		if _, _, err := splitHostPort(c.Metrics); err != nil {
-			return nil, fieldErr("metrics", "%q is not host:port", c.Metrics)
+	r.denyPeers, err = parsePrefixes("deny_peers", c.DenyPeers)
+	return err
+}
+
+// resolveLimits: quotas, alternate servers, bandwidth and the
+// unauthenticated-stream caps.
+func (c *Config) resolveLimits(r *resolved) error {
+	if len(c.AlternateServers) > 0 || c.AlternateDomain != "" {
+		var err error
+		if r.alternates, err = parseAlternates(c.AlternateServers, c.AlternateDomain); err != nil {
+			return err
 		}
 	}
-	lvl, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel))
-	if err != nil || c.LogLevel == "" {
-		return nil, fieldErr("log_level", "%q is not one of trace, debug, info, warn, error", c.LogLevel)
+	if c.MaxAllocations < 0 {
+		return fieldErr("max_allocations", "must be >= 0, got %d", c.MaxAllocations)
+	}
+	if c.UserQuota < 0 {
+		return fieldErr("user_quota", "must be >= 0, got %d", c.UserQuota)
+	}
+	if c.AllocationBandwidth < 0 {
+		return fieldErr("allocation_bandwidth", "must be >= 0 bytes/s, got %d", c.AllocationBandwidth)
+	}
+	if c.AllocationBandwidth > 0 && c.AllocationBandwidth < 1500 {
+		return fieldErr("allocation_bandwidth", "must be 0 (unlimited) or at least 1500 bytes/s, got %d", c.AllocationBandwidth)
+	}
+	if c.MaxUnauthStreams < 0 {
+		return fieldErr("max_unauthenticated_streams", "must be >= 0, got %d", c.MaxUnauthStreams)
+	}
+	if c.MaxUnauthStreamsPerSource < 0 {
+		return fieldErr("max_unauthenticated_streams_per_source", "must be >= 0, got %d", c.MaxUnauthStreamsPerSource)
+	}
+	return nil
+}
+
+// resolveSockets: buffer sizes and raw_send.
+func (c *Config) resolveSockets(r *resolved) error {
+	if c.RecvBuffer < 0 || c.RecvBuffer > 1<<30 {
+		return fieldErr("recv_buffer", "must be in 0..1GiB, got %d", c.RecvBuffer)
+	}
+	if c.RelayRecvBuffer < 0 || c.RelayRecvBuffer > 1<<30 {
+		return fieldErr("relay_recv_buffer", "must be in 0..1GiB, got %d", c.RelayRecvBuffer)
+	}
+	if c.SendBuffer < 0 || c.SendBuffer > 1<<30 {
+		return fieldErr("send_buffer", "must be in 0..1GiB, got %d", c.SendBuffer)
+	}
+	mode, err := dataplane.ParseRawSendMode(string(c.RawSend))
+	if err != nil {
+		return fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
+	}
+	r.rawSend = mode
+	if c.DSCP < -1 || c.DSCP > 63 {
+		return fieldErr("dscp", "must be -1 (copy the client's) or 0..63, got %d", c.DSCP)
+	}
+	return nil
+}
+
+// resolveOperations: metrics, log_level, drain_timeout.
+func (c *Config) resolveOperations(r *resolved) error {
+	if c.Metrics != "" {
+		if err := checkHostPort(c.Metrics); err != nil {
+			return fieldErr("metrics", "%q is not host:port", c.Metrics)
+		}
+	}
+	lvl, ok := c.LogLevel.Level()
+	if !ok {
+		return fieldErr("log_level", "%q is not one of trace, debug, info, warn, error", c.LogLevel)
 	}
 	r.logLevel = lvl
 	if c.DrainTimeout < 0 {
-		return nil, fieldErr("drain_timeout", "must be >= 0, got %s", time.Duration(c.DrainTimeout))
+		return fieldErr("drain_timeout", "must be >= 0, got %s", c.DrainTimeout)
 	}
-	return r, nil
+	return nil
 }
 
-func splitHostPort(s string) (string, int, error) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return "", 0, errors.New("missing port")
+// checkHostPort accepts host:port with a numeric port (net.Listen resolves
+// the host).
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
 	}
-	p, err := strconv.Atoi(s[i+1:])
-	if err != nil || p < 0 || p > 65535 {
-		return "", 0, errors.New("bad port")
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return errors.New("bad port")
 	}
-	return s[:i], p, nil
+	return nil
 }
 
 func parsePrefixes(field string, ss []string) ([]netip.Prefix, error) {
@@ -522,13 +581,4 @@ func parseUser(s, realm string) (staticUser, error) {
 func redactUser(s string) string {
 	name, _, _ := strings.Cut(s, ":")
 	return name + ":***"
-}
-
-func containsAddr(l []netip.Addr, a netip.Addr) bool {
-	for _, x := range l {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }

@@ -48,11 +48,11 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"relay IP not an address", func(c *Config) { c.RelayIPs = []string{"relay.example"} }, "relay_ips:"},
 		{"relay IP unspecified", func(c *Config) { c.RelayIPs = []string{"0.0.0.0"} }, "relay_ips:"},
 		{"relay IP multicast", func(c *Config) { c.RelayIPs = []string{"ff02::1"} }, "relay_ips:"},
-		{"external IP without =", func(c *Config) { c.ExternalIPs = ExternalIPs{"192.0.2.1"} }, "external_ips:"},
-		{"external IP family mismatch", func(c *Config) { c.ExternalIPs = ExternalIPs{"192.0.2.1=2001:db8::1"} }, "external_ips:"},
+		{"external IP without =", func(c *Config) { c.ExternalIPs = []string{"192.0.2.1"} }, "external_ips:"},
+		{"external IP family mismatch", func(c *Config) { c.ExternalIPs = []string{"192.0.2.1=2001:db8::1"} }, "external_ips:"},
 		{"external IP for unknown relay IP", func(c *Config) {
 			c.RelayIPs = []string{"192.0.2.1"}
-			c.ExternalIPs = ExternalIPs{"192.0.2.2=198.51.100.2"}
+			c.ExternalIPs = []string{"192.0.2.2=198.51.100.2"}
 		}, "external_ips:"},
 		{"min_port zero", func(c *Config) { c.MinPort = 0 }, "min_port:"},
 		{"max_port too big", func(c *Config) { c.MaxPort = 70000 }, "max_port:"},
@@ -73,7 +73,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"huge send buffer", func(c *Config) { c.SendBuffer = 2 << 30 }, "send_buffer:"},
 		{"metrics without port", func(c *Config) { c.Metrics = "127.0.0.1" }, "metrics:"},
 		{"unknown log level", func(c *Config) { c.LogLevel = "chatty" }, "log_level:"},
-		{"negative drain timeout", func(c *Config) { c.DrainTimeout = Duration(-time.Second) }, "drain_timeout:"},
+		{"negative drain timeout", func(c *Config) { c.DrainTimeout = -time.Second }, "drain_timeout:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +97,7 @@ func TestValidateAcceptsGoodValues(t *testing.T) {
 	c := validConfig()
 	c.Listen = []string{"127.0.0.1:0", "[::1]:0", "[::ffff:127.0.0.1]:3478"}
 	c.RelayIPs = []string{"192.0.2.1", "2001:db8::1", "2001:db8::2"}
-	c.ExternalIPs = ExternalIPs{"192.0.2.1=198.51.100.1", "2001:db8::1 = 2001:db8:ffff::1"}
+	c.ExternalIPs = []string{"192.0.2.1=198.51.100.1", "2001:db8::1 = 2001:db8:ffff::1"}
 	c.Users = []string{"alice:secret", "bob:key=0123456789abcdef0123456789ABCDEF", "carol:pass:with:colons"}
 	c.AllowPeers = []string{"192.0.2.0/24", "2001:db8::1"}
 	c.TLSCert, c.TLSKey = "cert.pem", "key.pem"

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -36,13 +37,15 @@ func dataPlaneHooks(s *Server) hooks {
 	h := defaultHooks()
 	switch os.Getenv(dataPlaneEnv) {
 	case "off", "0", "false":
-		s.log.Info().Str("env", dataPlaneEnv).Msg("data plane off: pion relays every datagram")
+		s.log.Info("data plane off: pion relays every datagram", slog.String("env", dataPlaneEnv))
 		return h
 	}
-	rawSend, _ := dataplane.ParseRawSendMode(s.cfg.RawSend) // validated with the config
+	rawSend := s.res.rawSend
 	plane, err := dataplane.New(dataplane.Config{
-		Logger:  s.log,
-		RawSend: rawSend,
+		Logger:    s.log,
+		RawSend:   rawSend,
+		ForceDSCP: s.cfg.DSCP >= 0,
+		DSCP:      uint8(max(s.cfg.DSCP, 0)), //nolint:gosec // validated 0..63
 		BandwidthFunc: func() int64 {
 			if l := s.limits.Load(); l != nil {
 				return int64(l.bandwidth)
@@ -55,18 +58,17 @@ func dataPlaneHooks(s *Server) hooks {
 			h.err = fmt.Errorf("relay: raw_send is on: %w", err)
 			return h
 		}
-		s.log.Warn().Err(err).Msg("data plane unavailable: pion relays every datagram")
+		s.log.Warn("data plane unavailable: pion relays every datagram", slog.Any("error", err))
 		return h
 	}
 	registered := s.reg.Register(plane) == nil
 	ps := startPlaneSync(plane, s.metrics)
-	s.log.Info().Int("workers", plane.Workers()).Bool("raw_send", plane.RawSending()).
-		Msg("data plane on: per-core forwarding of channels and indications")
+	s.log.Info("data plane on: per-core forwarding of channels and indications", slog.Int("workers", plane.Workers()), slog.Bool("raw_send", plane.RawSending()))
 
 	h.wrapListener = func(c *net.UDPConn) net.PacketConn {
 		conn, err := plane.Listener(c)
 		if err != nil {
-			s.log.Warn().Err(err).Stringer("listen", c.LocalAddr()).Msg("data plane: listener not adopted, pion serves it")
+			s.log.Warn("data plane: listener not adopted, pion serves it", slog.Any("error", err), slog.Any("listen", c.LocalAddr()))
 			return c
 		}
 		return conn
@@ -74,7 +76,7 @@ func dataPlaneHooks(s *Server) hooks {
 	h.wrapRelay = func(c *net.UDPConn, info relayInfo) net.PacketConn {
 		conn, err := plane.Relay(c, info.advertise)
 		if err != nil {
-			s.log.Warn().Err(err).Stringer("relay", info.bind).Msg("data plane: relay socket not adopted, pion serves it")
+			s.log.Warn("data plane: relay socket not adopted, pion serves it", slog.Any("error", err), slog.Any("relay", info.bind))
 			return c
 		}
 		return conn

@@ -139,7 +139,7 @@ func TestDataPlaneCarriesBoundChannels(t *testing.T) {
 			slowRelay := gathered(t, s, "isthmus_dataplane_slowpath_packets_total", "socket=relay")
 			fast := func(dir string) float64 {
 				return gathered(t, s, "isthmus_dataplane_packets_total", "direction="+dir,
-					"client_family="+leg.client.Label(), "relay_family="+leg.relay.Label())
+					"client_family="+leg.client.Label(), "family="+leg.relay.Label())
 			}
 			relayPkts := func(dir string) float64 {
 				return gathered(t, s, "isthmus_relay_packets_total", "direction="+dir, "family="+leg.relay.Label())

@@ -11,8 +11,8 @@
 //   - Dual-stack listeners: UDP and TCP per listen address, IPv6 wildcards
 //     IPv6-only, GOMAXPROCS SO_REUSEPORT UDP sockets per address, TLS.
 //   - A family-aware relay address generator: relay IPs per family
-//     (detected when not given), advertised addresses for 1:1 NAT, one
-//     shared port pool, raised socket buffers, and RTCP reservations that
+//     (detected when not given), advertised addresses for 1:1 NAT, a
+//     port pool per relay IP, raised socket buffers, and RTCP reservations that
 //     keep the first allocation's family.
 //   - RFC 8656 dual allocations (ADDITIONAL-ADDRESS-FAMILY): an IPv4 and
 //     an IPv6 relayed address on one 5-tuple, the IPv6 half built next to
@@ -30,7 +30,7 @@
 //	cfg := relay.DefaultConfig()
 //	cfg.Listen = []string{"127.0.0.1:3478", "[::1]:3478"}
 //	cfg.Users = []string{"alice:secret"}
-//	srv, err := relay.New(cfg, zerolog.New(os.Stderr), prometheus.NewRegistry())
+//	srv, err := relay.New(cfg, slog.Default(), prometheus.NewRegistry())
 //	if err != nil { ... }
 //	defer srv.Close()
 //

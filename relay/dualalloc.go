@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -349,7 +350,7 @@ func (t *dualTable) allocated(m *stun.Message, p *pendingReq) []byte {
 				if errors.Is(err, ErrNoRelayFamily) {
 					code = stun.CodeAddrFamilyNotSupported
 				}
-				s.log.Debug().Err(err).Str("client", p.ft.src.String()).Msg("dual allocation: no IPv6 half")
+				s.log.Debug("dual allocation: no IPv6 half", slog.Any("error", err), slog.String("client", p.ft.src.String()))
 				add = append(add, addressError(p.errType, familyIPv6, code))
 			}
 		}
@@ -436,8 +437,7 @@ func (t *dualTable) create(p *pendingReq, primary stun.XORMappedAddress, life ti
 	d.mu.Lock()
 	d.rearmLocked(now)
 	d.mu.Unlock()
-	s.log.Debug().Str("client", p.ft.src.String()).Stringer("relay4", prc.advertise).Stringer("relay6", adv).
-		Bool("fast", d.fast).Msg("dual allocation")
+	s.log.Debug("dual allocation", slog.String("client", p.ft.src.String()), slog.Any("relay4", prc.advertise), slog.Any("relay6", adv), slog.Bool("fast", d.fast))
 	return d, nil
 }
 
@@ -1139,7 +1139,7 @@ func (d *dualAlloc) retireV4(why string) {
 	d.mu.Unlock()
 	d.primary.retired.Store(true)
 	d.emit(evs)
-	d.t.srv.log.Debug().Str("client", d.src.String()).Str("why", why).Msg("dual allocation: IPv4 half deleted")
+	d.t.srv.log.Debug("dual allocation: IPv4 half deleted", slog.String("client", d.src.String()), slog.String("why", why))
 }
 
 // endV6 closes the IPv6 half; the allocation goes on as an IPv4 one, or,
@@ -1165,7 +1165,7 @@ func (d *dualAlloc) endV6(why string, endAll bool) {
 	d.primary.dual.CompareAndSwap(d, nil)
 	_ = d.sock.Close() // the data plane detaches it; the reader ends
 	<-d.done
-	d.t.srv.log.Debug().Str("client", d.src.String()).Str("why", why).Msg("dual allocation: IPv6 half deleted")
+	d.t.srv.log.Debug("dual allocation: IPv6 half deleted", slog.String("client", d.src.String()), slog.String("why", why))
 	if retired && endAll {
 		d.primary.kill()
 	}
@@ -1232,13 +1232,9 @@ func (g *addrGenerator) allocateExtra(userID string, f netaddr.Family) (net.Pack
 	if !ok {
 		return nil, netip.AddrPort{}, ErrNoRelayFamily
 	}
-	conn, port, err := g.bind(rip, 0, time.Now(), s.limits.Load().maxAllocations)
+	rip, conn, port, err := g.bindFamily(rip, time.Now(), s.limits.Load().maxAllocations)
 	if err != nil {
-		if errors.Is(err, errPoolLimit) {
-			s.metrics.quotaRejected("total")
-			return nil, netip.AddrPort{}, ErrCapacity
-		}
-		return nil, netip.AddrPort{}, err
+		return nil, netip.AddrPort{}, g.bindFailed(err)
 	}
 	info := relayInfo{
 		family:    f,
@@ -1246,6 +1242,6 @@ func (g *addrGenerator) allocateExtra(userID string, f netaddr.Family) (net.Pack
 		advertise: netip.AddrPortFrom(rip.advertise, uint16(port)), //nolint:gosec // pool range
 		userID:    userID,
 	}
-	rc := s.newRelayConn(conn, info, func() { g.pool.release(port) })
+	rc := s.newRelayConn(conn, info, func() { g.pool.release(rip.bind, port) })
 	return rc, info.advertise, nil
 }

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 )
 
 // recordConn is a relay socket that records what it is asked to send.
@@ -43,13 +43,13 @@ type dualFixture struct {
 
 func newDualFixture(t testing.TB) *dualFixture {
 	t.Helper()
-	s := &Server{log: zerolog.Nop(), hooks: defaultHooks()}
+	s := &Server{log: slog.New(slog.DiscardHandler), hooks: defaultHooks()}
 	var err error
 	if s.metrics, err = newMetrics(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)
 	}
 	s.limits.Store(&limits{})
-	s.pool = newPortPool(50000, 50010)
+	s.pool = newPortPools(50000, 50010, nil)
 	s.gen = newAddrGenerator(nil, s.pool, sockBufs{}, s) // no relay IPs: nothing is bound
 	s.gate = newGate(s, DefaultConfig())
 	client := &net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 40000}

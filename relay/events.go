@@ -3,6 +3,7 @@ package relay
 import (
 	"net"
 	"sync"
+	"time"
 
 	"github.com/pion/turn/v5"
 
@@ -22,6 +23,7 @@ type allocTracker struct {
 type liveAlloc struct {
 	userID   string
 	families [2]netaddr.Family // client, relayed
+	created  time.Time         // for isthmus_relay_allocation_duration_seconds
 }
 
 // owner returns the user ID of the allocation on k, if there is one.
@@ -47,7 +49,7 @@ func (s *Server) ownEvents() turn.EventHandler {
 		OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {
 			cf, rf := addrFamily(src), addrFamily(relay)
 			s.allocs.mu.Lock()
-			s.allocs.live[keyOf(src, dst)] = liveAlloc{userID: userID, families: [2]netaddr.Family{cf, rf}}
+			s.allocs.live[keyOf(src, dst)] = liveAlloc{userID: userID, families: [2]netaddr.Family{cf, rf}, created: time.Now()}
 			s.allocs.mu.Unlock()
 			s.metrics.allocations.WithLabelValues(cf.Label(), rf.Label()).Inc()
 			s.metrics.allocationsMade.WithLabelValues(cf.Label(), rf.Label()).Inc()
@@ -61,6 +63,7 @@ func (s *Server) ownEvents() turn.EventHandler {
 			s.allocs.mu.Unlock()
 			if ok {
 				s.metrics.allocations.WithLabelValues(a.families[0].Label(), a.families[1].Label()).Dec()
+				s.opsMetrics.allocDuration.Observe(time.Since(a.created).Seconds())
 			}
 			if n == 0 {
 				s.signalIdle()

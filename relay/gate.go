@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -238,11 +239,12 @@ func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
 		return verdict{drop: true}
 	}
 	if !auth {
+		s.opsMetrics.binding(addrFamily(t.src))
 		return verdict{}
 	}
 	if reason := malformedAttr(msg); reason != "" {
 		s.metrics.drops.gateReject.Inc()
-		s.denyLog.Info().Str("client", t.src.String()).Str("method", mt.Method.String()).Str("reason", reason).Msg("bad request")
+		s.denyLog.Info("bad request", slog.String("client", t.src.String()), slog.String("method", mt.Method.String()), slog.String("reason", reason))
 		return verdict{reply: buildError(msg, stun.CodeBadRequest, nil)}
 	}
 	if mt.Method == stun.MethodAllocate {
@@ -283,7 +285,7 @@ func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
 			return verdict{} // pion answers 400
 		}
 		g.throttle.fail(src, string(username), now)
-		s.denyLog.Info().Str("client", t.src.String()).Str("proto", t.proto).Str("reason", reason).Str("method", mt.Method.String()).Msg("auth failure")
+		s.denyLog.Info("auth failure", slog.String("client", t.src.String()), slog.String("proto", t.proto), slog.String("reason", reason), slog.String("method", mt.Method.String()))
 		s.metrics.drops.gateReject.Inc()
 		// The nonce is still good: echoing it tells the client that its
 		// credentials, not its nonce, failed (a new one would make clients
@@ -345,6 +347,9 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 	if v, err := msg.Get(stun.AttrRequestedTransport); err == nil && len(v) >= 1 && v[0] == 6 {
 		s.metrics.drops.gateReject.Inc()
 		return verdict{reply: buildError(msg, stun.CodeUnsupportedTransProto, key)}
+	}
+	if v, ok := g.tryAlternate(msg, t, userID, key); ok {
+		return v
 	}
 	if v, ok := g.dual.allocate(msg, t, userID, key, now); ok {
 		return v

@@ -2,8 +2,11 @@ package relay
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,7 +14,6 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
@@ -114,13 +116,13 @@ func TestPortPoolEvenPairAndHolds(t *testing.T) {
 // genServer is the part of a Server the generator uses.
 func genServer(t *testing.T, minPort, maxPort int, ips ...relayIP) (*Server, *addrGenerator) {
 	t.Helper()
-	s := &Server{log: zerolog.Nop(), reg: prometheus.NewRegistry(), hooks: defaultHooks()}
+	s := &Server{log: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry(), hooks: defaultHooks()}
 	var err error
 	if s.metrics, err = newMetrics(s.reg); err != nil {
 		t.Fatal(err)
 	}
 	s.limits.Store(&limits{})
-	s.pool = newPortPool(minPort, maxPort)
+	s.pool = newPortPools(minPort, maxPort, ips)
 	s.gen = newAddrGenerator(ips, s.pool, sockBufs{recv: 1 << 16, send: 1 << 16}, s)
 	return s, s.gen
 }
@@ -229,18 +231,21 @@ func TestGeneratorExhaustionAndRelease(t *testing.T) {
 		seen[a.Port()] = true
 		conns = append(conns, c)
 	}
-	if _, _, err := g.AllocatePacketConn(turn.AllocateListenerConfig{Network: "udp6", UserID: "u"}); !errors.Is(err, errPortsExhausted) {
+	if _, _, err := g.AllocatePacketConn(turn.AllocateListenerConfig{Network: "udp4", UserID: "u"}); !errors.Is(err, errPortsExhausted) {
 		t.Fatalf("fourth allocation from three ports: %v", err)
 	}
 	if v := counterValue(t, s.metrics.quotaRejections.WithLabelValues("ports")); v != 1 {
 		t.Errorf("ports rejections = %v, want 1", v)
 	}
+	// The IPv6 relay IP has its own three ports (one pool per relay IP).
+	c6, _ := allocate(t, g, turn.AllocateListenerConfig{Network: "udp6", UserID: "u"})
+	_ = c6.Close()
 	_ = conns[1].Close()
 	_ = conns[1].Close() // pion may close twice; the port comes back once
 	if s.pool.inUse() != 2 || g.userCount("u") != 2 {
 		t.Fatalf("after close: inUse %d, user count %d", s.pool.inUse(), g.userCount("u"))
 	}
-	allocate(t, g, turn.AllocateListenerConfig{Network: "udp6", UserID: "u"})
+	allocate(t, g, turn.AllocateListenerConfig{Network: "udp4", UserID: "u"})
 }
 
 func TestGeneratorLimitsAndDrain(t *testing.T) {
@@ -395,4 +400,53 @@ func TestDataPlaneHooks(t *testing.T) {
 	if v := counterValue(t, s.metrics.allocations.WithLabelValues("ip6", "ip4")); v != 1 {
 		t.Errorf("the relay's own handler did not run: gauge %v", v)
 	}
+}
+
+// Auto-detection prefers global unicast: with a global address of the
+// family on the host, a documentation address or a ULA next to it is not
+// used (the peer policy calls those non-global). Only a host with no global
+// address of the family gets its non-global ones, which pickRelayIPs
+// reports. Before, every usable address was taken.
+func TestDetectRelayIPsPrefersGlobal(t *testing.T) {
+	a := netip.MustParseAddr
+	wild := []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:3478"), netip.MustParseAddrPort("[::]:3478")}
+	// Addresses only as data: nothing is bound or sent.
+	ifs := []netip.Addr{a("127.0.0.1"), a("192.0.2.10"), a("10.0.0.5"), a("198.18.0.1"), a("9.9.9.9"),
+		a("::1"), a("fd00::10"), a("2001:db8::10"), a("2606:4700::10"), a("fe80::1")}
+	got, _ := detectRelayIPs(wild, ifs)
+	if want := []netip.Addr{a("9.9.9.9"), a("2606:4700::10")}; !slices.Equal(got, want) {
+		t.Errorf("with global addresses on the host: detected %v, want only the global %v", got, want)
+	}
+	got, _ = detectRelayIPs(wild, []netip.Addr{a("127.0.0.1"), a("10.0.0.5"), a("::1"), a("fd00::10")})
+	if want := []netip.Addr{a("10.0.0.5"), a("fd00::10")}; !slices.Equal(got, want) {
+		t.Errorf("with no global address: detected %v, want the non-global usable %v", got, want)
+	}
+	ng := nonGlobalRelayIPs([]relayIP{{bind: a("10.0.0.5"), advertise: a("10.0.0.5")},
+		{bind: a("10.0.0.6"), advertise: a("9.9.9.9")}, {bind: a("fd00::10"), advertise: a("fd00::10")}})
+	if len(ng) != 2 || ng[0].bind != a("10.0.0.5") || ng[1].bind != a("fd00::10") {
+		t.Errorf("nonGlobalRelayIPs = %v, want the two advertised as non-global", ng)
+	}
+}
+
+// strict_relay_ips refuses a relay IP advertised as a non-global address
+// and names the field; an external_ips mapping to a global address passes.
+func TestStrictRelayIPs(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.RelayIPs = []string{"127.0.0.1"}
+	cfg.Users = []string{"a:b"}
+	cfg.ListenerSockets = 1
+	cfg.StrictRelayIPs = true
+	if s, err := New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), "strict_relay_ips") {
+		if s != nil {
+			_ = s.Close()
+		}
+		t.Fatalf("strict_relay_ips with a loopback relay IP: %v, want an error naming strict_relay_ips", err)
+	}
+	cfg.ExternalIPs = []string{"127.0.0.1=9.9.9.9"} // advertised only; nothing is sent there
+	s, err := New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("strict_relay_ips with external_ips to a global address: %v", err)
+	}
+	_ = s.Close()
 }

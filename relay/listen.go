@@ -17,7 +17,24 @@ import (
 // writes through the hooks in hooks.go, not here.
 
 // sockBufs are the socket buffer sizes asked of the kernel.
-type sockBufs struct{ recv, send int }
+type sockBufs struct {
+	recv, send int
+	// mark is the TOS / Traffic Class octet set on UDP sockets (a forced
+	// dscp, see forcedMark); 0 leaves the kernel's default.
+	mark int
+}
+
+// forcedMark is the TOS octet of a forced dscp (config dscp 1..63): set on
+// every listener and relay socket, it marks what pion sends and the peer to
+// client direction too. -1 (copy the client's) and 0 set nothing; the data
+// plane sets the client's marking per allocation socket (internal/dataplane
+// tos.go).
+func forcedMark(dscp int) int {
+	if dscp <= 0 {
+		return 0
+	}
+	return dscp << 2
+}
 
 // bufResult is what the kernel granted (Linux reports twice the request,
 // capped by net.core.rmem_max unless SO_RCVBUFFORCE worked).
@@ -78,6 +95,15 @@ func socketControl(v6only, reusePort bool, bufs sockBufs, granted *bufResult) fu
 					return
 				}
 			}
+			if bufs.mark != 0 && network != "tcp6" {
+				// An IPv4 TCP listener's IP_TOS is inherited by the
+				// connections it accepts; IPv6 TCP: markedTCPListener.
+				if network == "udp6" {
+					_ = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, bufs.mark)
+				} else {
+					_ = unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_TOS, bufs.mark)
+				}
+			}
 			if network == "udp4" || network == "udp6" {
 				r := setBuffers(s, bufs)
 				if granted != nil {
@@ -104,7 +130,7 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 	plc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
 	probe, err := plc.ListenPacket(context.Background(), udpNetwork(ap.Addr()), ap.String())
 	if err != nil {
-		return nil, bufResult{}, fmt.Errorf("relay: listen udp %s: %w", ap, err)
+		return nil, bufResult{}, err // a *net.OpError naming udp and the address
 	}
 	port := probe.LocalAddr().(*net.UDPAddr).AddrPort().Port()
 	_ = probe.Close()
@@ -119,7 +145,7 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 			for _, c := range conns {
 				_ = c.Close()
 			}
-			return nil, granted, fmt.Errorf("relay: listen udp %s: %w", addr, err)
+			return nil, granted, err
 		}
 		conns = append(conns, pc.(*net.UDPConn))
 	}
@@ -127,11 +153,12 @@ func listenUDP(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, bufResu
 }
 
 // listenTCP binds one TCP listener on ap (IPv6-only for IPv6 addresses).
-func listenTCP(ap netip.AddrPort) (*net.TCPListener, error) {
-	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{}, nil)}
+// mark is a forced TOS octet (forcedMark), 0 for none.
+func listenTCP(ap netip.AddrPort, mark int) (*net.TCPListener, error) {
+	lc := net.ListenConfig{Control: socketControl(ap.Addr().Is6(), false, sockBufs{mark: mark}, nil)}
 	l, err := lc.Listen(context.Background(), tcpNetwork(ap.Addr()), ap.String())
 	if err != nil {
-		return nil, fmt.Errorf("relay: listen tcp %s: %w", ap, err)
+		return nil, err
 	}
 	return l.(*net.TCPListener), nil
 }
@@ -148,8 +175,50 @@ func listenRelayUDP(ip netip.Addr, port int, bufs sockBufs) (*net.UDPConn, error
 	return pc.(*net.UDPConn), nil
 }
 
+// markedTCPListener sets IPV6_TCLASS on each connection it accepts: Linux
+// refuses the option on an IPv6 TCP socket before it is connected
+// (EOPNOTSUPP), while an IPv4 listener's IP_TOS is simply inherited.
+type markedTCPListener struct {
+	*net.TCPListener
+	mark int
+}
+
+// markTCP returns l, wrapped when a forced mark must be set per IPv6
+// connection.
+func markTCP(l *net.TCPListener, mark int) net.Listener {
+	if mark == 0 || !l.Addr().(*net.TCPAddr).AddrPort().Addr().Is6() {
+		return l
+	}
+	return markedTCPListener{TCPListener: l, mark: mark}
+}
+
+// Accept implements net.Listener.
+func (l markedTCPListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, l.mark)
+		})
+	}
+	return c, nil
+}
+
 // isFamilyUnavailable reports a bind error caused by the host lacking the
 // address family (IPv6 disabled) or the address.
 func isFamilyUnavailable(err error) bool {
 	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.EPROTONOSUPPORT)
+}
+
+// listenError names the config field of a failed bind. An address this
+// host does not have is a configuration error (ErrConfig, exit code 2); a
+// port someone else holds, or one the process may not bind, is a runtime
+// failure (exit code 1) — the same for the TURN, TLS and metrics ports.
+func listenError(field, addr string, err error) error {
+	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.EAFNOSUPPORT) {
+		return fieldErr(field, "%s is not an address of this host: %v", addr, err)
+	}
+	return fmt.Errorf("relay: %s: %w", field, err)
 }

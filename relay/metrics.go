@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -60,6 +61,7 @@ type metrics struct {
 	streamCloses    *prometheus.CounterVec
 	draining        prometheus.Gauge
 	socketBuffer    *prometheus.GaugeVec
+	certNotAfter    prometheus.Gauge
 
 	dir   [2]*dirCounters // by familyIndex
 	drops dropCounters
@@ -69,11 +71,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "isthmus", "relay"
 	m := &metrics{
 		allocations: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "allocations", Help: "Live allocations by client and relayed address family."},
-			[]string{"client_family", "relay_family"}),
+			Name: "allocations", Help: "Live allocations by client address family and relayed address family (family)."},
+			[]string{"client_family", "family"}),
 		allocationsMade: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "allocations_created_total", Help: "Allocations created, by client and relayed address family."},
-			[]string{"client_family", "relay_family"}),
+			Name: "allocations_created_total", Help: "Allocations created, by client address family and relayed address family (family)."},
+			[]string{"client_family", "family"}),
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "packets_total", Help: "Datagrams on relay sockets by relayed address family: sent to peers (client_to_peer), received from peers (peer_to_client; those then dropped are also in drops_total)."},
 			[]string{"direction", "family"}),
@@ -100,6 +102,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		socketBuffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "socket_buffer_bytes", Help: "Socket buffer the kernel granted the listeners, by kind."},
 			[]string{"kind"}),
+		// Registered when TLS is on (installCert): a 0 without TLS would
+		// read as a certificate expired in 1970.
+		certNotAfter: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "tls_cert_not_after_seconds", Help: "NotAfter of the TLS certificate served to new handshakes, Unix seconds (only with TLS)."}),
 	}
 	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
 		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer} {
@@ -151,7 +157,7 @@ func (s *Server) streamClosed(reason string) { s.metrics.streamCloses.WithLabelV
 
 func (m *metrics) unregister(reg prometheus.Registerer) {
 	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
-		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer} {
+		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer, m.certNotAfter} {
 		reg.Unregister(c)
 	}
 }
@@ -176,15 +182,21 @@ func (s *Server) Ready() error {
 	return nil
 }
 
-// startHTTP serves /metrics, /healthz (the process is up) and /readyz
-// (listening and not draining) on addr.
-func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%w: metrics: listen %s: %w", ErrConfig, addr, err)
+// Handler serves /metrics (the registry New was given, when it is also a
+// prometheus.Gatherer, else the default gatherer), /healthz (the process is
+// up) and /readyz (Ready: listening and not draining, else 503). The
+// Metrics setting serves it on its own listener; a program embedding the
+// relay can leave Metrics empty and mount Handler on its own server.
+func (s *Server) Handler() http.Handler {
+	g, isG := s.reg.(prometheus.Gatherer)
+	if !isG {
+		g = prometheus.DefaultGatherer
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	// ContinueOnError: a collector that fails (the process collector
+	// cannot open /proc while descriptors are exhausted) must not turn the
+	// whole scrape into a 500.
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -195,13 +207,23 @@ func (s *Server) startHTTP(addr string, g prometheus.Gatherer) error {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return mux
+}
+
+// startHTTP serves Handler on addr.
+func (s *Server) startHTTP(addr string) error {
+	tl, err := net.Listen("tcp", addr)
+	if err != nil {
+		return listenError("metrics", addr, err)
+	}
+	ln := newReserveListener(tl)
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	s.metricsAddr = ln.Addr().String()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error().Err(err).Msg("metrics server stopped")
+			s.log.Error("metrics server stopped", slog.Any("error", err))
 		}
 	}()
 	return nil

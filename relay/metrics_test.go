@@ -97,8 +97,8 @@ func TestHealthReadyAndMetricsEndpoints(t *testing.T) {
 	}
 	_, body := httpStatus(t, base+"/metrics")
 	for _, want := range []string{
-		`isthmus_relay_allocations{client_family="ip6",relay_family="ip4"} 1`,
-		`isthmus_relay_allocations_created_total{client_family="ip6",relay_family="ip4"} 1`,
+		`isthmus_relay_allocations{client_family="ip6",family="ip4"} 1`,
+		`isthmus_relay_allocations_created_total{client_family="ip6",family="ip4"} 1`,
 		`isthmus_relay_socket_buffer_bytes{kind="recv"}`,
 	} {
 		if !strings.Contains(body, want) {

@@ -1,10 +1,10 @@
 package relay
 
 import (
+	"log/slog"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/isthmusrelay/isthmus/internal/logsample"
 	"github.com/isthmusrelay/isthmus/internal/pionlog"
 )
 
@@ -20,16 +20,16 @@ const (
 // formatting unless log_level is trace. Info (e.g. a peer packet without
 // permission) goes to debug, Warn/Error to info/warn, all through a burst
 // sampler so a flood of bad requests cannot flood the log.
-func pionLogs(log zerolog.Logger, trace bool, drops *dropCounters) pionlog.Factory {
-	perPacket := zerolog.Disabled
+func pionLogs(log *slog.Logger, trace bool, drops *dropCounters) pionlog.Factory {
+	perPacket := pionlog.Off
 	if trace {
-		perPacket = zerolog.TraceLevel
+		perPacket = pionlog.LevelTrace
 	}
 	return pionlog.Factory{
-		Log: log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
+		Log: slog.New(logsample.New(log.Handler(), 20, time.Second)),
 		Levels: pionlog.Levels{
 			Trace: perPacket, Debug: perPacket,
-			Info: zerolog.DebugLevel, Warn: zerolog.InfoLevel, Error: zerolog.WarnLevel,
+			Info: slog.LevelDebug, Warn: slog.LevelInfo, Error: slog.LevelWarn,
 		},
 		OnFormat: map[string]func(){
 			pionNoPermission: drops.noPermission.Inc,

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 
@@ -42,6 +43,5 @@ func (s *Server) permit(client net.Addr, peerIP net.IP) bool {
 // peers) one policy denial.
 func (s *Server) noteDenied(client net.Addr, peer netip.Addr, v netaddr.Verdict) {
 	s.metrics.peerDenials.WithLabelValues(v.Reason).Inc()
-	s.denyLog.Info().Str("client", client.String()).Str("peer", peer.String()).
-		Str("reason", v.Reason).Str("decided_by", v.Addr.String()).Msg("peer denied")
+	s.denyLog.Info("peer denied", slog.String("client", client.String()), slog.String("peer", peer.String()), slog.String("reason", v.Reason), slog.String("decided_by", v.Addr.String()))
 }

@@ -93,7 +93,7 @@ func TestAllocateAddressFamily(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			clientFam, relayFam := "client_family="+familyOf(tc.client).Label(), "relay_family="+netaddr.FamilyOf(tc.wantRelay).Label()
+			clientFam, relayFam := "client_family="+familyOf(tc.client).Label(), "family="+netaddr.FamilyOf(tc.wantRelay).Label()
 			if n, ok := r.WaitMetric(t, func(v float64) bool { return v >= created[clientFam+relayFam]+1 },
 				[]string{"allocations_created"}, clientFam, relayFam); !ok {
 				t.Errorf("allocations_created_total{%s,%s} = %v, want %v", clientFam, relayFam, n, created[clientFam+relayFam]+1)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/internal/stuntest"
 	"github.com/isthmusrelay/isthmus/netaddr"
@@ -29,7 +29,7 @@ func startTestServer(t *testing.T, mutate func(*Config)) *Server {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), prometheus.NewRegistry())
+	s, err := New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,5 +317,29 @@ func TestDrainTimeout(t *testing.T) {
 	}
 	if err := s.Reload(s.cfg); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Reload after Close: %v", err)
+	}
+}
+
+// The derived total cap leaves fdReserve descriptors and the listeners out
+// of RLIMIT_NOFILE and counts two descriptors per allocation; an unknown
+// limit is no cap, a tiny one still serves one allocation.
+func TestDescriptorCap(t *testing.T) {
+	for _, c := range []struct {
+		nofile    uint64
+		listeners int
+		want      int
+	}{
+		{0, 10, 0},
+		{1024, 8, (1024 - 8 - fdReserve) / 2},
+		{1 << 20, 40, (1<<20 - 40 - fdReserve) / 2},
+		{100, 8, 1},
+	} {
+		if got := descriptorCap(c.nofile, c.listeners); got != c.want {
+			t.Errorf("descriptorCap(%d, %d) = %d, want %d", c.nofile, c.listeners, got, c.want)
+		}
+	}
+	s := startTestServer(t, func(c *Config) { c.MaxAllocations = 1 << 30 })
+	if s.fdCap <= 0 || s.limits.Load().maxAllocations != s.fdCap {
+		t.Errorf("max_allocations 2^30 with descriptor cap %d: effective %d, want the cap", s.fdCap, s.limits.Load().maxAllocations)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,12 +47,12 @@ type relayInfo struct {
 
 // addrGenerator is the family-aware turn.RelayAddressGenerator. pion's
 // static generators hold a single IP; this one keeps relay IPs per family,
-// hands ports from one shared pool, enforces the allocation quotas, and
+// hands ports from one pool per relay IP, enforces the allocation quotas, and
 // fixes the family of RESERVATION-TOKEN allocations (see AllocatePacketConn).
 type addrGenerator struct {
 	byFamily map[netaddr.Family][]relayIP
 	rr       [2]atomic.Uint32 // round-robin cursor per family
-	pool     *portPool
+	pool     *portPools
 	bufs     sockBufs
 	srv      *Server
 
@@ -74,7 +75,7 @@ type pendingReservation struct {
 
 var _ turn.RelayAddressGenerator = (*addrGenerator)(nil)
 
-func newAddrGenerator(ips []relayIP, pool *portPool, bufs sockBufs, srv *Server) *addrGenerator {
+func newAddrGenerator(ips []relayIP, pool *portPools, bufs sockBufs, srv *Server) *addrGenerator {
 	g := &addrGenerator{byFamily: map[netaddr.Family][]relayIP{}, pool: pool, bufs: bufs, srv: srv,
 		perUser: map[string]int{}, pending: map[pendingKey]pendingReservation{}}
 	for _, r := range ips {
@@ -238,14 +239,17 @@ func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 		return nil, nil, ErrUserQuota
 	}
 
-	conn, port, err := g.bind(rip, requested, now, lim.maxAllocations)
+	var conn *net.UDPConn
+	var port int
+	var err error
+	if requested != 0 {
+		conn, port, err = g.bind(rip, requested, now, lim.maxAllocations)
+	} else {
+		rip, conn, port, err = g.bindFamily(rip, now, lim.maxAllocations)
+	}
 	if err != nil {
 		g.releaseUser(conf.UserID)
-		if errors.Is(err, errPoolLimit) {
-			s.metrics.quotaRejected("total")
-			return nil, nil, ErrCapacity
-		}
-		return nil, nil, err
+		return nil, nil, g.bindFailed(err)
 	}
 	if requested != 0 && requested%2 == 0 {
 		g.pool.hold(port+1, rip.bind, now, reservationHold)
@@ -256,8 +260,9 @@ func (g *addrGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (ne
 		advertise: netip.AddrPortFrom(rip.advertise, uint16(port)), //nolint:gosec // pool range
 		userID:    conf.UserID,
 	}
+	bindIP := rip.bind
 	rc := s.newRelayConn(conn, info, func() {
-		g.pool.release(port)
+		g.pool.release(bindIP, port)
 		g.releaseUser(conf.UserID)
 	})
 	return rc, net.UDPAddrFromAddrPort(info.advertise), nil
@@ -306,19 +311,58 @@ func (g *addrGenerator) pairBindable(port int) bool {
 // programs hold ports inside min_port..max_port.
 const maxBindTries = 64
 
-// bind takes a port (the requested one, or the next free) and binds it.
-// A port some other process holds is skipped, a few times.
+// bindFailed counts a failed bind and maps it to the error pion answers
+// (508 for all of them).
+func (g *addrGenerator) bindFailed(err error) error {
+	switch {
+	case errors.Is(err, errPoolLimit):
+		g.srv.metrics.quotaRejected("total")
+		return ErrCapacity
+	case errors.Is(err, errPortsExhausted):
+		g.srv.metrics.quotaRejected("ports")
+	}
+	return err
+}
+
+// bindFamily binds the next free port on first, or, when first's pool is
+// full, on the family's other relay IPs in turn: each relay IP has its own
+// ports, so one full pool does not refuse an allocation another can take.
+func (g *addrGenerator) bindFamily(first relayIP, now time.Time, limit int) (relayIP, *net.UDPConn, int, error) {
+	l := g.byFamily[netaddr.FamilyOf(first.bind)]
+	start := 0
+	for i, r := range l {
+		if r.bind == first.bind {
+			start = i
+		}
+	}
+	var lastErr error
+	for k := range len(l) {
+		rip := l[(start+k)%len(l)]
+		conn, port, err := g.bind(rip, 0, now, limit)
+		if err == nil {
+			return rip, conn, port, nil
+		}
+		if errors.Is(err, errPoolLimit) {
+			return rip, nil, 0, err // the total cap, not this IP's ports
+		}
+		lastErr = err
+	}
+	if lastErr == nil {
+		lastErr = errPortsExhausted
+	}
+	return first, nil, 0, lastErr
+}
+
+// bind takes a port of rip's pool (the requested one, or the next free)
+// and binds it. A port some other process holds is skipped, a few times.
 func (g *addrGenerator) bind(rip relayIP, requested int, now time.Time, limit int) (*net.UDPConn, int, error) {
 	if requested != 0 {
 		if err := g.pool.claim(requested, rip.bind, now, limit); err != nil {
-			if !errors.Is(err, errPoolLimit) {
-				g.srv.metrics.quotaRejected("ports")
-			}
 			return nil, 0, err
 		}
 		c, err := listenRelayUDP(rip.bind, requested, g.bufs)
 		if err != nil {
-			g.pool.release(requested)
+			g.pool.release(rip.bind, requested)
 			return nil, 0, err
 		}
 		return c, requested, nil
@@ -326,11 +370,8 @@ func (g *addrGenerator) bind(rip relayIP, requested int, now time.Time, limit in
 	tries := min(g.pool.len(), maxBindTries)
 	var lastErr error
 	for try := 0; try < tries; try++ {
-		port, err := g.pool.take(now, limit)
+		port, err := g.pool.take(rip.bind, now, limit)
 		if err != nil {
-			if !errors.Is(err, errPoolLimit) {
-				g.srv.metrics.quotaRejected("ports")
-			}
 			return nil, 0, err
 		}
 		c, err := listenRelayUDP(rip.bind, port, g.bufs)
@@ -340,7 +381,7 @@ func (g *addrGenerator) bind(rip relayIP, requested int, now time.Time, limit in
 		lastErr = err
 		// Another program holds it: give it back; the next-fit cursor has
 		// moved on, so it is tried again only after a full lap.
-		g.pool.release(port)
+		g.pool.release(rip.bind, port)
 	}
 	return nil, 0, lastErr
 }
@@ -369,8 +410,9 @@ func (probeConn) SetReadDeadline(time.Time) error        { return nil }
 func (probeConn) SetWriteDeadline(time.Time) error       { return nil }
 
 // detectRelayIPs picks relay IPs when relay_ips is not set: per family, the
-// specific (non-wildcard) listen addresses; else the host's usable
-// interface addresses (global or ULA, never link-local); else, so the
+// specific (non-wildcard) listen addresses; else the host's global unicast
+// interface addresses, or when it has none its other usable ones (ULA,
+// private; never link-local); else, so the
 // embedded defaults work on a loopback-only box, the loopback address.
 func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.Addr, loopbackFallback []netaddr.Family) {
 	for _, f := range []netaddr.Family{netaddr.IPv4, netaddr.IPv6} {
@@ -383,7 +425,7 @@ func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.
 			}
 			if a.IsUnspecified() {
 				wildcard = true
-			} else if !containsAddr(specific, a) {
+			} else if !slices.Contains(specific, a) {
 				specific = append(specific, a)
 			}
 		}
@@ -394,7 +436,10 @@ func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.
 		if !wildcard {
 			continue
 		}
-		found := false
+		// Global unicast first: a ULA, private or documentation address
+		// is only used when the host has no global one of the family
+		// (pickRelayIPs then warns, or refuses with strict_relay_ips).
+		var global, usable []netip.Addr
 		hasLoopback := false
 		for _, a := range ifAddrs {
 			if netaddr.FamilyOf(a) != f {
@@ -404,10 +449,17 @@ func detectRelayIPs(listen []netip.AddrPort, ifAddrs []netip.Addr) (ips []netip.
 				hasLoopback = true
 			}
 			if netaddr.IsUsableHost(a, false) {
-				ips = append(ips, a)
-				found = true
+				usable = append(usable, a)
+				if netaddr.IsGlobal(a) {
+					global = append(global, a)
+				}
 			}
 		}
+		if len(global) > 0 {
+			usable = global
+		}
+		ips = append(ips, usable...)
+		found := len(usable) > 0
 		if !found && hasLoopback {
 			if f == netaddr.IPv4 {
 				ips = append(ips, netip.MustParseAddr("127.0.0.1"))
@@ -432,6 +484,19 @@ func interfaceAddrs() []netip.Addr {
 			if pa := pfx.Addr(); pa.Zone() == "" {
 				out = append(out, pa.Unmap())
 			}
+		}
+	}
+	return out
+}
+
+// nonGlobalRelayIPs lists the relay IPs whose advertised address is not
+// globally reachable (netaddr.IsGlobal: the IANA registries' "Globally
+// Reachable"), loopback excepted (its fallback has its own warning).
+func nonGlobalRelayIPs(relays []relayIP) []relayIP {
+	var out []relayIP
+	for _, r := range relays {
+		if !netaddr.IsGlobal(r.advertise) {
+			out = append(out, r)
 		}
 	}
 	return out

@@ -2,12 +2,12 @@ package relay_test
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/isthmusrelay/isthmus/relay"
@@ -29,7 +29,7 @@ func TestReloadDenyStopsLivePermissions(t *testing.T) {
 			cfg.AllowLoopbackPeers = true
 			cfg.ListenerSockets = 2
 			reg := prometheus.NewRegistry()
-			srv, err := relay.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), reg)
+			srv, err := relay.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), reg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,11 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/internal/logsample"
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
@@ -38,20 +39,25 @@ var ErrClosed = errors.New("relay: server closed")
 type Server struct {
 	cfg     Config
 	res     *resolved
-	log     zerolog.Logger
-	denyLog zerolog.Logger
+	log     *slog.Logger
+	denyLog *slog.Logger
 	reg     prometheus.Registerer
 
 	turn    *turn.Server
 	metrics *metrics
-	gen     *addrGenerator
-	pool    *portPool
-	hooks   hooks
-	gate    *gate
+	// opsMetrics are the operational series of metrics_ops.go.
+	opsMetrics *opsMetrics
+	gen        *addrGenerator
+	pool       *portPools
+	hooks      hooks
+	gate       *gate
 
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
 	limits   atomic.Pointer[limits]
+	certs    certStore                  // TLS certificate of new handshakes (tlscert.go)
+	fdCap    int                        // allocations the descriptor limit holds (quota.go); 0 = no cap
+	alt      atomic.Pointer[alternates] // nil: no alternate_servers
 	verified verifiedKeys
 	allocs   allocTracker
 
@@ -76,11 +82,14 @@ type Server struct {
 }
 
 // New validates cfg, binds every listener and starts serving. log receives
-// structured logs (its level is the caller's; only cfg.LogLevel "trace"
-// enables pion's per-packet logs). reg receives the isthmus_relay_*
-// metrics; nil means a private registry. When cfg.Metrics is set, /metrics
-// serves reg if it is also a prometheus.Gatherer, else the default gatherer.
-func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, error) {
+// structured logs (its level is the caller's; only cfg.LogLevel LogTrace
+// enables pion's per-packet logs, at LevelTrace); nil discards them. reg
+// receives the isthmus_relay_* metrics; nil means a private registry. When
+// cfg.Metrics is set, it serves Handler.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	res, err := cfg.resolve()
 	if err != nil {
 		return nil, err
@@ -92,13 +101,17 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 		cfg:     cfg,
 		res:     res,
 		log:     log,
-		denyLog: log.Sample(&zerolog.BurstSampler{Burst: 10, Period: time.Second}),
+		denyLog: slog.New(logsample.New(log.Handler(), 10, time.Second)),
 		reg:     reg,
 		idle:    make(chan struct{}, 1),
 		allocs:  allocTracker{live: map[allocKey]liveAlloc{}},
 	}
 	s.gate = newGate(s, cfg)
 	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	if s.opsMetrics, err = newOpsMetrics(reg); err != nil {
+		s.metrics.unregister(reg)
 		return nil, err
 	}
 	ok := false
@@ -117,17 +130,18 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	}
 	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
+	s.alt.Store(res.alternates)
 
 	if err := s.pickRelayIPs(); err != nil {
 		return nil, err
 	}
-	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer}
-	s.pool = newPortPool(res.minPort, res.maxPort)
-	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer}, s)
+	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}
+	s.pool = newPortPools(res.minPort, res.maxPort, s.relayIPs)
+	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}, s)
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
 
 	sc := turn.ServerConfig{
-		LoggerFactory:       pionLogs(log, res.logLevel == zerolog.TraceLevel, &s.metrics.drops),
+		LoggerFactory:       pionLogs(log, res.logLevel == LevelTrace, &s.metrics.drops),
 		Realm:               cfg.Realm,
 		AuthHandler:         s.authHandle,
 		QuotaHandler:        s.allowAllocation,
@@ -136,18 +150,19 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 	if err := s.bindListeners(&sc, bufs); err != nil {
 		return nil, err
 	}
+	s.fdCap = descriptorCap(nofileLimit(), len(s.udp)+len(s.listeners))
+	s.limits.Store(s.newLimits(cfg))
 	sc.EventHandler = chainEvents(s.ownEvents(), s.hooks.events)
 	if s.turn, err = turn.NewServer(sc); err != nil {
 		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
 	}
 	if cfg.Metrics != "" {
-		g, isG := reg.(prometheus.Gatherer)
-		if !isG {
-			g = prometheus.DefaultGatherer
-		}
-		if err := s.startHTTP(cfg.Metrics, g); err != nil {
+		if err := s.startHTTP(cfg.Metrics); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.opsMetrics.registerServer(s, reg); err != nil {
+		return nil, err
 	}
 	ok = true
 
@@ -163,9 +178,9 @@ func New(cfg Config, log zerolog.Logger, reg prometheus.Registerer) (*Server, er
 			relays = append(relays, r.bind.String())
 		}
 	}
-	s.log.Info().Strs("listen", listen).Strs("relay_ips", relays).Str("metrics", s.metricsAddr).
-		Str("realm", cfg.Realm).Int("min_port", res.minPort).Int("max_port", res.maxPort).
-		Int("udp_sockets_per_address", s.socketsPerAddress()).Msg("relay ready")
+	s.log.Info("relay ready", slog.Any("listen", listen), slog.Any("relay_ips", relays), slog.String("metrics", s.metricsAddr), slog.String("realm", cfg.Realm), slog.Int("min_port", res.minPort), slog.Int("max_port", res.maxPort), slog.Int("udp_sockets_per_address", s.socketsPerAddress()),
+		slog.Int("relay_ports_per_ip", s.pool.len()), slog.Int("relay_addresses", s.pool.total()), slog.Int("max_allocations", s.limits.Load().maxAllocations),
+		slog.Int("descriptor_cap", s.fdCap), slog.Int("user_quota", cfg.UserQuota))
 	return s, nil
 }
 
@@ -184,15 +199,14 @@ func (s *Server) pickRelayIPs() error {
 		var fallback []netaddr.Family
 		ips, fallback = detectRelayIPs(s.res.listen, interfaceAddrs())
 		for _, f := range fallback {
-			s.log.Warn().Str("family", f.String()).
-				Msg("no usable global address for relaying: using loopback relay addresses; set relay_ips for a reachable relay")
+			s.log.Warn("no usable global address for relaying: using loopback relay addresses; set relay_ips for a reachable relay", slog.String("family", f.String()))
 		}
 	}
 	if len(ips) == 0 {
 		return fieldErr("relay_ips", "no relay address found: set relay_ips")
 	}
 	for ra := range s.res.external {
-		if !containsAddr(ips, ra) {
+		if !slices.Contains(ips, ra) {
 			return fieldErr("external_ips", "%s is not a relay address (relay IPs: %v)", ra, ips)
 		}
 	}
@@ -200,6 +214,11 @@ func (s *Server) pickRelayIPs() error {
 		// Fail at start, naming the field, rather than at the first Allocate.
 		probe, err := net.ListenUDP(udpNetwork(ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 		if err != nil {
+			if len(s.res.relayIPs) == 0 && s.isListenIP(ip) {
+				// Detected from a specific listen address: that is the
+				// setting to fix.
+				return fieldErr("listen", "%s is not an address of this host: %v", ip, err)
+			}
 			return fieldErr("relay_ips", "%s cannot be bound on this host: %v", ip, err)
 		}
 		_ = probe.Close()
@@ -209,8 +228,27 @@ func (s *Server) pickRelayIPs() error {
 		}
 		s.relayIPs = append(s.relayIPs, relayIP{bind: ip, advertise: adv})
 	}
+	for _, r := range nonGlobalRelayIPs(s.relayIPs) {
+		if s.cfg.StrictRelayIPs {
+			return fieldErr("strict_relay_ips", "relay IP %s (advertised as %s) is not a global address: set relay_ips to a global address, or external_ips to the public address it is reached by", r.bind, r.advertise)
+		}
+		if len(s.res.relayIPs) == 0 && !r.bind.IsLoopback() {
+			s.log.Warn("relay IP detected is not a global address and no external_ips maps it: peers on the Internet cannot reach it; set relay_ips and external_ips (strict_relay_ips refuses to start)",
+				slog.String("relay_ip", r.bind.String()))
+		}
+	}
 	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
 	return nil
+}
+
+// isListenIP reports whether ip is one of the specific listen addresses.
+func (s *Server) isListenIP(ip netip.Addr) bool {
+	for _, ap := range s.res.listen {
+		if ap.Addr() == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // ownAddresses are the addresses the peer policy denies as the relay's own:
@@ -246,7 +284,7 @@ func ownAddresses(listen []netip.AddrPort, relays []relayIP, ifAddrs []netip.Add
 
 func appendUnique(l []netip.Addr, as ...netip.Addr) []netip.Addr {
 	for _, a := range as {
-		if !containsAddr(l, a) {
+		if !slices.Contains(l, a) {
 			l = append(l, a)
 		}
 	}
@@ -262,10 +300,10 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		conns, tl, g, err := listenPair(ap, n, bufs)
 		if err != nil {
 			if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) && len(s.res.listen) > 1 {
-				s.log.Warn().Err(err).Str("listen", ap.String()).Msg("address family unavailable on this host; skipping listener")
+				s.log.Warn("address family unavailable on this host; skipping listener", slog.Any("error", err), slog.String("listen", ap.String()))
 				continue
 			}
-			return err
+			return listenError("listen", ap.String(), err)
 		}
 		granted = g
 		s.udp = append(s.udp, conns...)
@@ -279,7 +317,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 				PermissionHandler:     s.permit,
 			})
 		}
-		s.addStreamListener(sc, tl)
+		s.addStreamListener(sc, markTCP(tl, bufs.mark))
 	}
 	if len(s.udp) == 0 {
 		return fieldErr("listen", "no listener could be bound")
@@ -287,29 +325,29 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 	s.metrics.socketBuffer.WithLabelValues("recv").Set(float64(granted.recv))
 	s.metrics.socketBuffer.WithLabelValues("send").Set(float64(granted.send))
 	if bufs.recv > 0 && granted.recv < bufs.recv {
-		s.log.Warn().Int("asked", bufs.recv).Int("granted", granted.recv).
-			Msg("kernel granted a smaller receive buffer (raise net.core.rmem_max or run with CAP_NET_ADMIN)")
+		s.log.Warn("kernel granted a smaller receive buffer (raise net.core.rmem_max or run with CAP_NET_ADMIN)", slog.Int("asked", bufs.recv), slog.Int("granted", granted.recv))
 	} else {
-		s.log.Info().Int("recv_buffer", granted.recv).Int("send_buffer", granted.send).Msg("socket buffers")
+		s.log.Info("socket buffers", slog.Int("recv_buffer", granted.recv), slog.Int("send_buffer", granted.send))
 	}
 
 	if s.cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		cert, notAfter, err := loadCert(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
 			return fieldErr("tls_cert", "%v", err)
 		}
-		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.installCert(cert, notAfter, time.Now())
+		tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
 		for _, ap := range s.res.tlsListen {
-			tl, err := listenTCP(ap)
+			tl, err := listenTCP(ap, forcedMark(s.cfg.DSCP))
 			if err != nil {
 				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
-					s.log.Warn().Err(err).Str("tls_listen", ap.String()).Msg("address family unavailable; skipping TLS listener")
+					s.log.Warn("address family unavailable; skipping TLS listener", slog.Any("error", err), slog.String("tls_listen", ap.String()))
 					continue
 				}
-				return err
+				return listenError("tls_listen", ap.String(), err)
 			}
 			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
-			s.addStreamListener(sc, tls.NewListener(tl, tc))
+			s.addStreamListener(sc, tls.NewListener(markTCP(tl, forcedMark(s.cfg.DSCP)), tc))
 		}
 	}
 	return nil
@@ -327,7 +365,7 @@ func listenPair(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, *net.T
 			return nil, nil, g, err
 		}
 		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port))
+		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port), bufs.mark)
 		if err == nil {
 			return conns, tl, g, nil
 		}
@@ -372,6 +410,7 @@ func (s *Server) cleanupFailedStart() {
 	if s.metrics != nil {
 		s.metrics.unregister(s.reg)
 	}
+	s.opsMetrics.unregister(s.reg)
 }
 
 // authHandle is the turn.AuthHandler. The request gate has normally already
@@ -396,20 +435,11 @@ func (s *Server) authHandle(ra *turn.RequestAttributes) (string, []byte, bool) {
 func (s *Server) ListenAddrs() []netip.AddrPort {
 	out := make([]netip.AddrPort, 0, len(s.listenAddrs))
 	for _, a := range s.listenAddrs {
-		if !containsAddrPort(out, a) {
+		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
 	return out
-}
-
-func containsAddrPort(l []netip.AddrPort, a netip.AddrPort) bool {
-	for _, x := range l {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
 
 // MetricsAddr returns the bound address of the metrics HTTP server, or ""
@@ -447,7 +477,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 	if !s.draining.Swap(true) {
 		s.metrics.draining.Set(1)
-		s.log.Info().Int("allocations", s.liveAllocations()).Msg("draining: no new allocations")
+		s.log.Info("draining: no new allocations", slog.Int("allocations", s.liveAllocations()))
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -503,10 +533,11 @@ func (s *Server) Close() error {
 		}
 		s.wg.Wait()
 		s.metrics.unregister(s.reg)
+		s.opsMetrics.unregister(s.reg)
 		if err != nil {
 			s.closeErr = fmt.Errorf("relay: close: %w", err)
 		}
-		s.log.Info().Msg("relay closed")
+		s.log.Info("relay closed")
 	})
 	return s.closeErr
 }
@@ -521,40 +552,14 @@ func (s *Server) Reload(cfg Config) error {
 		return ErrClosed
 	}
 	res, err := cfg.resolve()
+	s.opsMetrics.reloaded(err == nil)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var restart []string
 	old := s.cfg
-	for _, f := range []struct {
-		name     string
-		old, new any
-	}{
-		{"listen", old.Listen, cfg.Listen},
-		{"tls_listen", old.TLSListen, cfg.TLSListen},
-		{"tls_cert", old.TLSCert, cfg.TLSCert},
-		{"tls_key", old.TLSKey, cfg.TLSKey},
-		{"listener_sockets", old.ListenerSockets, cfg.ListenerSockets},
-		{"relay_ips", old.RelayIPs, cfg.RelayIPs},
-		{"external_ips", old.ExternalIPs, cfg.ExternalIPs},
-		{"min_port", old.MinPort, cfg.MinPort},
-		{"max_port", old.MaxPort, cfg.MaxPort},
-		{"realm", old.Realm, cfg.Realm},
-		{"max_unauthenticated_streams", old.MaxUnauthStreams, cfg.MaxUnauthStreams},
-		{"max_unauthenticated_streams_per_source", old.MaxUnauthStreamsPerSource, cfg.MaxUnauthStreamsPerSource},
-		{"recv_buffer", old.RecvBuffer, cfg.RecvBuffer},
-		{"relay_recv_buffer", old.RelayRecvBuffer, cfg.RelayRecvBuffer},
-		{"send_buffer", old.SendBuffer, cfg.SendBuffer},
-		{"raw_send", old.RawSend, cfg.RawSend},
-		{"metrics", old.Metrics, cfg.Metrics},
-		{"log_level", old.LogLevel, cfg.LogLevel},
-	} {
-		if !sameValue(f.old, f.new) {
-			restart = append(restart, f.name)
-		}
-	}
+	restart := restartFields(old, cfg)
 	// The realm is fixed inside pion for the server's life, so keys are
 	// always computed with the running realm.
 	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
@@ -564,15 +569,11 @@ func (s *Server) Reload(cfg Config) error {
 	// (data plane here, pion's path in relayConn), rather than when they
 	// expire; the client's refresh of them is already answered 403.
 	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
-	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
-	kept := cfg
-	for _, name := range restart {
-		restoreField(&kept, old, name)
-	}
-	s.cfg = kept
-	s.log.Info().Int("users", len(res.users)).Int("auth_secrets", len(res.secrets)).
-		Int("allocations", s.liveAllocations()).Int("permissions_suspended", suspended).
-		Strs("needs_restart", restart).Msg("config reloaded")
+	s.limits.Store(s.newLimits(cfg))
+	s.alt.Store(res.alternates)
+	s.cfg = keepRestartFields(cfg, old)
+	s.reloadCert()
+	s.log.Info("config reloaded", slog.Int("users", len(res.users)), slog.Int("auth_secrets", len(res.secrets)), slog.Int("allocations", s.liveAllocations()), slog.Int("permissions_suspended", suspended), slog.Any("needs_restart", restart))
 	if len(restart) > 0 {
 		sort.Strings(restart)
 		return fmt.Errorf("%w: %s", ErrRestartRequired, strings.Join(restart, ", "))
@@ -585,30 +586,12 @@ func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
 	if cfg.Realm == realm {
 		return users
 	}
-	out := make([]staticUser, 0, len(cfg.Users))
-	for _, u := range cfg.Users {
+	_, all, _ := cfg.fileSecrets() // read once more by resolve just before
+	out := make([]staticUser, 0, len(all))
+	for _, u := range all {
 		if su, err := parseUser(u, realm); err == nil {
 			out = append(out, su)
 		}
 	}
 	return out
-}
-
-func sameValue(a, b any) bool {
-	av, bv := reflect.ValueOf(a), reflect.ValueOf(b)
-	if av.Kind() == reflect.Slice && av.Len() == 0 && bv.Len() == 0 {
-		return true
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func restoreField(dst *Config, src Config, name string) {
-	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
-	t := dv.Type()
-	for i := 0; i < t.NumField(); i++ {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if tag == name {
-			dv.Field(i).Set(sv.Field(i))
-		}
-	}
 }

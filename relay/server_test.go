@@ -1,10 +1,13 @@
 package relay_test
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,7 +15,6 @@ import (
 
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/internal/testcert"
 	"github.com/isthmusrelay/isthmus/netaddr"
@@ -24,7 +26,7 @@ func ExampleNew() {
 	cfg.Listen = []string{"127.0.0.1:0"} // port 0: pick a free port
 	cfg.Users = []string{"alice:secret"}
 	cfg.ListenerSockets = 1
-	srv, err := relay.New(cfg, zerolog.New(io.Discard), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -46,7 +48,7 @@ func srvStart(t *testing.T, users ...string) (*relay.Server, relay.Config) {
 	cfg.AllowLoopbackPeers = true
 	cfg.ListenerSockets = 2
 	cfg.RecvBuffer, cfg.SendBuffer = 1<<18, 1<<18
-	srv, err := relay.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +220,7 @@ func TestTLSListener(t *testing.T) {
 	cfg.RelayIPs = []string{"127.0.0.1", "::1"}
 	cfg.AllowLoopbackPeers = true
 	cfg.ListenerSockets = 1
-	srv, err := relay.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), prometheus.NewRegistry())
+	srv, err := relay.New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,12 +253,53 @@ func TestNewRejectsUnbindableRelayIP(t *testing.T) {
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.Users = []string{"alice:secret"}
 	cfg.RelayIPs = []string{"192.0.2.254"} // TEST-NET-1, not on this host
-	srv, err := relay.New(cfg, zerolog.Nop(), nil)
+	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), nil)
 	if err == nil {
 		_ = srv.Close()
 		t.Fatal("New accepted a relay IP the host does not have")
 	}
 	if !strings.Contains(err.Error(), "relay_ips:") {
 		t.Fatalf("error %q does not name relay_ips", err)
+	}
+}
+
+// Handler serves /metrics, /healthz and /readyz for a program that mounts
+// it on its own HTTP server (Metrics left empty); /readyz turns 503 when
+// the relay drains.
+func TestHandler(t *testing.T) {
+	cfg := relay.DefaultConfig()
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.Users = []string{"alice:secret"}
+	cfg.ListenerSockets = 1
+	srv, err := relay.New(cfg, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	if srv.MetricsAddr() != "" {
+		t.Fatalf("metrics server started although Metrics is empty: %s", srv.MetricsAddr())
+	}
+	h := srv.Handler()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "isthmus_relay_allocations") {
+		t.Errorf("/metrics = %d, without isthmus_relay_allocations:\n%.300s", code, body)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK || body != "ready\n" {
+		t.Errorf("/readyz = %d %q", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := srv.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while draining = %d, want 503", code)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -139,13 +140,13 @@ func (l *gatedListener) Accept() (net.Conn, error) {
 			l.acceptErr.Store(&err)
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 			l.gate.srv.streamClosed(streamAcceptError)
-			l.gate.srv.denyLog.Warn().Err(err).Str("listen", l.Addr().String()).Dur("retry_in", backoff).Msg("accept failed; retrying")
+			l.gate.srv.denyLog.Warn("accept failed; retrying", slog.Any("error", err), slog.String("listen", l.Addr().String()), slog.Duration("retry_in", backoff))
 			time.Sleep(backoff)
 			continue
 		}
 		if backoff != 0 {
 			l.acceptErr.Store(nil)
-			l.gate.srv.log.Info().Str("listen", l.Addr().String()).Msg("accepting again")
+			l.gate.srv.log.Info("accepting again", slog.String("listen", l.Addr().String()))
 		}
 		backoff = 0
 		gc, ok := l.admit(c)
@@ -169,7 +170,7 @@ func (l *gatedListener) admit(c net.Conn) (*gatedStreamConn, bool) {
 	src := addrPortOf(c.RemoteAddr()).Addr()
 	if !g.unauth.admit(src) {
 		g.srv.streamClosed(streamUnauthLimit)
-		g.srv.denyLog.Info().Str("client", c.RemoteAddr().String()).Msg("unauthenticated stream limit reached; connection closed")
+		g.srv.denyLog.Info("unauthenticated stream limit reached; connection closed", slog.String("client", c.RemoteAddr().String()))
 		_ = c.Close()
 		return nil, false
 	}
@@ -333,7 +334,7 @@ func (c *gatedStreamConn) noteReadError(err error) {
 	default:
 		return
 	}
-	srv.denyLog.Info().Str("client", c.RemoteAddr().String()).Str("proto", c.tuple.proto).Err(err).Msg("stream closed")
+	srv.denyLog.Info("stream closed", slog.String("client", c.RemoteAddr().String()), slog.String("proto", c.tuple.proto), slog.Any("error", err))
 }
 
 func (c *gatedStreamConn) Write(b []byte) (int, error) {

@@ -362,7 +362,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Relays = []bench.RelaySpec{spec}
-	return bf.execute("isthmus bench", cfg, bench.Bench, false, stdout, stderr)
+	return bf.execute("isthmus bench", cfg, bench.Run, false, stdout, stderr)
 }
 
 // execute runs a configured bench or compare: it bounds it by signals and

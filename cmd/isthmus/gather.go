@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/isthmusrelay/isthmus/internal/zslog"
 
 	"github.com/isthmusrelay/isthmus/gather"
 	"github.com/isthmusrelay/isthmus/netaddr"
@@ -109,7 +112,7 @@ func (f *agentFlags) config(stderr io.Writer) (gather.Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("--log-level: %w", err)
 	}
-	cfg.Logger = zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()
+	cfg.Logger = slog.New(zslog.New(zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()))
 	return cfg, nil
 }
 

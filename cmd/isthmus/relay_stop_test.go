@@ -1,7 +1,7 @@
 package main
 
 import (
-	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/relay"
 )
@@ -21,13 +20,13 @@ func TestStopRelayLeavesNoGoroutine(t *testing.T) {
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.ListenerSockets = 1
 	cfg.Users = []string{"alice:secret"}
-	cfg.DrainTimeout = relay.Duration(time.Second)
-	srv, err := relay.New(cfg, zerolog.New(io.Discard), prometheus.NewRegistry())
+	cfg.DrainTimeout = time.Second
+	srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	sigs := make(chan os.Signal)
-	if code := stopRelay(srv, cfg, sigs, zerolog.New(io.Discard)); code != 0 {
+	if code := stopRelay(srv, cfg, sigs, slog.New(slog.DiscardHandler)); code != 0 {
 		t.Fatalf("stopRelay = %d, want 0", code)
 	}
 	deadline := time.Now().Add(5 * time.Second)

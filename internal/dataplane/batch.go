@@ -65,6 +65,9 @@ type Message struct {
 	Addr netip.AddrPort
 	// Trunc reports that the datagram did not fit Buf (ReadBatch).
 	Trunc bool
+	// TOS is the datagram's TOS / Traffic Class octet (ReadBatch on a
+	// listener socket; 0 elsewhere).
+	TOS uint8
 
 	// mem is the slot's own backing buffer, so that Buf can point into it at
 	// an offset (headroom for the ChannelData header) and come back.

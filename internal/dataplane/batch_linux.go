@@ -20,12 +20,14 @@ type sysHeaders struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6
+	ctrl  []byte // tosCtrlSpace per slot: received TOS / Traffic Class
 }
 
 func (h *sysHeaders) init(n int) {
 	h.hdrs = make([]unix.Mmsghdr, n)
 	h.iovs = make([]unix.Iovec, n)
 	h.names = make([]unix.RawSockaddrInet6, n)
+	h.ctrl = make([]byte, n*tosCtrlSpace)
 }
 
 // fdBatch is Batch on a raw, non-netpoller socket descriptor. Every call
@@ -36,6 +38,13 @@ func (h *sysHeaders) init(n int) {
 type fdBatch struct {
 	fd int
 	v6 bool // AF_INET6 socket: destinations are written as sockaddr_in6
+	// recvTOS: the socket reports each datagram's TOS / Traffic Class
+	// (enableRecvTOS); reads collect it into Message.TOS.
+	recvTOS bool
+	// sendTOS: writes give each datagram with a Message.TOS its own
+	// IP_TOS / IPV6_TCLASS control message (listeners: one socket sends
+	// to many clients, each with its peer's marking).
+	sendTOS bool
 }
 
 // prepare points header i at buf and at name slot i, namelen bytes of it
@@ -61,6 +70,10 @@ func (b *fdBatch) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
 	h := &ms.sys
 	for i := lo; i < hi; i++ {
 		h.prepare(i, ms.M[i].Buf, unix.SizeofSockaddrInet6)
+		if b.recvTOS {
+			h.hdrs[i].Hdr.Control = &h.ctrl[i*tosCtrlSpace]
+			h.hdrs[i].Hdr.SetControllen(tosCtrlSpace)
+		}
 	}
 	for {
 		r, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(b.fd),
@@ -80,6 +93,10 @@ func (b *fdBatch) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
 			m.N = int(h.hdrs[i].Len)
 			m.Trunc = h.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0
 			m.Addr = AddrPortFromSockaddr(&h.names[i])
+			m.TOS = 0
+			if b.recvTOS {
+				m.TOS = parseTOS(h.ctrl[i*tosCtrlSpace : i*tosCtrlSpace+int(h.hdrs[i].Hdr.Controllen)])
+			}
 		}
 		return n, nil
 	}
@@ -90,11 +107,16 @@ func (b *fdBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
 	// Pack every slot; a destination the socket cannot reach (wrong family)
 	// gets a zero-length name, so the kernel rejects that one slot and the
 	// loop below skips it.
+	marked := false
 	for i := lo; i < hi; i++ {
 		m := &ms.M[i]
 		h.prepare(i, m.Buf, PutSockaddr(&h.names[i], m.Addr, b.v6))
+		if b.sendTOS && m.TOS != 0 {
+			h.putTOS(i, m.TOS, b.v6)
+			marked = true
+		}
 	}
-	if hi-lo == 1 {
+	if hi-lo == 1 && !marked {
 		// One datagram (the usual client-to-peer case: one per relay
 		// socket): sendto skips sendmmsg's per-message header copies.
 		return b.sendOne(&ms.M[lo], &h.names[lo], h.hdrs[lo].Hdr.Namelen)

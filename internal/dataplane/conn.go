@@ -46,6 +46,10 @@ type Conn struct {
 	one    *Msgs // WriteTo scratch for descriptor-less sockets, under wmu write lock
 
 	dl deadline
+
+	// tos is the TOS / Traffic Class the socket currently sends with
+	// (setMark); 0 is the kernel's default.
+	tos atomic.Uint32
 }
 
 // slowPacket is one datagram on its way to pion.

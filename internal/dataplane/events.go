@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -87,8 +88,7 @@ func (p *Plane) allocationCreated(src, dst, relay net.Addr) {
 	if a.fast {
 		p.table.store(a.key, a)
 	}
-	p.log.Debug().Stringer("client", srcAP).Stringer("relay", relayAP).Bool("fast", a.fast).
-		Msg("dataplane: allocation")
+	p.log.Debug("dataplane: allocation", slog.Any("client", srcAP), slog.Any("relay", relayAP), slog.Bool("fast", a.fast))
 }
 
 func (p *Plane) allocationDeleted(src, dst net.Addr) {

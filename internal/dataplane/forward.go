@@ -120,11 +120,21 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		d.bytes.Add(uint64(len(payload)))
 		w.count(ClientToPeer, fam, len(payload))
 
-		if w.sendRaw(rc, m, payload, peer) {
+		tos := w.p.markFor(m)
+		if w.sendRaw(rc, m, payload, peer, tos) {
 			continue
 		}
 		m.Buf = payload
 		m.Addr = peer
+		if uint32(tos) != rc.tos.Load() {
+			// The marking applies to the socket: what is queued for it
+			// goes out first with the old one.
+			if rc == runRelay && k > runLo {
+				w.write(runRelay, ms, runLo, k)
+				runLo = k
+			}
+			rc.setMark(tos)
+		}
 		if rc != runRelay {
 			if k > runLo {
 				w.write(runRelay, ms, runLo, k)
@@ -276,6 +286,7 @@ func (w *worker) serveRelay(r *Conn) {
 		d.bytes.Add(uint64(m.N))
 		w.count(PeerToClient, fam, m.N)
 		m.Addr = a.key.client
+		m.TOS = w.p.markFor(m) // the peer's marking, to the client (tos.go)
 		if k != i {
 			tx.M[k], tx.M[i] = tx.M[i], tx.M[k]
 		}

@@ -3,14 +3,13 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // Sentinel errors.
@@ -52,8 +51,15 @@ type Config struct {
 	// each on the allocation's own socket. The zero value, RawSendAuto,
 	// uses them where the process may open them (CAP_NET_RAW).
 	RawSend RawSendMode
-	// Logger receives control-plane events (never per-packet).
-	Logger zerolog.Logger
+	// ForceDSCP makes every client-to-peer datagram carry DSCP (0..63)
+	// and the client's ECN bits; otherwise the client's whole TOS /
+	// Traffic Class octet is copied (RFC 8656 §14's preferred behaviour).
+	ForceDSCP bool
+	// DSCP is the codepoint ForceDSCP sets.
+	DSCP uint8
+	// Logger receives control-plane events (never per-packet); nil
+	// discards them.
+	Logger *slog.Logger
 }
 
 // RawSendMode is Config.RawSend.
@@ -97,7 +103,7 @@ func ParseRawSendMode(s string) (RawSendMode, error) {
 // A Plane is also a prometheus.Collector.
 type Plane struct {
 	cfg   Config
-	log   zerolog.Logger
+	log   *slog.Logger
 	start time.Time
 
 	mu        sync.Mutex // control plane only; never taken per packet
@@ -118,6 +124,10 @@ type Plane struct {
 	table     allocTable
 	lsnap     atomic.Pointer[listenerSnap]
 	bandwidth atomic.Int64
+
+	// ttl4 and hop6 are the TTL and hop limit raw sends write: the
+	// namespace's defaults, as a UDP socket would use (RFC 8656 §14).
+	ttl4, hop6 uint8
 }
 
 // ctlKey identifies an allocation in pion's events: server (listener)
@@ -144,6 +154,9 @@ func newPlane(cfg Config) *Plane {
 	if cfg.RelayQueueLen <= 0 {
 		cfg.RelayQueueLen = DefaultRelayQueueLen
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	p := &Plane{
 		cfg:    cfg,
 		log:    cfg.Logger,
@@ -155,6 +168,7 @@ func newPlane(cfg Config) *Plane {
 	}
 	p.lsnap.Store(&listenerSnap{})
 	p.SetBandwidthLimit(cfg.BandwidthLimit)
+	p.ttl4, p.hop6 = systemHopLimits()
 	return p
 }
 
@@ -172,7 +186,7 @@ func New(cfg Config) (*Plane, error) {
 	if err := p.startWorkers(); err != nil {
 		return nil, err
 	}
-	p.log.Debug().Int("workers", len(p.workers)).Msg("dataplane started")
+	p.log.Debug("dataplane started", slog.Int("workers", len(p.workers)))
 	return p, nil
 }
 
@@ -214,7 +228,11 @@ func (p *Plane) adopt(pc net.PacketConn, kind int, advertised netip.AddrPort) (*
 	if err != nil {
 		return nil, err
 	}
-	c := p.newConn(kind, &fdBatch{fd: fd, v6: v6}, fd, local, advertised)
+	// Each datagram's TOS / Traffic Class, to copy onto what goes out the
+	// other side (tos.go); listeners send each datagram's own marking.
+	enableRecvTOS(fd, v6)
+	b := &fdBatch{fd: fd, v6: v6, recvTOS: true, sendTOS: kind == kindListener}
+	c := p.newConn(kind, b, fd, local, advertised)
 	c.v6 = v6
 	if err := p.register(c); err != nil {
 		closeFD(fd)

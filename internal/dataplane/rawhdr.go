@@ -19,10 +19,6 @@ const (
 
 	// listenerReadOffset is where a listener read starts in a slot.
 	listenerReadOffset = RawHeadroom - ChannelDataHeaderLen
-
-	// rawTTL is the TTL / hop limit of raw-sent datagrams: Linux's default
-	// for UDP sockets (net.ipv4.ip_default_ttl, IPV6_UNICAST_HOPS).
-	rawTTL = 64
 )
 
 // rawHeaderLen returns the IP+UDP header length for a datagram from src.
@@ -35,23 +31,25 @@ func rawHeaderLen(src netip.Addr) int {
 
 // putRawHeaders writes the IP and UDP headers of a datagram from src to dst
 // into pkt[:rawHeaderLen(src)]; the UDP payload is pkt[rawHeaderLen:].
+// tos is the TOS / Traffic Class octet (DSCP and ECN), ttl the TTL / hop
+// limit (the system default, systemHopLimits: RFC 8656 §14).
 // src and dst must be of one family (IPv4 as 4-byte addresses). The UDP
 // checksum is always computed (IPv6 requires it; over IPv4 it is what a UDP
 // socket sends too). For IPv4 the kernel fills the total length check, the
 // identification and the header checksum (raw_send_hdrinc); they are
 // written anyway so the headers are complete on their own.
-func putRawHeaders(pkt []byte, src, dst netip.AddrPort) {
+func putRawHeaders(pkt []byte, src, dst netip.AddrPort, tos, ttl uint8) {
 	s, d := src.Addr(), dst.Addr()
 	var udp []byte
 	var sum uint64
 	if s.Is4() {
 		ip := pkt[:ipv4HeaderLen]
 		ip[0] = 0x45 // version 4, 5 words
-		ip[1] = 0
+		ip[1] = tos
 		binary.BigEndian.PutUint16(ip[2:], uint16(len(pkt)))
 		binary.BigEndian.PutUint16(ip[4:], 0)      // identification: the kernel picks one
 		binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF, as a UDP socket's default PMTU discovery
-		ip[8] = rawTTL
+		ip[8] = ttl
 		ip[9] = 17 // UDP
 		binary.BigEndian.PutUint16(ip[10:], 0)
 		sa, da := s.As4(), d.As4()
@@ -62,10 +60,10 @@ func putRawHeaders(pkt []byte, src, dst netip.AddrPort) {
 		sum = onesSum(ip[12:20], uint64(17)+uint64(len(udp)))
 	} else {
 		ip := pkt[:ipv6HeaderLen]
-		binary.BigEndian.PutUint32(ip[0:], 6<<28) // version 6, traffic class 0, no flow label
+		binary.BigEndian.PutUint32(ip[0:], 6<<28|uint32(tos)<<20) // version 6, traffic class, no flow label
 		binary.BigEndian.PutUint16(ip[4:], uint16(len(pkt)-ipv6HeaderLen))
 		ip[6] = 17 // UDP
-		ip[7] = rawTTL
+		ip[7] = ttl
 		sa, da := s.As16(), d.As16()
 		copy(ip[8:24], sa[:])
 		copy(ip[24:40], da[:])

@@ -31,19 +31,20 @@ func TestRawHeaders(t *testing.T) {
 	for _, tc := range []struct {
 		src, dst string
 		size     int
+		tos, ttl uint8
 	}{
-		{"192.0.2.1:49152", "198.51.100.7:5004", 172},
-		{"192.0.2.1:65535", "198.51.100.7:1", 171}, // odd length
-		{"192.0.2.1:50000", "198.51.100.7:5004", 0},
-		{"[2001:db8::1]:49152", "[2001:db8:1::7]:5004", 172},
-		{"[2001:db8::1]:49153", "[2001:db8:1::7]:5005", 1199},
+		{"192.0.2.1:49152", "198.51.100.7:5004", 172, 0, 64},
+		{"192.0.2.1:65535", "198.51.100.7:1", 171, 0xb8, 64}, // odd length, EF
+		{"192.0.2.1:50000", "198.51.100.7:5004", 0, 0x2a, 99},
+		{"[2001:db8::1]:49152", "[2001:db8:1::7]:5004", 172, 0, 64},
+		{"[2001:db8::1]:49153", "[2001:db8:1::7]:5005", 1199, 0xb9, 17}, // EF + ECT(1)
 	} {
 		src, dst := netip.MustParseAddrPort(tc.src), netip.MustParseAddrPort(tc.dst)
 		hl := rawHeaderLen(src.Addr())
 		payload := bytes.Repeat([]byte{0xa5, 0x3c, 0xff}, tc.size/3+1)[:tc.size]
 		pkt := make([]byte, hl+tc.size)
 		copy(pkt[hl:], payload)
-		putRawHeaders(pkt, src, dst)
+		putRawHeaders(pkt, src, dst, tc.tos, tc.ttl)
 
 		udp := pkt[hl-udpHeaderLen:]
 		if got := binary.BigEndian.Uint16(udp[0:]); got != src.Port() {
@@ -65,7 +66,7 @@ func TestRawHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", tc.src, err)
 			}
-			if h.Version != 4 || h.Len != ipv4HeaderLen || h.TotalLen != len(pkt) || h.TTL != rawTTL ||
+			if h.Version != 4 || h.Len != ipv4HeaderLen || h.TotalLen != len(pkt) || h.TTL != int(tc.ttl) || h.TOS != int(tc.tos) ||
 				h.Protocol != 17 || h.Flags != ipv4.DontFragment || h.Src.String() != src.Addr().String() ||
 				h.Dst.String() != dst.Addr().String() {
 				t.Errorf("%s: IPv4 header %+v", tc.src, h)
@@ -79,7 +80,8 @@ func TestRawHeaders(t *testing.T) {
 			}
 			continue
 		}
-		if pkt[0]>>4 != 6 || int(binary.BigEndian.Uint16(pkt[4:])) != len(udp) || pkt[6] != 17 || pkt[7] != rawTTL ||
+		if pkt[0]>>4 != 6 || int(binary.BigEndian.Uint16(pkt[4:])) != len(udp) || pkt[6] != 17 || pkt[7] != tc.ttl ||
+			uint8(binary.BigEndian.Uint32(pkt[0:])>>20) != tc.tos || binary.BigEndian.Uint32(pkt[0:])&0xfffff != 0 ||
 			netip.AddrFrom16([16]byte(pkt[8:24])) != src.Addr() || netip.AddrFrom16([16]byte(pkt[24:40])) != dst.Addr() {
 			t.Errorf("%s: IPv6 header % x", tc.src, pkt[:ipv6HeaderLen])
 		}
@@ -96,6 +98,6 @@ func BenchmarkRawHeaders(b *testing.B) {
 	b.SetBytes(172)
 	b.ReportAllocs()
 	for b.Loop() {
-		putRawHeaders(pkt, src, dst)
+		putRawHeaders(pkt, src, dst, 0xb8, 64)
 	}
 }

@@ -5,6 +5,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"unsafe"
@@ -32,6 +33,7 @@ type rawSender struct {
 	relay   [IdealBatchSize]*Conn
 	payload [IdealBatchSize][]byte
 	peer    [IdealBatchSize]netip.AddrPort
+	tos     [IdealBatchSize]uint8
 	// pktinfo is one IP_PKTINFO / IPV6_PKTINFO control message per
 	// datagram, naming its source address: a raw socket is bound to
 	// nothing, and without it the kernel would route the datagram as if it
@@ -108,7 +110,7 @@ func (w *worker) openRawSenders() error {
 			return fmt.Errorf("dataplane: worker %d: %w", w.id, err)
 		}
 		if w.id == 0 {
-			w.p.log.Info().Err(err).Msg("dataplane: raw sockets unavailable, client-to-peer datagrams are sent one per syscall")
+			w.p.log.Info("dataplane: raw sockets unavailable, client-to-peer datagrams are sent one per syscall", slog.Any("error", err))
 		}
 	}
 	return nil
@@ -135,7 +137,7 @@ func (w *worker) closeRawSenders() {
 // on relay's raw sender, writing the IP and UDP headers in front of it. It
 // returns false when the datagram must leave on relay's own socket: no raw
 // socket, a socket bound to a wildcard address, or no headroom.
-func (w *worker) sendRaw(relay *Conn, m *Message, payload []byte, peer netip.AddrPort) bool {
+func (w *worker) sendRaw(relay *Conn, m *Message, payload []byte, peer netip.AddrPort, tos uint8) bool {
 	src := relay.local
 	sa := src.Addr()
 	var s *rawSender
@@ -159,13 +161,17 @@ func (w *worker) sendRaw(relay *Conn, m *Message, payload []byte, peer netip.Add
 		w.flushRaw(s)
 	}
 	pkt := m.mem[off-hl : off+len(payload)]
-	putRawHeaders(pkt, src, peer)
+	ttl := w.p.ttl4
+	if sa.Is6() {
+		ttl = w.p.hop6
+	}
+	putRawHeaders(pkt, src, peer, tos, ttl)
 	i := s.n
 	// The port of a raw socket's destination is 0: the UDP header in pkt
 	// carries it (an IPv6 raw socket reads a port as a protocol number).
 	s.sys.prepare(i, pkt, PutSockaddr(&s.sys.names[i], netip.AddrPortFrom(peer.Addr(), 0), sa.Is6()))
 	s.putPktinfo(i, sa)
-	s.relay[i], s.payload[i], s.peer[i] = relay, payload, peer
+	s.relay[i], s.payload[i], s.peer[i], s.tos[i] = relay, payload, peer, tos
 	s.n++
 	return true
 }
@@ -197,6 +203,7 @@ func (w *worker) flushRaw(s *rawSender) {
 			i += int(r)
 		case unix.EINTR:
 		case unix.EMSGSIZE:
+			s.relay[i].setMark(s.tos[i])
 			if err := sendTo(s.relay[i].fd, s.payload[i], s.peer[i], s.relay[i].v6, unix.MSG_DONTWAIT); err != nil {
 				w.drop(DropSend, 1)
 			}

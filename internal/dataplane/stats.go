@@ -166,9 +166,9 @@ func (p *Plane) Stats() Stats {
 
 var (
 	descPackets = prometheus.NewDesc("isthmus_dataplane_packets_total",
-		"Datagrams relayed on the fast path.", []string{"direction", "client_family", "relay_family"}, nil)
+		"Datagrams relayed on the fast path.", []string{"direction", "client_family", "family"}, nil)
 	descBytes = prometheus.NewDesc("isthmus_dataplane_bytes_total",
-		"Application bytes relayed on the fast path.", []string{"direction", "client_family", "relay_family"}, nil)
+		"Application bytes relayed on the fast path.", []string{"direction", "client_family", "family"}, nil)
 	descDrops = prometheus.NewDesc("isthmus_dataplane_drops_total",
 		"Datagrams the data plane discarded, by reason.", []string{"reason"}, nil)
 	descSlow = prometheus.NewDesc("isthmus_dataplane_slowpath_packets_total",

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -158,7 +159,7 @@ func (w *worker) run() {
 			case unix.EINTR:
 				continue
 			default:
-				w.p.log.Error().Err(errno).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+				w.p.log.Error("dataplane: epoll_wait failed, worker stops", slog.Any("error", errno), slog.Int("worker", w.id))
 				stop = true
 				return true
 			}
@@ -186,7 +187,7 @@ func (w *worker) run() {
 			return
 		default:
 			// The runtime cannot poll this descriptor: block instead.
-			w.p.log.Warn().Err(err).Int("worker", w.id).Msg("dataplane: epoll not pollable, worker blocks in epoll_wait")
+			w.p.log.Warn("dataplane: epoll not pollable, worker blocks in epoll_wait", slog.Any("error", err), slog.Int("worker", w.id))
 			w.runBlocking()
 			return
 		}
@@ -201,7 +202,7 @@ func (w *worker) runBlocking() {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			w.p.log.Error().Err(err).Int("worker", w.id).Msg("dataplane: epoll_wait failed, worker stops")
+			w.p.log.Error("dataplane: epoll_wait failed, worker stops", slog.Any("error", err), slog.Int("worker", w.id))
 			return
 		}
 		w.wake(n)
@@ -284,7 +285,7 @@ func (w *worker) add(c *Conn) {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: slot}
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
 		w.free = append(w.free, slot)
-		w.p.log.Error().Err(err).Stringer("local", c.local).Msg("dataplane: epoll_ctl add failed, socket not served")
+		w.p.log.Error("dataplane: epoll_ctl add failed, socket not served", slog.Any("error", err), slog.Any("local", c.local))
 		return
 	}
 	w.slots[slot] = c

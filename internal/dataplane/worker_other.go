@@ -12,8 +12,10 @@ type sysHeaders struct{}
 func (h *sysHeaders) init(int) {}
 
 type fdBatch struct {
-	fd int
-	v6 bool
+	fd      int
+	v6      bool
+	recvTOS bool
+	sendTOS bool
 }
 
 func (b *fdBatch) ReadBatch(*Msgs, int, int) (int, error)  { return 0, ErrUnsupported }
@@ -33,14 +35,14 @@ const (
 
 type epollState struct{ exited chan struct{} }
 
-func (w *worker) initEpollState()                                      { w.exited = make(chan struct{}) }
-func (w *worker) send(command) bool                                    { return false }
-func (w *worker) stop() error                                          { return nil }
-func (p *Plane) startWorkers() error                                   { return ErrUnsupported }
-func closeFD(int)                                                      {}
-func (w *worker) sendRaw(*Conn, *Message, []byte, netip.AddrPort) bool { return false }
-func (w *worker) flushRaws()                                           {}
-func sendTo(int, []byte, netip.AddrPort, bool, int) error              { return ErrUnsupported }
+func (w *worker) initEpollState()                                             { w.exited = make(chan struct{}) }
+func (w *worker) send(command) bool                                           { return false }
+func (w *worker) stop() error                                                 { return nil }
+func (p *Plane) startWorkers() error                                          { return ErrUnsupported }
+func closeFD(int)                                                             {}
+func (w *worker) sendRaw(*Conn, *Message, []byte, netip.AddrPort, uint8) bool { return false }
+func (w *worker) flushRaws()                                                  {}
+func sendTo(int, []byte, netip.AddrPort, bool, int) error                     { return ErrUnsupported }
 func adoptFD(net.PacketConn) (int, netip.AddrPort, bool, error) {
 	return -1, netip.AddrPort{}, false, ErrUnsupported
 }

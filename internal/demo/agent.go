@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/isthmusrelay/isthmus/internal/zslog"
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
@@ -119,10 +122,11 @@ func RunAgent(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	log := zerolog.New(stderr).Level(zerolog.InfoLevel).With().Timestamp().Str("role", o.Role).Logger()
+	// The binary's zerolog JSON lines, through slog for the SDK.
+	log := slog.New(zslog.New(zerolog.New(stderr).Level(zerolog.InfoLevel).With().Timestamp().Str("role", o.Role).Logger()))
 	ctl := newControlChannel(stdin, stdout)
 	if err := runEndpoint(ctx, o, ctl, log); err != nil {
-		log.Error().Err(err).Msg("endpoint failed")
+		log.Error("endpoint failed", slog.Any("error", err))
 		_ = ctl.send(Message{Event: EventError, Error: err.Error()})
 		return 1
 	}
@@ -136,7 +140,7 @@ type mediaConn interface {
 }
 
 // roleFunc negotiates (offer/answer over ctl) and connects the media path.
-type roleFunc func(ctx context.Context, o AgentOptions, ctl *controlChannel, log zerolog.Logger) (mediaConn, Path, error)
+type roleFunc func(ctx context.Context, o AgentOptions, ctl *controlChannel, log *slog.Logger) (mediaConn, Path, error)
 
 // roles maps a role name to its implementation; the SDK roles register
 // themselves from their own file.
@@ -145,7 +149,7 @@ var roles = map[string]roleFunc{
 	RoleLegacyAnswer: legacyAnswer,
 }
 
-func runEndpoint(ctx context.Context, o AgentOptions, ctl *controlChannel, log zerolog.Logger) error {
+func runEndpoint(ctx context.Context, o AgentOptions, ctl *controlChannel, log *slog.Logger) error {
 	role, ok := roles[o.Role]
 	if !ok {
 		return fmt.Errorf("demo: agent: unknown role %q", o.Role)
@@ -159,7 +163,7 @@ func runEndpoint(ctx context.Context, o AgentOptions, ctl *controlChannel, log z
 	if err != nil {
 		return err
 	}
-	log.Info().Str("local", path.Local.Addr).Str("remote", path.Remote.Addr).Str("local_type", path.Local.Type).Msg("media path up")
+	log.Info("media path up", slog.String("local", path.Local.Addr), slog.String("remote", path.Remote.Addr), slog.String("local_type", path.Local.Type))
 	if err := ctl.send(Message{Event: EventConnected, Path: &path}); err != nil {
 		return err
 	}
@@ -186,7 +190,7 @@ func runEndpoint(ctx context.Context, o AgentOptions, ctl *controlChannel, log z
 	return nil
 }
 
-func legacyOffer(_ context.Context, o AgentOptions, ctl *controlChannel, _ zerolog.Logger) (_ mediaConn, _ Path, err error) {
+func legacyOffer(_ context.Context, o AgentOptions, ctl *controlChannel, _ *slog.Logger) (_ mediaConn, _ Path, err error) {
 	udp, local, err := legacySocket(o.Addr)
 	if err != nil {
 		return nil, Path{}, err
@@ -210,7 +214,7 @@ func legacyOffer(_ context.Context, o AgentOptions, ctl *controlChannel, _ zerol
 	return &plainConn{udp: udp, remote: remote}, plainPath(local, remote), nil
 }
 
-func legacyAnswer(_ context.Context, o AgentOptions, ctl *controlChannel, _ zerolog.Logger) (_ mediaConn, _ Path, err error) {
+func legacyAnswer(_ context.Context, o AgentOptions, ctl *controlChannel, _ *slog.Logger) (_ mediaConn, _ Path, err error) {
 	udp, local, err := legacySocket(o.Addr)
 	if err != nil {
 		return nil, Path{}, err

@@ -3,10 +3,9 @@ package demo
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/isthmusrelay/isthmus/gather"
 	"github.com/isthmusrelay/isthmus/netaddr"
@@ -25,7 +24,7 @@ func init() {
 	roles[RoleAnswer] = sdkAnswer
 }
 
-func newSDKAgent(o AgentOptions, log zerolog.Logger) (*gather.Agent, error) {
+func newSDKAgent(o AgentOptions, log *slog.Logger) (*gather.Agent, error) {
 	cfg := gather.Config{
 		STUN:     o.STUN,
 		TURN:     o.TURN,
@@ -51,7 +50,7 @@ func newSDKAgent(o AgentOptions, log zerolog.Logger) (*gather.Agent, error) {
 	return a, nil
 }
 
-func sdkOffer(ctx context.Context, o AgentOptions, ctl *controlChannel, log zerolog.Logger) (mediaConn, Path, error) {
+func sdkOffer(ctx context.Context, o AgentOptions, ctl *controlChannel, log *slog.Logger) (mediaConn, Path, error) {
 	a, err := newSDKAgent(o, log)
 	if err != nil {
 		return nil, Path{}, err
@@ -77,7 +76,7 @@ func sdkOffer(ctx context.Context, o AgentOptions, ctl *controlChannel, log zero
 	return sdkConnect(ctx, a, o)
 }
 
-func sdkAnswer(ctx context.Context, o AgentOptions, ctl *controlChannel, log zerolog.Logger) (mediaConn, Path, error) {
+func sdkAnswer(ctx context.Context, o AgentOptions, ctl *controlChannel, log *slog.Logger) (mediaConn, Path, error) {
 	a, err := newSDKAgent(o, log)
 	if err != nil {
 		return nil, Path{}, err

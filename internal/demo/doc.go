@@ -43,6 +43,6 @@
 // (0 loss, RTT measured, the RFC 6157 SDP rules, the selected pair, the
 // relay's counters). [WriteTable] and [WritePicture] print them.
 //
-//	results := demo.RunAll(ctx, demo.DemoScenarios(), demo.Options{Binary: self})
+//	results := demo.RunAll(ctx, demo.DefaultScenarios(), demo.Options{Binary: self})
 //	demo.WriteTable(os.Stdout, results)
 package demo

@@ -43,9 +43,9 @@ func Scenarios() []Scenario {
 	}
 }
 
-// DemoScenarios returns the scenarios `isthmus demo` runs: 1 and 2, and
+// DefaultScenarios returns the scenarios `isthmus demo` runs: 1 and 2, and
 // their coturn twins (which Run skips when turnserver is missing).
-func DemoScenarios() []Scenario {
+func DefaultScenarios() []Scenario {
 	var out []Scenario
 	for _, s := range Scenarios() {
 		switch s.ID {

@@ -1,24 +1,34 @@
 // Package pionlog routes pion's leveled logging (pion/ice, pion/turn) into
-// zerolog. The relay and the SDK both need this; they differ only in how
+// log/slog. The relay and the SDK both need this; they differ only in how
 // pion's levels map onto ours, which each passes as Levels.
 package pionlog
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+
 	"github.com/pion/logging"
-	"github.com/rs/zerolog"
 )
 
-// Levels maps pion's five levels to zerolog levels. zerolog.Disabled drops
-// a level before any formatting, which matters because pion logs some
-// levels for every packet, with arguments it evaluates eagerly.
+// LevelTrace is the level below slog.LevelDebug that stands for trace:
+// pion's per-packet logs. zslog maps it to zerolog's trace level.
+const LevelTrace = slog.LevelDebug - 4
+
+// Off drops a level before any formatting, which matters because pion logs
+// some levels for every packet, with arguments it evaluates eagerly.
+const Off = slog.Level(math.MaxInt32)
+
+// Levels maps pion's five levels to slog levels (or Off).
 type Levels struct {
-	Trace, Debug, Info, Warn, Error zerolog.Level
+	Trace, Debug, Info, Warn, Error slog.Level
 }
 
-// Factory implements pion's logging.LoggerFactory on a zerolog logger. Log
+// Factory implements pion's logging.LoggerFactory on an slog logger. Log
 // carries whatever sampling and level filter the caller wants.
 type Factory struct {
-	Log    zerolog.Logger
+	Log    *slog.Logger
 	Levels Levels
 	// OnFormat holds callbacks run when pion logs with exactly that format
 	// string, at any level and whether or not the level is enabled. For some
@@ -28,26 +38,38 @@ type Factory struct {
 
 // NewLogger implements logging.LoggerFactory.
 func (f Factory) NewLogger(scope string) logging.LeveledLogger {
-	return logger{log: f.Log.With().Str("pion", scope).Logger(), levels: f.Levels, onFormat: f.OnFormat}
+	log := f.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return logger{log: log.With("pion", scope), levels: f.Levels, onFormat: f.OnFormat}
 }
 
 type logger struct {
-	log      zerolog.Logger
+	log      *slog.Logger
 	levels   Levels
 	onFormat map[string]func()
 }
 
-func (l logger) msg(level zerolog.Level, msg string) {
-	l.log.WithLevel(level).Msg(msg) // nil event when disabled: a no-op
+func (l logger) enabled(level slog.Level) bool {
+	return level != Off && l.log.Enabled(context.Background(), level)
 }
 
-func (l logger) msgf(level zerolog.Level, format string, args []any) {
+func (l logger) msg(level slog.Level, msg string) {
+	if l.enabled(level) {
+		l.log.Log(context.Background(), level, msg)
+	}
+}
+
+func (l logger) msgf(level slog.Level, format string, args []any) {
 	if len(l.onFormat) > 0 {
 		if f, ok := l.onFormat[format]; ok {
 			f()
 		}
 	}
-	l.log.WithLevel(level).Msgf(format, args...) // formats only when enabled
+	if l.enabled(level) { // formats only when enabled
+		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	}
 }
 
 func (l logger) Trace(msg string)                  { l.msg(l.levels.Trace, msg) }

@@ -2,10 +2,9 @@ package pionlog
 
 import (
 	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
 )
 
 // formatCounter counts how often it is formatted.
@@ -15,9 +14,10 @@ func (c formatCounter) String() string { *c.n++; return "x" }
 
 func TestDisabledLevelNeverFormats(t *testing.T) {
 	var buf bytes.Buffer
-	f := Factory{Log: zerolog.New(&buf), Levels: Levels{
-		Trace: zerolog.Disabled, Debug: zerolog.Disabled,
-		Info: zerolog.DebugLevel, Warn: zerolog.InfoLevel, Error: zerolog.WarnLevel,
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: LevelTrace}))
+	f := Factory{Log: log, Levels: Levels{
+		Trace: Off, Debug: Off,
+		Info: slog.LevelDebug, Warn: slog.LevelInfo, Error: slog.LevelWarn,
 	}}
 	l := f.NewLogger("turn")
 	formatted := 0
@@ -28,7 +28,7 @@ func TestDisabledLevelNeverFormats(t *testing.T) {
 		t.Fatalf("disabled levels formatted %d times and wrote %q", formatted, buf.String())
 	}
 	l.Warnf("warned %v", arg)
-	if formatted != 1 || !strings.Contains(buf.String(), `"level":"info"`) || !strings.Contains(buf.String(), `"pion":"turn"`) {
+	if formatted != 1 || !strings.Contains(buf.String(), `"level":"INFO"`) || !strings.Contains(buf.String(), `"pion":"turn"`) {
 		t.Fatalf("pion Warn should log once at info with the scope: formatted %d, wrote %q", formatted, buf.String())
 	}
 }
@@ -36,7 +36,7 @@ func TestDisabledLevelNeverFormats(t *testing.T) {
 func TestOnFormatRunsWhateverTheLevel(t *testing.T) {
 	const drop = "dropped %v"
 	hits := 0
-	f := Factory{Log: zerolog.Nop(), Levels: Levels{Debug: zerolog.Disabled, Info: zerolog.Disabled},
+	f := Factory{Log: slog.New(slog.DiscardHandler), Levels: Levels{Debug: Off, Info: Off},
 		OnFormat: map[string]func(){drop: func() { hits++ }}}
 	l := f.NewLogger("turn")
 	l.Debugf(drop, 1)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
+	"log/slog"
 
 	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 	"github.com/isthmusrelay/isthmus/internal/stuntest"
@@ -79,7 +79,7 @@ func Start(tb testing.TB, mutate func(*relay.Config)) *Relay {
 	}
 	logs := &lockedbuf.Buffer{}
 	reg := prometheus.NewRegistry()
-	srv, err := relay.New(cfg, zerolog.New(logs).Level(zerolog.DebugLevel), reg)
+	srv, err := relay.New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg)
 	if err != nil {
 		tb.Fatalf("relay.New(%+v): %v", cfg, err)
 	}
