@@ -33,7 +33,6 @@ const (
 type (
 	testRelay  = relaytest.Relay
 	stunClient = stuntest.Client
-	setterFunc = stuntest.SetterFunc
 )
 
 var (
