@@ -1,23 +1,19 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
-	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
+
+	"github.com/isthmusrelay/isthmus/internal/freeport"
+	"github.com/isthmusrelay/isthmus/internal/relayproc"
 )
 
 // RelayKind says how a relay under test is started.
@@ -85,124 +81,45 @@ type RelayProc struct {
 	V4, V6 netip.AddrPort
 	// Pinning says how the relay was pinned, for the report.
 	Pinning string
-	cmd     *exec.Cmd
-	dir     string
-	stderr  *tailBuffer
-	done    chan struct{}
-	waitErr error
+	proc    *relayproc.Proc
 }
 
 // ErrRelayExited reports a relay process that exited before or while it
 // was being measured.
 var ErrRelayExited = errors.New("bench: relay process exited")
 
-// tailBuffer keeps the last 8 KiB written to it (a relay's stderr).
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
+// outputTail is how much of a relay's stdout and stderr is kept for errors.
+const outputTail = 8 << 10
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 8<<10 {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-8<<10:]...)
+// relayConfig is the relay spec describes on both loopback families at
+// port; coturn's rendering has the equivalent settings (docs/bench.md has
+// the table).
+func relayConfig(spec RelaySpec, port uint16) relayproc.Config {
+	lo := []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+	return relayproc.Config{
+		ListenIPs: lo, Port: port, RelayIPs: lo,
+		MinPort: spec.MinPort, MaxPort: spec.MaxPort,
+		Realm: spec.Realm, Users: []string{spec.Username + ":" + spec.Password},
+		AllowLoopbackPeers: true,
+		LogLevel:           "warn",
+		// Logs go nowhere: a synchronous log write to a busy disk stalled
+		// coturn for hundreds of milliseconds on a shared machine.
+		CoturnLog: "/dev/null",
+		CoturnExtra: []string{
+			"no-rfc5780",
+			"total-quota=0",
+			"user-quota=0",
+			// One relay thread per CPU the relay may use: our relay runs
+			// GOMAXPROCS (= CPUs in its affinity mask) forwarding goroutines.
+			"relay-threads=" + strconv.Itoa(max(1, cpusFor(spec.CPU))),
+			"no-stdout-log",
+		},
 	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.TrimSpace(t.buf))
-}
-
-// freePort finds a port free for UDP and TCP on both 127.0.0.1 and ::1.
-func freePort() (int, error) {
-	for range 50 {
-		u4, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return 0, fmt.Errorf("bench: pick port: %w", err)
-		}
-		port := u4.LocalAddr().(*net.UDPAddr).Port
-		var closers []func() error
-		ok := true
-		for _, try := range []func() (func() error, error){
-			func() (func() error, error) {
-				c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback, Port: port})
-				if err != nil {
-					return nil, err
-				}
-				return c.Close, nil
-			},
-			func() (func() error, error) {
-				c, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-				if err != nil {
-					return nil, err
-				}
-				return c.Close, nil
-			},
-			func() (func() error, error) {
-				c, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
-				if err != nil {
-					return nil, err
-				}
-				return c.Close, nil
-			},
-		} {
-			cl, err := try()
-			if err != nil {
-				ok = false
-				break
-			}
-			closers = append(closers, cl)
-		}
-		for _, cl := range closers {
-			_ = cl()
-		}
-		_ = u4.Close()
-		if ok {
-			return port, nil
-		}
-	}
-	return 0, errors.New("bench: pick port: no port free on both loopback families")
 }
 
 // coturnConfig renders a turnserver config equivalent to our relay's flags.
-// See docs/bench.md for the settings table.
 func coturnConfig(spec RelaySpec, port int, dir string) string {
-	lines := []string{
-		"listening-port=" + strconv.Itoa(port),
-		"listening-ip=127.0.0.1",
-		"listening-ip=::1",
-		"relay-ip=127.0.0.1",
-		"relay-ip=::1",
-		"min-port=" + strconv.Itoa(spec.MinPort),
-		"max-port=" + strconv.Itoa(spec.MaxPort),
-		"lt-cred-mech",
-		"user=" + spec.Username + ":" + spec.Password,
-		"realm=" + spec.Realm,
-		"allow-loopback-peers",
-		"no-multicast-peers",
-		"no-tls",
-		"no-dtls",
-		"no-cli",
-		"no-rfc5780",
-		"total-quota=0",
-		"user-quota=0",
-		// One relay thread per CPU the relay may use: our relay runs
-		// GOMAXPROCS (= CPUs in its affinity mask) forwarding goroutines.
-		"relay-threads=" + strconv.Itoa(max(1, cpusFor(spec.CPU))),
-		"userdb=" + filepath.Join(dir, "turndb"),
-		"pidfile=" + filepath.Join(dir, "turnserver.pid"),
-		// Logs go nowhere: a synchronous log write to a busy disk stalled
-		// coturn for hundreds of milliseconds on a shared machine.
-		"log-file=/dev/null",
-		"simple-log",
-		"no-stdout-log",
-	}
-	return strings.Join(lines, "\n") + "\n"
+	return relayConfig(spec, uint16(port)).CoturnConf(dir)
 }
 
 // cpusFor is the number of CPUs a relay pinned to cpu may use.
@@ -231,36 +148,28 @@ func StartRelay(ctx context.Context, spec RelaySpec) (*RelayProc, error) {
 		spec.MinPort, spec.MaxPort = DefaultMinPort, DefaultMaxPort
 	}
 	var argv []string
-	p := &RelayProc{stderr: &tailBuffer{}, done: make(chan struct{})}
+	var dir string
+	p := &RelayProc{}
 	switch spec.Kind {
 	case KindIsthmus, KindCoturn:
-		port, err := freePort()
+		port, err := freeport.DualStack()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("bench: pick port: %w", err)
 		}
-		p.V4 = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
-		p.V6 = netip.AddrPortFrom(netip.IPv6Loopback(), uint16(port))
+		rc := relayConfig(spec, port)
+		p.V4, p.V6 = rc.ListenAddrs()[0], rc.ListenAddrs()[1]
 		if spec.Kind == KindIsthmus {
-			argv = []string{spec.Binary, "relay",
-				"--listen", p.V4.String(), "--listen", p.V6.String(),
-				"--relay-ip", "127.0.0.1", "--relay-ip", "::1",
-				"--realm", spec.Realm, "--user", spec.Username + ":" + spec.Password,
-				"--allow-loopback-peers",
-				"--min-port", strconv.Itoa(spec.MinPort), "--max-port", strconv.Itoa(spec.MaxPort),
-				// Every call of the load is the one bench user (coturn's
-				// config below sets user-quota=0 too).
-				"--user-quota", "0",
-				"--log-level", "warn"}
+			// Every call of the load is the one bench user (coturn's config
+			// sets user-quota=0 too).
+			argv = append(append([]string{spec.Binary}, rc.IsthmusArgs()...), "--user-quota", "0")
 		} else {
-			dir, err := os.MkdirTemp("", "isthmus-bench-coturn-")
-			if err != nil {
+			if dir, err = os.MkdirTemp("", "isthmus-bench-coturn-"); err != nil {
 				return nil, fmt.Errorf("bench: coturn config dir: %w", err)
 			}
-			p.dir = dir
-			conf := filepath.Join(dir, "turnserver.conf")
-			if err := os.WriteFile(conf, []byte(coturnConfig(spec, port, dir)), 0o600); err != nil {
+			conf, err := rc.WriteCoturnConf(dir)
+			if err != nil {
 				_ = os.RemoveAll(dir)
-				return nil, fmt.Errorf("bench: write coturn config: %w", err)
+				return nil, fmt.Errorf("bench: %w", err)
 			}
 			argv = []string{spec.Binary, "-c", conf}
 		}
@@ -281,20 +190,12 @@ func StartRelay(ctx context.Context, spec RelaySpec) (*RelayProc, error) {
 			p.Pinning = "taskset -c " + strconv.Itoa(spec.CPU)
 		}
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout = p.stderr
-	cmd.Stderr = p.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		p.cleanup()
+	proc, err := relayproc.Start(exec.Command(argv[0], argv[1:]...), relayproc.Options{Tail: outputTail, Dir: dir})
+	if err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", spec.Name, err)
 	}
-	p.cmd = cmd
-	p.PID = cmd.Process.Pid
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
+	p.proc = proc
+	p.PID = proc.PID()
 	if spec.CPU >= 0 && p.Pinning == "unpinned" {
 		// No taskset: pin every thread that exists now (threads created
 		// later inherit the mask from their creator).
@@ -306,7 +207,7 @@ func StartRelay(ctx context.Context, spec RelaySpec) (*RelayProc, error) {
 	}
 	if err := waitSTUN(ctx, p, 15*time.Second); err != nil {
 		_ = p.Stop()
-		return nil, fmt.Errorf("bench: %s not ready: %w; output: %s", spec.Name, err, p.stderr.String())
+		return nil, fmt.Errorf("bench: %s not ready: %w; output: %s", spec.Name, err, p.Output())
 	}
 	return p, nil
 }
@@ -333,105 +234,45 @@ func pinPID(pid int, cpus ...int) error {
 	return nil
 }
 
-// waitSTUN sends STUN Binding requests to both listeners until each answers.
+// waitSTUN waits until both listeners answer a STUN Binding request.
 func waitSTUN(ctx context.Context, p *RelayProc, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var done <-chan struct{}
+	if p.proc != nil {
+		done = p.proc.Done()
+	}
+	var servers []netip.AddrPort
 	for _, ap := range []netip.AddrPort{p.V4, p.V6} {
-		if !ap.IsValid() {
-			continue
-		}
-		for {
-			if err := probeSTUN(ap); err == nil {
-				break
-			} else if time.Now().After(deadline) {
-				return fmt.Errorf("no STUN answer from %s within %v: %w", ap, limit, err)
-			}
-			if p.done != nil {
-				select {
-				case <-p.done:
-					return fmt.Errorf("%w: %v", ErrRelayExited, p.waitErr)
-				default:
-				}
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
+		if ap.IsValid() {
+			servers = append(servers, ap)
 		}
 	}
-	return nil
-}
-
-func probeSTUN(ap netip.AddrPort) error {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
-	if err != nil {
-		return err
+	err := relayproc.WaitBinding(ctx, servers, done, nil)
+	if errors.Is(err, relayproc.ErrExited) {
+		return fmt.Errorf("%w: %v", ErrRelayExited, p.proc.Err())
 	}
-	defer c.Close()
-	req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
-	if _, err := c.Write(req.Raw); err != nil {
-		// ECONNREFUSED comes back fast while the relay is starting;
-		// space the retries out.
-		time.Sleep(50 * time.Millisecond)
-		return err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	buf := make([]byte, 1500)
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				time.Sleep(50 * time.Millisecond)
-			}
-			return err
-		}
-		res := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-		if err := res.Decode(); err == nil && res.TransactionID == req.TransactionID {
-			return nil
-		}
-	}
+	return err
 }
 
 // Exited reports whether a started relay process has exited.
 func (p *RelayProc) Exited() bool {
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	return p.proc != nil && p.proc.Exited()
 }
 
 // Output returns the tail of the relay's stdout and stderr.
 func (p *RelayProc) Output() string {
-	if p.stderr == nil {
+	if p.proc == nil {
 		return ""
 	}
-	return p.stderr.String()
+	return p.proc.Output()
 }
 
 // Stop ends a started relay: SIGTERM, then SIGKILL after 3 s. It does
 // nothing to an external relay.
 func (p *RelayProc) Stop() error {
-	defer p.cleanup()
-	if p.cmd == nil {
-		return nil
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(3 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	if p.proc != nil {
+		p.proc.Stop(3 * time.Second)
 	}
 	return nil
-}
-
-func (p *RelayProc) cleanup() {
-	if p.dir != "" {
-		_ = os.RemoveAll(p.dir)
-		p.dir = ""
-	}
 }

@@ -89,7 +89,7 @@ func RunStep(ctx context.Context, spec RelaySpec, cfg StepConfig) (StepResult, e
 	if cfg.Duration <= 0 {
 		cfg.Duration = 5 * time.Second
 	}
-	// A relay that fails to start is retried on a fresh port: freePort
+	// A relay that fails to start is retried on a fresh port: freeport
 	// cannot reserve the port it found.
 	var p *RelayProc
 	var err error

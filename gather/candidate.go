@@ -77,8 +77,3 @@ func tcpNetwork(f netaddr.Family) string {
 	}
 	return "tcp4"
 }
-
-// familyOfAP is the family of an address-port's address.
-func familyOfAP(ap netip.AddrPort) netaddr.Family {
-	return netaddr.FamilyOf(ap.Addr().Unmap())
-}

@@ -6,17 +6,17 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
-	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/isthmusrelay/isthmus/internal/freeport"
 	"github.com/isthmusrelay/isthmus/internal/testcert"
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/isthmusrelay/isthmus/relay"
+	"github.com/isthmusrelay/isthmus/relay/relaytest"
 )
 
 // testCert writes a self-signed certificate for 127.0.0.1 and ::1 and
@@ -33,33 +33,31 @@ func testCert(t *testing.T) (certFile, keyFile string, client *tls.Config) {
 func TestTURNOverTLS(t *testing.T) {
 	certFile, keyFile, clientTLS := testCert(t)
 	servers := map[string]func(t *testing.T) string{
-		"coturn": func(t *testing.T) string {
-			var tlsPort int
-			startCoturnWith(t, func(port int) string {
-				tlsPort = freeDualPort(t)
-				return fmt.Sprintf("tls-listening-port=%d\ncert=%s\npkey=%s\n", tlsPort, certFile, keyFile)
-			})
-			return fmt.Sprintf("turns:[::1]:%d?transport=tcp", tlsPort)
-		},
 		"isthmus": func(t *testing.T) string {
-			port := freeDualPort(t)
-			cfg := relay.DefaultConfig()
-			cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
-			cfg.TLSListen = []string{fmt.Sprintf("[::1]:%d", port)}
-			cfg.TLSCert, cfg.TLSKey = certFile, keyFile
-			cfg.RelayIPs = []string{"127.0.0.1", "::1"}
-			cfg.Realm = testRealm
-			cfg.Users = []string{testUser + ":" + testPass}
-			cfg.AllowLoopbackPeers = true
-			srv, err := relay.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			port, err := freeport.DualStack()
 			if err != nil {
-				t.Fatalf("relay.New: %v", err)
+				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = srv.Close() })
+			relaytest.Start(t, func(cfg *relay.Config) {
+				cfg.TLSListen = []string{fmt.Sprintf("[::1]:%d", port)}
+				cfg.TLSCert, cfg.TLSKey = certFile, keyFile
+			})
 			return fmt.Sprintf("turns:[::1]:%d?transport=tcp", port)
 		},
 	}
-	for _, name := range []string{"coturn", "isthmus"} {
+	names := []string{"isthmus"}
+	if startCoturnWith != nil {
+		names = []string{"coturn", "isthmus"}
+		servers["coturn"] = func(t *testing.T) string {
+			tlsPort, err := freeport.DualStack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			startCoturnWith(t, tlsPort, certFile, keyFile)
+			return fmt.Sprintf("turns:[::1]:%d?transport=tcp", tlsPort)
+		}
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			url := servers[name](t)
 			off := newTestAgent(t, Config{

@@ -19,7 +19,7 @@ import (
 func wantTryAlternate(t *testing.T, c *stunClient, res *stun.Message, want netip.AddrPort, domain string) {
 	t.Helper()
 	if errorCode(res) != int(stun.CodeTryAlternate) {
-		t.Fatalf("Allocate from %s: got %s, want 300 Try Alternate", c.localAddr(), describe(res))
+		t.Fatalf("Allocate from %s: got %s, want 300 Try Alternate", c.LocalAddr(), describe(res))
 	}
 	var as stun.AlternateServer
 	if err := as.GetFrom(res); err != nil {
@@ -38,7 +38,7 @@ func wantTryAlternate(t *testing.T, c *stunClient, res *stun.Message, want netip
 	}
 	// RFC 8489 §14.8: a 300 must carry MESSAGE-INTEGRITY, with the
 	// request's key.
-	if err := stun.NewLongTermIntegrity(c.username, c.realm, c.password).Check(res); err != nil {
+	if err := stun.NewLongTermIntegrity(c.Username, c.Realm, c.Password).Check(res); err != nil {
 		t.Errorf("300 MESSAGE-INTEGRITY: %v", err)
 	}
 }
@@ -52,23 +52,23 @@ func TestAlternateServerWhenDraining(t *testing.T) {
 		c.AlternateDomain = domain
 	})
 	// Before the drain, allocations are served here.
-	c0 := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	c0.mustAllocate()
-	if err := r.srv.Drain(canceledCtx()); err == nil {
+	c0 := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	c0.MustAllocate()
+	if err := r.Server.Drain(canceledCtx()); err == nil {
 		t.Fatal("Drain returned nil with a live allocation and a canceled context")
 	}
 	for _, tc := range []struct {
 		fam, network string
 		want         netip.AddrPort
 	}{{"4", "udp", alt4}, {"6", "udp", alt6}, {"6", "tcp", alt6}, {"4", "tcp", alt4}} {
-		c := dialSTUN(t, tc.network, r.addr(tc.fam), testUser, testPassword)
-		wantTryAlternate(t, c, c.allocate(), tc.want, domain)
+		c := dialSTUN(t, tc.network, r.Addr(tc.fam), testUser, testPassword)
+		wantTryAlternate(t, c, c.Allocate(), tc.want, domain)
 	}
 	// The live allocation is untouched: Refresh still works while draining.
-	if res := c0.request(stun.MethodRefresh, lifetime(600)); res.Type.Class != stun.ClassSuccessResponse {
+	if res := c0.Request(stun.MethodRefresh, lifetime(600)); res.Type.Class != stun.ClassSuccessResponse {
 		t.Errorf("Refresh during drain: %s", describe(res))
 	}
-	if n, _ := r.metricSum(t, []string{"alternate_redirects_total"}, "reason=draining"); n != 4 {
+	if n, _ := r.MetricSum(t, []string{"alternate_redirects_total"}, "reason=draining"); n != 4 {
 		t.Errorf("alternate_redirects_total{reason=draining} = %v, want 4", n)
 	}
 }
@@ -80,37 +80,37 @@ func TestAlternateServerOverQuota(t *testing.T) {
 		c.UserQuota = 1
 		c.MaxAllocations = 2
 	})
-	a1 := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	a1.mustAllocate()
+	a1 := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	a1.MustAllocate()
 	// alice is at her quota: 300 instead of 486 over IPv4 ...
-	a2 := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	wantTryAlternate(t, a2, a2.allocate(), alt4, "")
+	a2 := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	wantTryAlternate(t, a2, a2.Allocate(), alt4, "")
 	// ... and the 486 as before where no alternate of the client's family exists.
-	a3 := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-	if res := a3.allocate(); errorCode(res) != int(stun.CodeAllocQuotaReached) {
+	a3 := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+	if res := a3.Allocate(); errorCode(res) != int(stun.CodeAllocQuotaReached) {
 		t.Errorf("IPv6 client over quota, no IPv6 alternate: got %s, want 486", describe(res))
 	}
 	// max_allocations: a REST user fills the relay; the next one is redirected.
 	bobUser, bobPass := relay.RESTCredential(testSecret, "bob", time.Now().Add(time.Hour))
-	b1 := dialSTUN(t, "udp", r.addr("4"), bobUser, bobPass)
-	b1.mustAllocate()
+	b1 := dialSTUN(t, "udp", r.Addr("4"), bobUser, bobPass)
+	b1.MustAllocate()
 	carolUser, carolPass := relay.RESTCredential(testSecret, "carol", time.Now().Add(time.Hour))
-	b2 := dialSTUN(t, "udp", r.addr("4"), carolUser, carolPass)
-	wantTryAlternate(t, b2, b2.allocate(), alt4, "")
-	if n, _ := r.metricSum(t, []string{"alternate_redirects_total"}, "reason=user"); n != 1 {
+	b2 := dialSTUN(t, "udp", r.Addr("4"), carolUser, carolPass)
+	wantTryAlternate(t, b2, b2.Allocate(), alt4, "")
+	if n, _ := r.MetricSum(t, []string{"alternate_redirects_total"}, "reason=user"); n != 1 {
 		t.Errorf("alternate_redirects_total{reason=user} = %v, want 1", n)
 	}
-	if n, _ := r.metricSum(t, []string{"alternate_redirects_total"}, "reason=total"); n != 1 {
+	if n, _ := r.MetricSum(t, []string{"alternate_redirects_total"}, "reason=total"); n != 1 {
 		t.Errorf("alternate_redirects_total{reason=total} = %v, want 1", n)
 	}
 	// Reload without alternates: back to 508.
 	cfg := testConfig()
 	cfg.UserQuota, cfg.MaxAllocations = 1, 2
-	if err := r.srv.Reload(cfg); err != nil {
+	if err := r.Server.Reload(cfg); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	b3 := dialSTUN(t, "udp", r.addr("4"), carolUser, carolPass)
-	if res := b3.allocate(); errorCode(res) != int(stun.CodeInsufficientCapacity) {
+	b3 := dialSTUN(t, "udp", r.Addr("4"), carolUser, carolPass)
+	if res := b3.Allocate(); errorCode(res) != int(stun.CodeInsufficientCapacity) {
 		t.Errorf("full relay, alternates reloaded away: got %s, want 508", describe(res))
 	}
 }
@@ -148,16 +148,16 @@ func TestInteropUclientFollowsAlternate(t *testing.T) {
 	}
 	second := startRelay(t, nil)
 	first := startRelay(t, func(c *relay.Config) {
-		c.AlternateServers = []string{second.addr("4").String(), second.addr("6").String()}
+		c.AlternateServers = []string{second.Addr("4").String(), second.Addr("6").String()}
 	})
-	if err := first.srv.Drain(context.Background()); err != nil {
+	if err := first.Server.Drain(context.Background()); err != nil {
 		t.Fatalf("Drain: %v", err)
 	}
 	peerPort := startTurnutilsPeer(t)
 	const msgs = 10
 	var argv [][]string
 	for _, fam := range []string{"4", "6"} {
-		srv := first.addr(fam)
+		srv := first.Addr(fam)
 		argv = append(argv, []string{"-v", "-c", "-n", strconv.Itoa(msgs), "-l", "120", "-z", "10",
 			"-u", testUser, "-w", testPassword, "-e", "127.0.0.1", "-r", strconv.Itoa(int(peerPort)),
 			"-p", strconv.Itoa(int(srv.Port())), srv.Addr().String()})
@@ -176,13 +176,13 @@ func TestInteropUclientFollowsAlternate(t *testing.T) {
 			t.Errorf("run %d: sent %d received %d lost %d, want %d %d 0", i, res.sent, res.recv, res.lost, msgs, msgs)
 		}
 	}
-	if n, _ := first.metricSum(t, []string{"alternate_redirects_total"}, "reason=draining"); n < 2 {
+	if n, _ := first.MetricSum(t, []string{"alternate_redirects_total"}, "reason=draining"); n < 2 {
 		t.Errorf("first relay: alternate_redirects_total{reason=draining} = %v, want >= 2", n)
 	}
-	if n, _ := first.metricSum(t, []string{"allocations_created_total"}); n != 0 {
+	if n, _ := first.MetricSum(t, []string{"allocations_created_total"}); n != 0 {
 		t.Errorf("first (draining) relay created %v allocations, want 0", n)
 	}
-	if n, _ := second.metricSum(t, []string{"allocations_created_total"}); n < 2 {
+	if n, _ := second.MetricSum(t, []string{"allocations_created_total"}); n < 2 {
 		t.Errorf("second relay created %v allocations, want >= 2 (one per uclient run)", n)
 	}
 }
@@ -204,14 +204,14 @@ func TestAlternateServerPortsFull(t *testing.T) {
 	})
 	for i := 0; i < 2; i++ {
 		u, p := relay.RESTCredential(testSecret, "fill"+strconv.Itoa(i), time.Now().Add(time.Hour))
-		dialSTUN(t, "udp", r.addr("4"), u, p).mustAllocate()
+		dialSTUN(t, "udp", r.Addr("4"), u, p).MustAllocate()
 	}
-	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	wantTryAlternate(t, c, c.allocate(), alt4, "")
-	if n, _ := r.metricSum(t, []string{"alternate_redirects_total"}, "reason=ports"); n != 1 {
+	c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	wantTryAlternate(t, c, c.Allocate(), alt4, "")
+	if n, _ := r.MetricSum(t, []string{"alternate_redirects_total"}, "reason=ports"); n != 1 {
 		t.Errorf("alternate_redirects_total{reason=ports} = %v, want 1", n)
 	}
 	// An IPv6 relayed address (requested over IPv4) comes from ::1's pool.
-	c6 := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	c6.mustAllocate(requestedFamily(0x02))
+	c6 := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	c6.MustAllocate(requestedFamily(0x02))
 }

@@ -97,7 +97,7 @@ func TestBadInputUDP(t *testing.T) {
 
 	t.Run("malformed and random datagrams", func(t *testing.T) {
 		// An allocation made before the flood must keep working after it.
-		before, err := newPionClient(t, r.addr("6"), turn.RequestedAddressFamilyIPv4, testUser, testPassword)
+		before, err := newPionClient(t, r.Addr("6"), turn.RequestedAddressFamilyIPv4, testUser, testPassword)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,9 +106,9 @@ func TestBadInputUDP(t *testing.T) {
 
 		rng := rand.New(rand.NewPCG(0x15, 0x7a))
 		for _, fam := range []string{"4", "6"} {
-			junk := dialSTUN(t, "udp", r.addr(fam), "", "")
+			junk := dialSTUN(t, "udp", r.Addr(fam), "", "")
 			for name, d := range malformedDatagrams(t) {
-				if err := junk.write(d); err != nil {
+				if err := junk.Write(d); err != nil {
 					t.Fatalf("IPv%s: send %s: %v", fam, name, err)
 				}
 			}
@@ -120,11 +120,11 @@ func TestBadInputUDP(t *testing.T) {
 			big := make([]byte, size)
 			fillRandom(rng, big)
 			big[0] = 0x00 // looks like STUN
-			if err := junk.write(big); err != nil {
+			if err := junk.Write(big); err != nil {
 				t.Fatalf("IPv%s: send %d-byte datagram: %v", fam, len(big), err)
 			}
 			big[0] = 0x40 // looks like ChannelData
-			if err := junk.write(big); err != nil {
+			if err := junk.Write(big); err != nil {
 				t.Fatalf("IPv%s: send %d-byte datagram: %v", fam, len(big), err)
 			}
 			for i := 0; i < randomDatagrams; i++ {
@@ -135,7 +135,7 @@ func TestBadInputUDP(t *testing.T) {
 				} else if len(d) > 0 && i%3 == 1 {
 					d[0] = 0x40 | d[0]&0x0f // force ChannelData
 				}
-				_ = junk.write(d) // loopback may drop when the relay's buffer is full; that is fine
+				_ = junk.Write(d) // loopback may drop when the relay's buffer is full; that is fine
 			}
 			// The same socket then asks for a Binding: it lands on the same
 			// listener socket after the junk, so the relay read all of it.
@@ -145,10 +145,10 @@ func TestBadInputUDP(t *testing.T) {
 		}
 
 		// Bad ChannelData from a client with an allocation and a bound channel.
-		c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-		c.mustAllocate()
+		c := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+		c.MustAllocate()
 		peer := listenPeer(t, "127.0.0.1:0")
-		if res := c.request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(0x4000)); res.Type.Class != stun.ClassSuccessResponse {
+		if res := c.Request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(0x4000)); res.Type.Class != stun.ClassSuccessResponse {
 			t.Fatalf("ChannelBind: %s", describe(res))
 		}
 		for _, d := range [][]byte{
@@ -159,11 +159,11 @@ func TestBadInputUDP(t *testing.T) {
 			append(channelData(0x4000, nil), 0, 0),  // zero length plus padding
 			{0x40, 0x00, 0x00, 0x08, 'x', 'y', 'z'}, // 8 declared, 3 present
 		} {
-			if err := c.write(d); err != nil {
+			if err := c.Write(d); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := c.write(channelData(0x4000, []byte("still-bound"))); err != nil {
+		if err := c.Write(channelData(0x4000, []byte("still-bound"))); err != nil {
 			t.Fatal(err)
 		}
 		// Some of the frames above are valid (a zero-length payload; a length
@@ -183,7 +183,7 @@ func TestBadInputUDP(t *testing.T) {
 
 		exchange(t, before.relayed, peerBefore, 3)
 		for _, fam := range []string{"4", "6"} {
-			after, err := newPionClient(t, r.addr(fam), turn.RequestedAddressFamilyIPv6, testUser, testPassword)
+			after, err := newPionClient(t, r.Addr(fam), turn.RequestedAddressFamilyIPv6, testUser, testPassword)
 			if err != nil {
 				t.Fatalf("new client over IPv%s after the flood: %v", fam, err)
 			}
@@ -191,15 +191,15 @@ func TestBadInputUDP(t *testing.T) {
 		}
 	})
 
-	sum, found := r.metricSum(t, []string{"drop"})
+	sum, found := r.MetricSum(t, []string{"drop"})
 	if !found {
-		t.Errorf("no metric with \"drop\" in its name; the relay must count what it drops (metrics: %v)", r.metricNames(t))
+		t.Errorf("no metric with \"drop\" in its name; the relay must count what it drops (metrics: %v)", r.MetricNames(t))
 	} else if sum == 0 {
 		t.Errorf("drop counters are all 0 after %d malformed datagrams: malformed input was dropped silently", 2*randomDatagrams)
 	}
 	logDropCounters(t, r)
 
-	r.close(t)
+	r.Close(t)
 	assertSettled(t, "after the relay closed", g0, fd0)
 }
 
@@ -216,7 +216,7 @@ func TestBadInputTCP(t *testing.T) {
 		var open []net.Conn
 		dial := func(fam string) net.Conn {
 			t.Helper()
-			c, err := net.DialTimeout("tcp", r.addr(fam).String(), ioTimeout)
+			c, err := net.DialTimeout("tcp", r.Addr(fam).String(), ioTimeout)
 			if err != nil {
 				t.Fatalf("dial TCP IPv%s: %v", fam, err)
 			}
@@ -269,13 +269,13 @@ func TestBadInputTCP(t *testing.T) {
 
 		// With all of that open, others are still served over TCP and UDP.
 		for _, fam := range []string{"4", "6"} {
-			c := dialSTUN(t, "tcp", r.addr(fam), testUser, testPassword)
-			relayed, _ := c.mustAllocate()
+			c := dialSTUN(t, "tcp", r.Addr(fam), testUser, testPassword)
+			relayed, _ := c.MustAllocate()
 			if !relayed.Addr().Is4() {
 				t.Errorf("IPv%s TCP client with stalled streams around: relayed %s, want IPv4", fam, relayed)
 			}
-			c.release()
-			pc, err := newPionClient(t, r.addr(fam), turn.RequestedAddressFamilyIPv4, testUser, testPassword)
+			c.Release()
+			pc, err := newPionClient(t, r.Addr(fam), turn.RequestedAddressFamilyIPv4, testUser, testPassword)
 			if err != nil {
 				t.Fatalf("pion client over IPv%s UDP with stalled TCP streams open: %v", fam, err)
 			}
@@ -287,7 +287,7 @@ func TestBadInputTCP(t *testing.T) {
 	})
 	assertSettled(t, "after the bad TCP streams closed (relay still running)", g1, fd1)
 
-	r.close(t)
+	r.Close(t)
 	assertSettled(t, "after the relay closed", g0, fd0)
 }
 
@@ -337,7 +337,7 @@ func bindingWorks(c *stunClient) error {
 	if err != nil {
 		return err
 	}
-	res, err := c.roundTrip(m)
+	res, err := c.RoundTrip(m)
 	if err != nil {
 		return err
 	}
@@ -348,8 +348,8 @@ func bindingWorks(c *stunClient) error {
 	if err != nil {
 		return err
 	}
-	if mapped != c.localAddr() {
-		return errors.New("Binding: XOR-MAPPED-ADDRESS " + mapped.String() + ", want " + c.localAddr().String())
+	if mapped != c.LocalAddr() {
+		return errors.New("Binding: XOR-MAPPED-ADDRESS " + mapped.String() + ", want " + c.LocalAddr().String())
 	}
 	return nil
 }
@@ -363,7 +363,7 @@ func fillRandom(rng *rand.Rand, b []byte) {
 // logDropCounters logs every drop counter by its labels (for the report).
 func logDropCounters(t *testing.T, r *testRelay) {
 	t.Helper()
-	mfs, err := r.reg.Gather()
+	mfs, err := r.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,12 +429,12 @@ func FuzzRelayDatagram(f *testing.F) {
 	}
 	r := startRelay(f, nil)
 	clients := map[bool]*stunClient{
-		false: dialSTUN(f, "udp", r.addr("4"), "", ""),
-		true:  dialSTUN(f, "udp", r.addr("6"), "", ""),
+		false: dialSTUN(f, "udp", r.Addr("4"), "", ""),
+		true:  dialSTUN(f, "udp", r.Addr("6"), "", ""),
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := clients[len(data)%2 == 1]
-		if err := c.write(data); err != nil {
+		if err := c.Write(data); err != nil {
 			t.Skipf("datagram of %d bytes not sendable: %v", len(data), err)
 		}
 		if err := bindingWorks(c); err != nil {
@@ -464,7 +464,7 @@ func FuzzRelayStream(f *testing.F) {
 	probes := map[string]*probe{}
 	f.Cleanup(func() {
 		for _, p := range probes {
-			_ = p.c.conn.Close()
+			_ = p.c.Conn.Close()
 		}
 	})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -475,16 +475,16 @@ func FuzzRelayStream(f *testing.F) {
 		p := probes[fam]
 		if p == nil || time.Since(p.born) > 10*time.Second {
 			if p != nil {
-				_ = p.c.conn.Close()
+				_ = p.c.Conn.Close()
 			}
-			conn, err := net.DialTimeout("tcp", r.addr(fam).String(), ioTimeout)
+			conn, err := net.DialTimeout("tcp", r.Addr(fam).String(), ioTimeout)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p = &probe{c: &stunClient{t: t, conn: conn, server: conn.RemoteAddr(), pc: turn.NewSTUNConn(conn)}, born: time.Now()}
+			p = &probe{c: &stunClient{T: t, Conn: conn, Server: conn.RemoteAddr(), PC: turn.NewSTUNConn(conn)}, born: time.Now()}
 			probes[fam] = p
 		}
-		c, err := net.DialTimeout("tcp", r.addr(fam).String(), ioTimeout)
+		c, err := net.DialTimeout("tcp", r.Addr(fam).String(), ioTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -91,7 +91,7 @@ func channelLeg(t *testing.T, s *Server, client netaddr.Family, reqFamily byte, 
 	for i := range n {
 		payload := fmt.Appendf(nil, "rtp %d from %s", i, client)
 		frame := append([]byte{0x40, 0x01, 0, byte(len(payload))}, payload...)
-		if _, err := rc.c.WriteTo(frame, rc.server); err != nil {
+		if _, err := rc.c.Write(frame); err != nil {
 			t.Fatal(err)
 		}
 		_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))

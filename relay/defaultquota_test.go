@@ -24,8 +24,8 @@ func TestDefaultUserQuotaLeavesPortsForOthers(t *testing.T) {
 	})
 	got := 0
 	for i := 0; i <= d.UserQuota; i++ {
-		c := dialSTUN(t, "udp", r.addr("4"), "alice", "a")
-		res := c.allocate()
+		c := dialSTUN(t, "udp", r.Addr("4"), "alice", "a")
+		res := c.Allocate()
 		if res.Type.Class == stun.ClassSuccessResponse {
 			got++
 			continue
@@ -38,6 +38,6 @@ func TestDefaultUserQuotaLeavesPortsForOthers(t *testing.T) {
 	if got != d.UserQuota {
 		t.Fatalf("alice got %d allocations with the defaults, want the default user_quota %d", got, d.UserQuota)
 	}
-	bob := dialSTUN(t, "udp", r.addr("4"), "bob", "b")
-	bob.mustAllocate()
+	bob := dialSTUN(t, "udp", r.Addr("4"), "bob", "b")
+	bob.MustAllocate()
 }

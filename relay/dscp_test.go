@@ -15,7 +15,9 @@ import (
 	"github.com/pion/stun/v4"
 	"golang.org/x/sys/unix"
 
+	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 	"github.com/isthmusrelay/isthmus/relay"
+	"github.com/isthmusrelay/isthmus/relay/relaytest"
 )
 
 // setSockInt sets an integer socket option on a net.Conn's descriptor.
@@ -135,8 +137,8 @@ func TestDSCPPreserved(t *testing.T) {
 				t.Skip("raw_send on needs CAP_NET_RAW (run as root)")
 			}
 			r := startRelay(t, func(c *relay.Config) { c.RawSend, c.DSCP = relay.RawSend(tc.rawSend), tc.dscp })
-			if !strings.Contains(r.logs.String(), `"raw_send":`+strconv.FormatBool(tc.rawSend == "on")) {
-				t.Fatalf("data plane not on with raw_send %s:\n%s", tc.rawSend, lastLines(r.logs.String(), 20))
+			if !strings.Contains(r.Logs.String(), `"raw_send":`+strconv.FormatBool(tc.rawSend == "on")) {
+				t.Fatalf("data plane not on with raw_send %s:\n%s", tc.rawSend, relaytest.LastLines(r.Logs.String(), 20))
 			}
 			for _, fam := range []string{"4", "6"} {
 				peerAddr, wantTTL := "127.0.0.1:0", ttl4
@@ -146,19 +148,19 @@ func TestDSCPPreserved(t *testing.T) {
 					fattr = []stun.Setter{requestedFamily(0x02)}
 				}
 				peer := listenMarkedPeer(t, peerAddr)
-				c := dialSTUN(t, "udp", r.addr(fam), testUser, testPassword)
+				c := dialSTUN(t, "udp", r.Addr(fam), testUser, testPassword)
 				if fam == "6" {
-					setSockInt(t, c.conn.(*net.UDPConn), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tc.sent)
+					setSockInt(t, c.Conn.(*net.UDPConn), unix.IPPROTO_IPV6, unix.IPV6_TCLASS, tc.sent)
 				} else {
-					setSockInt(t, c.conn.(*net.UDPConn), unix.IPPROTO_IP, unix.IP_TOS, tc.sent)
+					setSockInt(t, c.Conn.(*net.UDPConn), unix.IPPROTO_IP, unix.IP_TOS, tc.sent)
 				}
-				c.mustAllocate(fattr...)
-				if res := c.request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(0x4000)); res.Type.Class != stun.ClassSuccessResponse {
+				c.MustAllocate(fattr...)
+				if res := c.Request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(0x4000)); res.Type.Class != stun.ClassSuccessResponse {
 					t.Fatalf("ChannelBind: %s", describe(res))
 				}
 				for i := 0; i < 3; i++ {
 					msg := []byte("rtp-" + fam + "-" + strconv.Itoa(i))
-					if err := c.write(channelData(0x4000, msg)); err != nil {
+					if err := c.Write(channelData(0x4000, msg)); err != nil {
 						t.Fatal(err)
 					}
 					got, tos, ttl := peer.read(t)
@@ -220,15 +222,15 @@ func TestDSCPPeerToClient(t *testing.T) {
 				} else {
 					setSockInt(t, peer.conn, unix.IPPROTO_IP, unix.IP_TOS, tc.sent)
 				}
-				c := dialSTUN(t, "udp", r.addr(fam), testUser, testPassword)
-				client := &markedPeer{conn: c.conn.(*net.UDPConn), v6: fam == "6"}
+				c := dialSTUN(t, "udp", r.Addr(fam), testUser, testPassword)
+				client := &markedPeer{conn: c.Conn.(*net.UDPConn), v6: fam == "6"}
 				if fam == "6" {
 					setSockInt(t, client.conn, unix.IPPROTO_IPV6, unix.IPV6_RECVTCLASS, 1)
 				} else {
 					setSockInt(t, client.conn, unix.IPPROTO_IP, unix.IP_RECVTOS, 1)
 				}
-				relayed, _ := c.mustAllocate(fattr...)
-				if res := c.request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(0x4000)); res.Type.Class != stun.ClassSuccessResponse {
+				relayed, _ := c.MustAllocate(fattr...)
+				if res := c.Request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(0x4000)); res.Type.Class != stun.ClassSuccessResponse {
 					t.Fatalf("ChannelBind: %s", describe(res))
 				}
 				for i := 0; i < 3; i++ {
@@ -263,13 +265,13 @@ func TestDSCPForcedOnTCP(t *testing.T) {
 	}
 	r := startRelay(t, func(c *relay.Config) { c.DSCP = 46 })
 	for _, fam := range []string{"4", "6"} {
-		srv := r.addr(fam)
+		srv := r.Addr(fam)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		// -c 4: SYN-ACK, the challenge, the allocation's answer and an ACK
 		// at least, all from the relay's port.
 		cmd := exec.CommandContext(ctx, "tcpdump", "-i", "lo", "-n", "-v", "-l", "-c", "4",
 			"tcp and src port "+strconv.Itoa(int(srv.Port()))+" and src host "+srv.Addr().String())
-		var out, errb lockedBuffer
+		var out, errb lockedbuf.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Start(); err != nil {
 			cancel()
@@ -281,7 +283,7 @@ func TestDSCPForcedOnTCP(t *testing.T) {
 			t.Fatalf("tcpdump did not start: %s", errb.String())
 		}
 		c := dialSTUN(t, "tcp", srv, testUser, testPassword)
-		c.mustAllocate()
+		c.MustAllocate()
 		err := cmd.Wait()
 		cancel()
 		if err != nil {

@@ -48,7 +48,7 @@ func TestInteropCoturnDualAllocation(t *testing.T) {
 	}
 	argv := make([][]string, len(cases))
 	for i, tc := range cases {
-		srv := r.addr(tc.server)
+		srv := r.Addr(tc.server)
 		args := []string{"-v", "-n", strconv.Itoa(msgs), "-l", "120", "-z", "10",
 			"-p", strconv.Itoa(int(srv.Port())), "-u", testUser, "-w", testPassword}
 		args = append(args, tc.flags...)

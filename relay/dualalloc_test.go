@@ -85,8 +85,8 @@ type dualSession struct {
 
 func newDualSession(t *testing.T, r *testRelay, network, clientFam string) *dualSession {
 	t.Helper()
-	c := dialSTUN(t, network, r.addr(clientFam), testUser, testPassword)
-	res := c.allocate(additionalFamily(attrAAF, famIPv6))
+	c := dialSTUN(t, network, r.Addr(clientFam), testUser, testPassword)
+	res := c.Allocate(additionalFamily(attrAAF, famIPv6))
 	if res.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("Allocate with ADDITIONAL-ADDRESS-FAMILY: %s", describe(res))
 	}
@@ -121,7 +121,7 @@ func expectAtPeer(t *testing.T, p *udpPeer, payload string, from netip.AddrPort)
 // expectData waits for a Data indication from peer carrying payload.
 func (s *dualSession) expectData(peer netip.AddrPort, payload string) {
 	s.t.Helper()
-	b := s.c.readMessage(s.t, func(b []byte) bool { return stun.IsMessage(b) })
+	b := s.c.ReadMessage(s.t, func(b []byte) bool { return stun.IsMessage(b) })
 	msg := &stun.Message{Raw: b}
 	if err := msg.Decode(); err != nil {
 		s.t.Fatal(err)
@@ -137,7 +137,7 @@ func (s *dualSession) expectData(peer netip.AddrPort, payload string) {
 // expectChannel waits for ChannelData on ch carrying payload.
 func (s *dualSession) expectChannel(ch uint16, payload string) {
 	s.t.Helper()
-	b := s.c.readMessage(s.t, func(b []byte) bool { return len(b) >= 4 && b[0]&0xC0 == 0x40 })
+	b := s.c.ReadMessage(s.t, func(b []byte) bool { return len(b) >= 4 && b[0]&0xC0 == 0x40 })
 	num, got, err := parseChannelData(b)
 	if err != nil || num != ch || string(got) != payload {
 		s.t.Fatalf("RFC8656 12.6: got ChannelData 0x%04x %q (%v), want 0x%04x %q", num, got, err, ch, payload)
@@ -149,7 +149,7 @@ func (s *dualSession) expectChannel(ch uint16, payload string) {
 
 func (s *dualSession) mustSucceed(method stun.Method, attrs ...stun.Setter) *stun.Message {
 	s.t.Helper()
-	res := s.c.request(method, attrs...)
+	res := s.c.Request(method, attrs...)
 	if res.Type.Class != stun.ClassSuccessResponse {
 		s.t.Fatalf("%v: got %s, want success", method, describe(res))
 	}
@@ -162,9 +162,9 @@ func (s *dualSession) exerciseBothFamilies() {
 	t := s.t
 	// One CreatePermission with a peer of each family (RFC 8656 §9.1).
 	s.mustSucceed(stun.MethodCreatePermission, peerAddress(s.p4.addr()), peerAddress(s.p6.addr()))
-	s.c.indication(stun.MethodSend, peerAddress(s.p6.addr()), dataAttr([]byte("send-6")))
+	s.c.Indication(stun.MethodSend, peerAddress(s.p6.addr()), dataAttr([]byte("send-6")))
 	expectAtPeer(t, s.p6, "send-6", s.r6)
-	s.c.indication(stun.MethodSend, peerAddress(s.p4.addr()), dataAttr([]byte("send-4")))
+	s.c.Indication(stun.MethodSend, peerAddress(s.p4.addr()), dataAttr([]byte("send-4")))
 	expectAtPeer(t, s.p4, "send-4", s.r4)
 	if _, err := s.p6.conn.WriteToUDPAddrPort([]byte("data-6"), s.r6); err != nil {
 		t.Fatal(err)
@@ -179,23 +179,23 @@ func (s *dualSession) exerciseBothFamilies() {
 	const ch4, ch6 = 0x4001, 0x4002
 	s.mustSucceed(stun.MethodChannelBind, peerAddress(s.p6.addr()), channelNumber(ch6))
 	s.mustSucceed(stun.MethodChannelBind, peerAddress(s.p4.addr()), channelNumber(ch4))
-	if res := s.c.request(stun.MethodChannelBind, peerAddress(s.p4.addr()), channelNumber(ch6)); errorCode(res) != 400 {
+	if res := s.c.Request(stun.MethodChannelBind, peerAddress(s.p4.addr()), channelNumber(ch6)); errorCode(res) != 400 {
 		t.Errorf("RFC8656 12.2: IPv6 peer's channel rebound to an IPv4 peer: got %s, want 400", describe(res))
 	}
-	if res := s.c.request(stun.MethodChannelBind, peerAddress(s.p6.addr()), channelNumber(ch4)); errorCode(res) != 400 {
+	if res := s.c.Request(stun.MethodChannelBind, peerAddress(s.p6.addr()), channelNumber(ch4)); errorCode(res) != 400 {
 		t.Errorf("RFC8656 12.2: IPv4 peer's channel rebound to an IPv6 peer: got %s, want 400", describe(res))
 	}
-	if res := s.c.request(stun.MethodChannelBind, peerAddress(s.p6.addr()), channelNumber(0x4003)); errorCode(res) != 400 {
+	if res := s.c.Request(stun.MethodChannelBind, peerAddress(s.p6.addr()), channelNumber(0x4003)); errorCode(res) != 400 {
 		t.Errorf("RFC8656 12.2: IPv6 peer bound to a second channel: got %s, want 400", describe(res))
 	}
 	// Refreshing a binding is a success.
 	s.mustSucceed(stun.MethodChannelBind, peerAddress(s.p6.addr()), channelNumber(ch6))
 
-	if err := s.c.write(s.channelData(ch6, []byte("chan-6"))); err != nil {
+	if err := s.c.Write(s.channelData(ch6, []byte("chan-6"))); err != nil {
 		t.Fatal(err)
 	}
 	expectAtPeer(t, s.p6, "chan-6", s.r6)
-	if err := s.c.write(s.channelData(ch4, []byte("chan-4"))); err != nil {
+	if err := s.c.Write(s.channelData(ch4, []byte("chan-4"))); err != nil {
 		t.Fatal(err)
 	}
 	expectAtPeer(t, s.p4, "chan-4", s.r4)
@@ -230,11 +230,11 @@ func TestDualAllocation(t *testing.T) {
 			})
 			s := newDualSession(t, r, tc.network, tc.client)
 			s.exerciseBothFamilies()
-			if n := r.srv.Allocations(); n != 1 {
+			if n := r.Server.Allocations(); n != 1 {
 				t.Errorf("Allocations() = %d, want 1 (a dual allocation is one allocation)", n)
 			}
-			s.c.release()
-			waitAllocations(t, r.srv, 0)
+			s.c.Release()
+			waitAllocations(t, r.Server, 0)
 			for _, ap := range []netip.AddrPort{s.r4, s.r6} {
 				waitPortFree(t, ap)
 			}
@@ -246,8 +246,8 @@ func TestDualAllocation(t *testing.T) {
 func TestDualAllocationDraftCodePoint(t *testing.T) {
 	t.Parallel()
 	r := startRelay(t, nil)
-	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	res := c.allocate(additionalFamily(attrAAFDraft, famIPv6))
+	c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	res := c.Allocate(additionalFamily(attrAAFDraft, famIPv6))
 	if res.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("Allocate with 0x8032: %s", describe(res))
 	}
@@ -258,17 +258,17 @@ func TestDualAllocationDraftCodePoint(t *testing.T) {
 	}
 
 	// RFC 8489 §6.3.1: a retransmission gets the same two addresses.
-	c2 := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-	c2.allocate(requestedFamily(0x07)) // learns a nonce (440)
-	m, err := c2.build(stun.MethodAllocate, requestedTransportUDP(), additionalFamily(attrAAF, famIPv6))
+	c2 := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+	c2.Allocate(requestedFamily(0x07)) // learns a nonce (440)
+	m, err := c2.Build(stun.MethodAllocate, requestedTransportUDP(), additionalFamily(attrAAF, famIPv6))
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := c2.roundTrip(m)
+	first, err := c2.RoundTrip(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := c2.roundTrip(m)
+	again, err := c2.RoundTrip(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,15 +298,15 @@ func TestDualAllocationRejects(t *testing.T) {
 		{"unknown family", []stun.Setter{additionalFamily(attrAAF, 0x03)}, codeFamilyMissing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-			if res := c.allocate(tc.attrs...); errorCode(res) != tc.want {
+			c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+			if res := c.Allocate(tc.attrs...); errorCode(res) != tc.want {
 				t.Errorf("got %s, want %d", describe(res), tc.want)
 			}
 		})
 	}
 	// EVEN-PORT without R is fine: the IPv4 half gets the even port.
-	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	res := c.allocate(evenPort(false), additionalFamily(attrAAF, famIPv6))
+	c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	res := c.Allocate(evenPort(false), additionalFamily(attrAAF, famIPv6))
 	if res.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("EVEN-PORT (R=0) with ADDITIONAL-ADDRESS-FAMILY: %s", describe(res))
 	}
@@ -332,8 +332,8 @@ func TestDualAllocationOneFamily(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startRelay(t, tc.mutate)
-			c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-			res := c.allocate(additionalFamily(tc.aaf, famIPv6))
+			c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+			res := c.Allocate(additionalFamily(tc.aaf, famIPv6))
 			if res.Type.Class != stun.ClassSuccessResponse {
 				t.Fatalf("got %s, want success with one relayed address", describe(res))
 			}
@@ -377,17 +377,17 @@ func TestDualRefreshPerFamily(t *testing.T) {
 		}
 		waitPortFree(t, s.r6)
 		// The IPv4 half lives on; the IPv6 family is gone.
-		s.c.indication(stun.MethodSend, peerAddress(s.p4.addr()), dataAttr([]byte("still-4")))
+		s.c.Indication(stun.MethodSend, peerAddress(s.p4.addr()), dataAttr([]byte("still-4")))
 		expectAtPeer(t, s.p4, "still-4", s.r4)
-		if res := s.c.request(stun.MethodRefresh, requestedFamily(famIPv6)); errorCode(res) != codePeerMismatch {
+		if res := s.c.Request(stun.MethodRefresh, requestedFamily(famIPv6)); errorCode(res) != codePeerMismatch {
 			t.Errorf("Refresh IPv6 after its deletion: got %s, want 443", describe(res))
 		}
-		if res := s.c.request(stun.MethodCreatePermission, peerAddress(s.p6.addr())); errorCode(res) != codePeerMismatch {
+		if res := s.c.Request(stun.MethodCreatePermission, peerAddress(s.p6.addr())); errorCode(res) != codePeerMismatch {
 			t.Errorf("CreatePermission IPv6 after its deletion: got %s, want 443", describe(res))
 		}
 		s.mustSucceed(stun.MethodRefresh, requestedFamily(famIPv4), lifetime(300))
-		s.c.release()
-		waitAllocations(t, r.srv, 0)
+		s.c.Release()
+		waitAllocations(t, r.Server, 0)
 	})
 	t.Run("delete IPv4 half", func(t *testing.T) {
 		r := startRelay(t, nil)
@@ -398,8 +398,8 @@ func TestDualRefreshPerFamily(t *testing.T) {
 		if _, err := s.p4.conn.WriteToUDPAddrPort([]byte("to-dead-4"), s.r4); err != nil {
 			t.Fatal(err)
 		}
-		s.c.indication(stun.MethodSend, peerAddress(s.p4.addr()), dataAttr([]byte("dead-4")))
-		s.c.indication(stun.MethodSend, peerAddress(s.p6.addr()), dataAttr([]byte("alive-6")))
+		s.c.Indication(stun.MethodSend, peerAddress(s.p4.addr()), dataAttr([]byte("dead-4")))
+		s.c.Indication(stun.MethodSend, peerAddress(s.p6.addr()), dataAttr([]byte("alive-6")))
 		expectAtPeer(t, s.p6, "alive-6", s.r6)
 		if _, err := s.p6.conn.WriteToUDPAddrPort([]byte("data-6"), s.r6); err != nil {
 			t.Fatal(err)
@@ -421,7 +421,7 @@ func TestDualRefreshPerFamily(t *testing.T) {
 			{"CreatePermission IPv4", stun.MethodCreatePermission, []stun.Setter{peerAddress(s.p4.addr())}},
 			{"ChannelBind IPv4", stun.MethodChannelBind, []stun.Setter{peerAddress(s.p4.addr()), channelNumber(0x4100)}},
 		} {
-			if res := s.c.request(tc.method, tc.attrs...); errorCode(res) != codePeerMismatch {
+			if res := s.c.Request(tc.method, tc.attrs...); errorCode(res) != codePeerMismatch {
 				t.Errorf("%s after the IPv4 half's deletion: got %s, want 443", tc.name, describe(res))
 			}
 		}
@@ -435,7 +435,7 @@ func TestDualRefreshPerFamily(t *testing.T) {
 		}
 		// Deleting the last half ends the allocation.
 		s.mustSucceed(stun.MethodRefresh, requestedFamily(famIPv6), lifetime(0))
-		waitAllocations(t, r.srv, 0)
+		waitAllocations(t, r.Server, 0)
 		waitPortFree(t, s.r4)
 		waitPortFree(t, s.r6)
 	})
@@ -461,8 +461,8 @@ func TestDualAllocationCleanup(t *testing.T) {
 	// One allocation first, so that lazily started machinery is counted in
 	// the baseline.
 	warm := newDualSession(t, r, "udp", "4")
-	warm.c.release()
-	waitAllocations(t, r.srv, 0)
+	warm.c.Release()
+	waitAllocations(t, r.Server, 0)
 	fds, goroutines := openFDs(t), runtime.NumGoroutine()
 	const rounds = 20
 	for i := range rounds {
@@ -470,19 +470,19 @@ func TestDualAllocationCleanup(t *testing.T) {
 		s.mustSucceed(stun.MethodCreatePermission, peerAddress(s.p6.addr()))
 		switch i % 3 {
 		case 0:
-			s.c.release()
+			s.c.Release()
 		case 1: // the IPv6 half first, then the rest
 			s.mustSucceed(stun.MethodRefresh, requestedFamily(famIPv6), lifetime(0))
-			s.c.release()
+			s.c.Release()
 		case 2: // the IPv4 half first, then the IPv6 half
 			s.mustSucceed(stun.MethodRefresh, requestedFamily(famIPv4), lifetime(0))
 			s.mustSucceed(stun.MethodRefresh, requestedFamily(famIPv6), lifetime(0))
 		}
-		_ = s.c.conn.Close()
+		_ = s.c.Conn.Close()
 		_ = s.p4.conn.Close()
 		_ = s.p6.conn.Close()
 	}
-	waitAllocations(t, r.srv, 0)
+	waitAllocations(t, r.Server, 0)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		f, g := openFDs(t), runtime.NumGoroutine()

@@ -99,7 +99,7 @@ func TestAcceptRecoversFromEMFILE(t *testing.T) {
 	}
 	waitLine("ready: ok", 10*time.Second)
 	c := dialSTUN(t, "tcp", netip.MustParseAddrPort(addr), testUser, testPassword)
-	c.mustAllocate()
+	c.MustAllocate()
 }
 
 // emfileChild runs the relay with few spare descriptors and prints its TCP
@@ -122,7 +122,7 @@ func emfileChild(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("addr %s\n", r.addr("4"))
+	fmt.Printf("addr %s\n", r.Addr("4"))
 	stop := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -132,7 +132,7 @@ func emfileChild(t *testing.T) {
 		case <-stop:
 			return
 		case <-tick.C:
-			if err := r.srv.Ready(); err != nil {
+			if err := r.Server.Ready(); err != nil {
 				fmt.Printf("ready: %v\n", err)
 			} else {
 				fmt.Println("ready: ok")

@@ -31,8 +31,8 @@ func TestStreamLengthWrapFrames(t *testing.T) {
 		c.TLSCert, c.TLSKey = certFile, keyFile
 	})
 	tlsAddrs := map[string]netip.AddrPort{}
-	for _, ap := range r.srv.ListenAddrs() {
-		if ap.Port() != r.v4.Port() && ap.Port() != r.v6.Port() {
+	for _, ap := range r.Server.ListenAddrs() {
+		if ap.Port() != r.V4.Port() && ap.Port() != r.V6.Port() {
 			if ap.Addr().Is4() {
 				tlsAddrs["4"] = ap
 			} else {
@@ -41,7 +41,7 @@ func TestStreamLengthWrapFrames(t *testing.T) {
 		}
 	}
 	if len(tlsAddrs) != 2 {
-		t.Fatalf("no TLS listener of each family in %v", r.srv.ListenAddrs())
+		t.Fatalf("no TLS listener of each family in %v", r.Server.ListenAddrs())
 	}
 	dial := func(t *testing.T, transport, fam string) net.Conn {
 		t.Helper()
@@ -51,7 +51,7 @@ func TestStreamLengthWrapFrames(t *testing.T) {
 			c, err = tls.DialWithDialer(&net.Dialer{Timeout: ioTimeout}, "tcp", tlsAddrs[fam].String(),
 				&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 		} else {
-			c, err = net.DialTimeout("tcp", r.addr(fam).String(), ioTimeout)
+			c, err = net.DialTimeout("tcp", r.Addr(fam).String(), ioTimeout)
 		}
 		if err != nil {
 			t.Fatalf("dial %s IPv%s: %v", transport, fam, err)
@@ -59,7 +59,7 @@ func TestStreamLengthWrapFrames(t *testing.T) {
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	before, _ := r.metricSum(t, []string{"stream_closes_total"})
+	before, _ := r.MetricSum(t, []string{"stream_closes_total"})
 	sent := 0
 	for _, transport := range []string{"tcp", "tls"} {
 		for _, fam := range []string{"4", "6"} {
@@ -72,9 +72,9 @@ func TestStreamLengthWrapFrames(t *testing.T) {
 					t.Run(label, func(t *testing.T) {
 						c := dial(t, transport, fam)
 						if authed {
-							sc := &stunClient{t: t, conn: c, username: testUser, password: testPassword, server: c.RemoteAddr()}
-							sc.pc = streamPacketConn{c}
-							sc.mustAllocate()
+							sc := &stunClient{T: t, Conn: c, Username: testUser, Password: testPassword, Server: c.RemoteAddr()}
+							sc.PC = streamPacketConn{c}
+							sc.MustAllocate()
 						}
 						if _, err := c.Write(frame); err != nil {
 							t.Fatal(err)
@@ -85,10 +85,10 @@ func TestStreamLengthWrapFrames(t *testing.T) {
 						}
 						// Everyone else is still served, over every transport.
 						for _, f := range []string{"4", "6"} {
-							if err := bindingWorks(dialSTUN(t, "tcp", r.addr(f), "", "")); err != nil {
+							if err := bindingWorks(dialSTUN(t, "tcp", r.Addr(f), "", "")); err != nil {
 								t.Fatalf("TCP Binding over IPv%s after the frame: %v", f, err)
 							}
-							if err := bindingWorks(dialSTUN(t, "udp", r.addr(f), "", "")); err != nil {
+							if err := bindingWorks(dialSTUN(t, "udp", r.Addr(f), "", "")); err != nil {
 								t.Fatalf("UDP Binding over IPv%s after the frame: %v", f, err)
 							}
 						}
@@ -97,7 +97,7 @@ func TestStreamLengthWrapFrames(t *testing.T) {
 			}
 		}
 	}
-	after, _ := r.waitMetric(t, func(v float64) bool { return v >= before+float64(sent) }, []string{"stream_closes_total"})
+	after, _ := r.WaitMetric(t, func(v float64) bool { return v >= before+float64(sent) }, []string{"stream_closes_total"})
 	if after < before+float64(sent) {
 		t.Errorf("stream_closes_total rose by %v, want %d (one per closed connection)", after-before, sent)
 	}
@@ -144,32 +144,32 @@ func readFull(c net.Conn, b []byte) (int, error) {
 func TestNonceBoundToFiveTuple(t *testing.T) {
 	r := startRelay(t, nil)
 	for _, fam := range []string{"4", "6"} {
-		victim := dialSTUN(t, "udp", r.addr(fam), testUser, testPassword)
-		victim.mustAllocate()
-		captured, err := victim.build(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("127.0.0.2:9")))
+		victim := dialSTUN(t, "udp", r.Addr(fam), testUser, testPassword)
+		victim.MustAllocate()
+		captured, err := victim.Build(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("127.0.0.2:9")))
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := victim.roundTrip(captured)
+		res, err := victim.RoundTrip(captured)
 		if err != nil || res.Type.Class != stun.ClassSuccessResponse {
 			t.Fatalf("IPv%s: the victim's own CreatePermission: %v %s", fam, err, describe(res))
 		}
 		for _, network := range []string{"udp", "tcp"} {
-			attacker := dialSTUN(t, network, r.addr(fam), "", "")
-			res, err := attacker.roundTrip(captured)
+			attacker := dialSTUN(t, network, r.Addr(fam), "", "")
+			res, err := attacker.RoundTrip(captured)
 			if err != nil {
 				t.Fatalf("IPv%s %s replay: %v", fam, network, err)
 			}
 			if got := errorCode(res); got != int(stun.CodeStaleNonce) {
-				t.Errorf("IPv%s: CreatePermission replayed over %s from %s: got %s, want 438", fam, network, attacker.localAddr(), describe(res))
+				t.Errorf("IPv%s: CreatePermission replayed over %s from %s: got %s, want 438", fam, network, attacker.LocalAddr(), describe(res))
 			}
 			var nonce stun.Nonce
-			if nonce.GetFrom(res) != nil || string(nonce) == string(victim.nonce) {
+			if nonce.GetFrom(res) != nil || string(nonce) == string(victim.Nonce) {
 				t.Errorf("IPv%s %s: 438 must carry a fresh nonce, got %q", fam, network, nonce)
 			}
 		}
 		// The victim's nonce still works for the victim.
-		if res := victim.request(stun.MethodRefresh, lifetime(300)); res.Type.Class != stun.ClassSuccessResponse {
+		if res := victim.Request(stun.MethodRefresh, lifetime(300)); res.Type.Class != stun.ClassSuccessResponse {
 			t.Errorf("IPv%s: victim's Refresh after the replays: %s", fam, describe(res))
 		}
 	}
@@ -182,11 +182,11 @@ func TestRequestConformance(t *testing.T) {
 		c.Users = append(c.Users, "bob:bob-pass")
 		c.AllowPeers = []string{"2001:db8::/32"} // permissions only: nothing is sent there
 	})
-	server := r.addr("6")
+	server := r.Addr("6")
 
 	t.Run("RFC8656 7.2: Allocate LIFETIME 0 gets the default lifetime", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, testUser, testPassword)
-		_, res := c.mustAllocate(lifetime(0))
+		_, res := c.MustAllocate(lifetime(0))
 		v, err := res.Get(stun.AttrLifetime)
 		if err != nil || binary.BigEndian.Uint32(v) != 600 {
 			t.Errorf("LIFETIME in the answer = %x (%v), want 600 s", v, err)
@@ -194,44 +194,44 @@ func TestRequestConformance(t *testing.T) {
 	})
 	t.Run("RFC8656 7.3: Refresh without an allocation gets 437", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, testUser, testPassword)
-		expectError(t, c.request(stun.MethodRefresh, lifetime(600)), stun.CodeAllocMismatch, "Allocation Mismatch")
+		expectError(t, c.Request(stun.MethodRefresh, lifetime(600)), stun.CodeAllocMismatch, "Allocation Mismatch")
 	})
 	t.Run("RFC8656 9.2: CreatePermission without an allocation gets 437", func(t *testing.T) {
 		c := dialSTUN(t, "tcp", server, testUser, testPassword)
-		expectError(t, c.request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("127.0.0.2:9"))), stun.CodeAllocMismatch, "Allocation Mismatch")
+		expectError(t, c.Request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("127.0.0.2:9"))), stun.CodeAllocMismatch, "Allocation Mismatch")
 	})
 	t.Run("RFC8656 7.3: a request signed by another user gets 441", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, testUser, testPassword)
-		c.mustAllocate()
-		c.username, c.password = "bob", "bob-pass"
-		expectError(t, c.request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("127.0.0.2:9"))), stun.CodeWrongCredentials, "Wrong Credentials")
-		expectError(t, c.request(stun.MethodRefresh, lifetime(0)), stun.CodeWrongCredentials, "Wrong Credentials")
+		c.MustAllocate()
+		c.Username, c.Password = "bob", "bob-pass"
+		expectError(t, c.Request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("127.0.0.2:9"))), stun.CodeWrongCredentials, "Wrong Credentials")
+		expectError(t, c.Request(stun.MethodRefresh, lifetime(0)), stun.CodeWrongCredentials, "Wrong Credentials")
 	})
 	t.Run("RFC8489 14.3: a USERNAME of 513 bytes gets 400", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, strings.Repeat("u", 513), "x")
-		c.realm, c.nonce = testRealm, []byte("0")
-		expectError(t, c.request(stun.MethodAllocate, requestedTransportUDP()), stun.CodeBadRequest, "Bad Request")
+		c.Realm, c.Nonce = testRealm, []byte("0")
+		expectError(t, c.Request(stun.MethodAllocate, requestedTransportUDP()), stun.CodeBadRequest, "Bad Request")
 	})
 	t.Run("RFC8656 14.2: a 2-byte LIFETIME gets 400", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, testUser, testPassword)
-		expectError(t, c.allocate(attr(stun.AttrLifetime, 0, 1)), stun.CodeBadRequest, "Bad Request")
+		expectError(t, c.Allocate(attr(stun.AttrLifetime, 0, 1)), stun.CodeBadRequest, "Bad Request")
 	})
 	t.Run("RFC8489 14.2: a truncated XOR-PEER-ADDRESS gets 400", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, testUser, testPassword)
-		c.mustAllocate()
-		expectError(t, c.request(stun.MethodCreatePermission, attr(stun.AttrXORPeerAddress, 0, 1, 0x12, 0x34, 1)), stun.CodeBadRequest, "Bad Request")
+		c.MustAllocate()
+		expectError(t, c.Request(stun.MethodCreatePermission, attr(stun.AttrXORPeerAddress, 0, 1, 0x12, 0x34, 1)), stun.CodeBadRequest, "Bad Request")
 	})
 	t.Run("RFC8489 7.3: a Binding with a bad FINGERPRINT is discarded", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, "", "")
-		m, err := c.build(stun.MethodBinding)
+		m, err := c.Build(stun.MethodBinding)
 		if err != nil {
 			t.Fatal(err)
 		}
 		m.Raw[len(m.Raw)-1] ^= 0xff
-		if err := c.write(m.Raw); err != nil {
+		if err := c.Write(m.Raw); err != nil {
 			t.Fatal(err)
 		}
-		if b, err := c.read(time.Now().Add(300 * time.Millisecond)); err == nil {
+		if b, err := c.Read(time.Now().Add(300 * time.Millisecond)); err == nil {
 			t.Fatalf("answered a bad FINGERPRINT with %d bytes", len(b))
 		}
 		if err := bindingWorks(c); err != nil {
@@ -240,10 +240,10 @@ func TestRequestConformance(t *testing.T) {
 	})
 	t.Run("reason phrases: 403 Forbidden IP, and pion's own 443", func(t *testing.T) {
 		c := dialSTUN(t, "udp", server, testUser, testPassword)
-		c.mustAllocate()
-		expectError(t, c.request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("10.0.0.1:9"))), stun.CodeForbidden, "Forbidden IP")
+		c.MustAllocate()
+		expectError(t, c.Request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("10.0.0.1:9"))), stun.CodeForbidden, "Forbidden IP")
 		// An IPv6 peer on an IPv4 allocation: pion answers this one.
-		expectError(t, c.request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("[2001:db8::5]:9"))), stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
+		expectError(t, c.Request(stun.MethodCreatePermission, peerAddress(netip.MustParseAddrPort("[2001:db8::5]:9"))), stun.CodePeerAddrFamilyMismatch, "Peer Address Family Mismatch")
 	})
 }
 
@@ -266,21 +266,21 @@ func expectError(t *testing.T, res *stun.Message, code stun.ErrorCode, reason st
 // another user, are still served.
 func TestWrongPasswordThrottle(t *testing.T) {
 	r := startRelay(t, func(c *relay.Config) { c.Users = append(c.Users, "bob:bob-pass") })
-	guesser := dialSTUN(t, "udp", r.addr("4"), "bob", "guess")
-	if res := guesser.allocate(); errorCode(res) != int(stun.CodeUnauthorized) {
+	guesser := dialSTUN(t, "udp", r.Addr("4"), "bob", "guess")
+	if res := guesser.Allocate(); errorCode(res) != int(stun.CodeUnauthorized) {
 		t.Fatalf("first wrong password: %s, want 401", describe(res))
 	}
 	// One transmission per guess, no retransmissions: a guesser's rate.
 	answered, dropped := 0, 0
 	for i := 0; i < 25; i++ {
-		m, err := guesser.build(stun.MethodAllocate, requestedTransportUDP())
+		m, err := guesser.Build(stun.MethodAllocate, requestedTransportUDP())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := guesser.write(m.Raw); err != nil {
+		if err := guesser.Write(m.Raw); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := guesser.read(time.Now().Add(100 * time.Millisecond)); err == nil {
+		if _, err := guesser.Read(time.Now().Add(100 * time.Millisecond)); err == nil {
 			answered++
 		} else {
 			dropped++
@@ -290,11 +290,11 @@ func TestWrongPasswordThrottle(t *testing.T) {
 	if answered > 12 || dropped < 10 {
 		t.Errorf("%d wrong passwords answered and %d dropped in about 2.5 s, want at most 12 answered", answered, dropped)
 	}
-	if v, _ := r.metricSum(t, []string{"auth_failures_total"}, "reason=throttled"); v == 0 {
+	if v, _ := r.MetricSum(t, []string{"auth_failures_total"}, "reason=throttled"); v == 0 {
 		t.Error("auth_failures_total{reason=throttled} did not count the dropped guesses")
 	}
-	alice := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	alice.mustAllocate()
+	alice := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	alice.MustAllocate()
 }
 
 // Unauthenticated TCP connections past the per-source cap are closed at
@@ -303,14 +303,14 @@ func TestUnauthStreamCap(t *testing.T) {
 	r := startRelay(t, func(c *relay.Config) { c.MaxUnauthStreamsPerSource = 3 })
 	var kept []net.Conn
 	for i := 0; i < 3; i++ {
-		c, err := net.DialTimeout("tcp", r.addr("4").String(), ioTimeout)
+		c, err := net.DialTimeout("tcp", r.Addr("4").String(), ioTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = c.Close() })
 		kept = append(kept, c)
 	}
-	extra, err := net.DialTimeout("tcp", r.addr("4").String(), ioTimeout)
+	extra, err := net.DialTimeout("tcp", r.Addr("4").String(), ioTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,14 +318,14 @@ func TestUnauthStreamCap(t *testing.T) {
 	if err := expectEOF(extra); err != nil {
 		t.Fatalf("4th unauthenticated connection from one source: %v, want closed", err)
 	}
-	if _, ok := r.waitMetric(t, func(v float64) bool { return v >= 1 }, []string{"stream_closes_total"}, "reason=unauthenticated_limit"); !ok {
+	if _, ok := r.WaitMetric(t, func(v float64) bool { return v >= 1 }, []string{"stream_closes_total"}, "reason=unauthenticated_limit"); !ok {
 		t.Error("stream_closes_total{reason=unauthenticated_limit} missing")
 	}
 	// A kept one still works, and once it has authenticated it no longer
 	// counts, so a new connection is admitted.
-	sc := &stunClient{t: t, conn: kept[0], username: testUser, password: testPassword, server: kept[0].RemoteAddr(), pc: streamPacketConn{kept[0]}}
-	sc.mustAllocate()
-	fresh := dialSTUN(t, "tcp", r.addr("4"), "", "")
+	sc := &stunClient{T: t, Conn: kept[0], Username: testUser, Password: testPassword, Server: kept[0].RemoteAddr(), PC: streamPacketConn{kept[0]}}
+	sc.MustAllocate()
+	fresh := dialSTUN(t, "tcp", r.Addr("4"), "", "")
 	if err := bindingWorks(fresh); err != nil {
 		t.Fatalf("new connection after one authenticated: %v", err)
 	}

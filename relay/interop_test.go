@@ -235,7 +235,7 @@ func TestInteropCoturnUclient(t *testing.T) {
 		if sessions == 0 {
 			sessions = 1
 		}
-		srv := r.addr(tc.server)
+		srv := r.Addr(tc.server)
 		args := []string{"-v", "-c", "-n", strconv.Itoa(msgs), "-m", strconv.Itoa(sessions), "-l", "120", "-z", "10",
 			"-p", strconv.Itoa(int(srv.Port()))}
 		args = append(args, tc.user...)

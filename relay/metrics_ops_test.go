@@ -23,78 +23,78 @@ import (
 func TestOpsMetrics(t *testing.T) {
 	// 100 ports on each of the two relay IPs (127.0.0.1, ::1).
 	r := startRelay(t, func(c *relay.Config) { c.MinPort, c.MaxPort = 50000, 50099 })
-	if n, _ := r.metricSum(t, []string{"isthmus_relay_build_info"}); n != 1 {
+	if n, _ := r.MetricSum(t, []string{"isthmus_relay_build_info"}); n != 1 {
 		t.Errorf("build_info = %v, want 1", n)
 	}
-	if n, _ := r.metricSum(t, []string{"port_pool_ports"}, "state=free"); n != 200 {
+	if n, _ := r.MetricSum(t, []string{"port_pool_ports"}, "state=free"); n != 200 {
 		// One pool of 100 ports per relay IP (127.0.0.1 and ::1).
 		t.Errorf("port_pool_ports{state=free} = %v, want 200", n)
 	}
 
 	// STUN Binding, both families.
 	for _, fam := range []string{"4", "6"} {
-		c := dialSTUN(t, "udp", r.addr(fam), "", "")
-		if res := c.request(stun.MethodBinding); res.Type.Class != stun.ClassSuccessResponse {
+		c := dialSTUN(t, "udp", r.Addr(fam), "", "")
+		if res := c.Request(stun.MethodBinding); res.Type.Class != stun.ClassSuccessResponse {
 			t.Fatalf("Binding: %s", describe(res))
 		}
 	}
-	if n, _ := r.metricSum(t, []string{"stun_binding_requests_total"}, "family=ip4"); n != 1 {
+	if n, _ := r.MetricSum(t, []string{"stun_binding_requests_total"}, "family=ip4"); n != 1 {
 		t.Errorf("stun_binding_requests_total{family=ip4} = %v, want 1", n)
 	}
-	if n, _ := r.metricSum(t, []string{"stun_binding_requests_total"}, "family=ip6"); n != 1 {
+	if n, _ := r.MetricSum(t, []string{"stun_binding_requests_total"}, "family=ip6"); n != 1 {
 		t.Errorf("stun_binding_requests_total{family=ip6} = %v, want 1", n)
 	}
 
 	// An allocation over TCP: a port in use, one TCP connection, then a
 	// duration observed when it ends.
-	c := dialSTUN(t, "tcp", r.addr("6"), testUser, testPassword)
-	c.mustAllocate()
-	if n, _ := r.metricSum(t, []string{"port_pool_ports"}, "state=in_use"); n != 1 {
+	c := dialSTUN(t, "tcp", r.Addr("6"), testUser, testPassword)
+	c.MustAllocate()
+	if n, _ := r.MetricSum(t, []string{"port_pool_ports"}, "state=in_use"); n != 1 {
 		t.Errorf("port_pool_ports{state=in_use} = %v, want 1", n)
 	}
-	if n, _ := r.metricSum(t, []string{"port_pool_usage_ratio"}); n != 0.005 {
+	if n, _ := r.MetricSum(t, []string{"port_pool_usage_ratio"}); n != 0.005 {
 		t.Errorf("port_pool_usage_ratio = %v, want 0.005 (1 of 200)", n)
 	}
-	if n, _ := r.metricSum(t, []string{"stream_connections"}, "transport=tcp", "family=ip6"); n != 1 {
+	if n, _ := r.MetricSum(t, []string{"stream_connections"}, "transport=tcp", "family=ip6"); n != 1 {
 		t.Errorf("stream_connections{transport=tcp,family=ip6} = %v, want 1", n)
 	}
 	time.Sleep(20 * time.Millisecond)
-	c.release()
+	c.Release()
 	if !waitUntil(ioTimeout, func() bool { return histCount(t, r, "isthmus_relay_allocation_duration_seconds") == 1 }) {
 		t.Errorf("allocation_duration_seconds count = %d, want 1", histCount(t, r, "isthmus_relay_allocation_duration_seconds"))
 	}
 
 	// Reloads: a refused configuration sets last_reload_successful to 0, a
 	// good one back to 1 with a newer timestamp.
-	t0, _ := r.metricSum(t, []string{"config_last_reload_success_timestamp_seconds"})
+	t0, _ := r.MetricSum(t, []string{"config_last_reload_success_timestamp_seconds"})
 	bad := testConfig()
 	bad.MinPort = 0
-	if err := r.srv.Reload(bad); err == nil {
+	if err := r.Server.Reload(bad); err == nil {
 		t.Fatal("Reload accepted min_port 0")
 	}
-	if n, _ := r.metricSum(t, []string{"config_last_reload_successful"}); n != 0 {
+	if n, _ := r.MetricSum(t, []string{"config_last_reload_successful"}); n != 0 {
 		t.Errorf("after a refused reload: config_last_reload_successful = %v, want 0", n)
 	}
 	good := testConfig()
 	good.MinPort, good.MaxPort = 50000, 50099
 	time.Sleep(10 * time.Millisecond)
-	if err := r.srv.Reload(good); err != nil {
+	if err := r.Server.Reload(good); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	if n, _ := r.metricSum(t, []string{"config_last_reload_successful"}); n != 1 {
+	if n, _ := r.MetricSum(t, []string{"config_last_reload_successful"}); n != 1 {
 		t.Errorf("after a good reload: config_last_reload_successful = %v, want 1", n)
 	}
-	if t1, _ := r.metricSum(t, []string{"config_last_reload_success_timestamp_seconds"}); t1 <= t0 {
+	if t1, _ := r.MetricSum(t, []string{"config_last_reload_success_timestamp_seconds"}); t1 <= t0 {
 		t.Errorf("reload timestamp %v not after %v", t1, t0)
 	}
-	if _, found := r.metricSum(t, []string{"kernel_drops_total"}, "socket=listener", "family=ip4"); !found {
+	if _, found := r.MetricSum(t, []string{"kernel_drops_total"}, "socket=listener", "family=ip4"); !found {
 		t.Error("no isthmus_relay_kernel_drops_total")
 	}
 }
 
 func histCount(t *testing.T, r *testRelay, name string) uint64 {
 	t.Helper()
-	mfs, err := r.reg.Gather()
+	mfs, err := r.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,10 +121,10 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 
 func promtoolCheck(t *testing.T, plane relay.DataPlane) {
 	r := startRelay(t, func(c *relay.Config) { c.Metrics = "127.0.0.1:0"; c.DataPlane = plane })
-	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	c.mustAllocate()
-	c.release()
-	res, err := http.Get("http://" + r.srv.MetricsAddr() + "/metrics")
+	c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	c.MustAllocate()
+	c.Release()
+	res, err := http.Get("http://" + r.Server.MetricsAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,13 +161,13 @@ func TestStreamConnectionsTLS(t *testing.T) {
 	certFile, keyFile, pool := testcert.Loopback(t)
 	r := startRelay(t, func(c *relay.Config) { c.TLSCert, c.TLSKey = certFile, keyFile })
 	var tlsAddr netip.AddrPort
-	for _, a := range r.srv.ListenAddrs() {
-		if a.Addr().Is4() && a.Port() != r.addr("4").Port() {
+	for _, a := range r.Server.ListenAddrs() {
+		if a.Addr().Is4() && a.Port() != r.Addr("4").Port() {
 			tlsAddr = a
 		}
 	}
 	if !tlsAddr.IsValid() {
-		t.Fatalf("no IPv4 TLS address in %v", r.srv.ListenAddrs())
+		t.Fatalf("no IPv4 TLS address in %v", r.Server.ListenAddrs())
 	}
 	tc, err := tls.Dial("tcp", tlsAddr.String(), &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	if err != nil {
@@ -177,10 +177,10 @@ func TestStreamConnectionsTLS(t *testing.T) {
 	if _, _, err := allocateOver(t, turn.NewSTUNConn(tc), tlsAddr, turn.RequestedAddressFamilyIPv4, testUser, testPassword); err != nil {
 		t.Fatalf("allocate over TLS: %v", err)
 	}
-	if n, _ := r.metricSum(t, []string{"stream_connections"}, "transport=tls", "family=ip4"); n != 1 {
+	if n, _ := r.MetricSum(t, []string{"stream_connections"}, "transport=tls", "family=ip4"); n != 1 {
 		t.Errorf("stream_connections{transport=tls,family=ip4} = %v, want 1", n)
 	}
-	if n, _ := r.metricSum(t, []string{"stream_connections"}, "transport=tcp"); n != 0 {
+	if n, _ := r.MetricSum(t, []string{"stream_connections"}, "transport=tcp"); n != 0 {
 		t.Errorf("stream_connections{transport=tcp} = %v, want 0", n)
 	}
 }

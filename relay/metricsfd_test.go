@@ -133,8 +133,8 @@ func metricsFDChild(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("addr %s\n", r.addr("4"))
-	fmt.Printf("metrics %s\n", r.srv.MetricsAddr())
+	fmt.Printf("addr %s\n", r.Addr("4"))
+	fmt.Printf("metrics %s\n", r.Server.MetricsAddr())
 	stop := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -144,7 +144,7 @@ func metricsFDChild(t *testing.T) {
 		case <-stop:
 			return
 		case <-tick.C:
-			if err := r.srv.Ready(); err != nil && strings.Contains(err.Error(), "too many open files") {
+			if err := r.Server.Ready(); err != nil && strings.Contains(err.Error(), "too many open files") {
 				fmt.Println("exhausted")
 			}
 		}

@@ -56,8 +56,8 @@ func TestPortPoolPerRelayIP(t *testing.T) {
 	seen := map[netip.AddrPort]bool{}
 	perIP := map[netip.Addr]int{}
 	for i := 0; i < 2*ports; i++ {
-		c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-		relayed, _ := c.mustAllocate()
+		c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+		relayed, _ := c.MustAllocate()
 		if seen[relayed] {
 			t.Fatalf("allocation %d: relayed address %s handed out twice", i+1, relayed)
 		}
@@ -70,8 +70,8 @@ func TestPortPoolPerRelayIP(t *testing.T) {
 	if perIP[ipA] != ports || perIP[ipB] != ports {
 		t.Fatalf("allocations per relay IP = %v, want %d on each", perIP, ports)
 	}
-	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	if res := c.allocate(); errorCode(res) != int(stun.CodeInsufficientCapacity) {
+	c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	if res := c.Allocate(); errorCode(res) != int(stun.CodeInsufficientCapacity) {
 		t.Fatalf("allocation %d on %d ports × 2 relay IPs: got %s, want 508", 2*ports+1, ports, describe(res))
 	}
 }

@@ -78,8 +78,8 @@ func TestAllocateAddressFamily(t *testing.T) {
 	created := map[string]float64{} // allocations per client and relay family label so far
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialSTUN(t, tc.transport, r.addr(tc.client), testUser, testPassword)
-			res := c.allocate(tc.attrs...)
+			c := dialSTUN(t, tc.transport, r.Addr(tc.client), testUser, testPassword)
+			res := c.Allocate(tc.attrs...)
 			if tc.wantCode != 0 {
 				if got := errorCode(res); got != tc.wantCode || res.Type.Class != stun.ClassErrorResponse {
 					t.Fatalf("Allocate: got %s, want error %d", describe(res), tc.wantCode)
@@ -94,7 +94,7 @@ func TestAllocateAddressFamily(t *testing.T) {
 				t.Fatal(err)
 			}
 			clientFam, relayFam := "client_family="+familyOf(tc.client).Label(), "family="+netaddr.FamilyOf(tc.wantRelay).Label()
-			if n, ok := r.waitMetric(t, func(v float64) bool { return v >= created[clientFam+relayFam]+1 },
+			if n, ok := r.WaitMetric(t, func(v float64) bool { return v >= created[clientFam+relayFam]+1 },
 				[]string{"allocations_created"}, clientFam, relayFam); !ok {
 				t.Errorf("allocations_created_total{%s,%s} = %v, want %v", clientFam, relayFam, n, created[clientFam+relayFam]+1)
 			}
@@ -108,10 +108,10 @@ func TestAllocateAddressFamily(t *testing.T) {
 			mapped, err := xorAddr(res, stun.AttrXORMappedAddress)
 			if err != nil {
 				t.Errorf("Allocate success lacks XOR-MAPPED-ADDRESS (RFC 8656 7.3): %v", err)
-			} else if mapped != c.localAddr() {
-				t.Errorf("XOR-MAPPED-ADDRESS %s, want the client's address %s", mapped, c.localAddr())
+			} else if mapped != c.LocalAddr() {
+				t.Errorf("XOR-MAPPED-ADDRESS %s, want the client's address %s", mapped, c.LocalAddr())
 			}
-			c.release()
+			c.Release()
 		})
 	}
 }
@@ -154,8 +154,8 @@ const reservationPairs = 3
 // with REQUESTED-ADDRESS-FAMILY or EVEN-PORT is refused, then allocates with the
 // token alone from another socket.
 func reservePair(t *testing.T, r *testRelay, client string, attrs []stun.Setter, want netip.Addr) {
-	rtp := dialSTUN(t, "udp", r.addr(client), testUser, testPassword)
-	first, res := rtp.mustAllocate(append(attrs, evenPort(true))...)
+	rtp := dialSTUN(t, "udp", r.Addr(client), testUser, testPassword)
+	first, res := rtp.MustAllocate(append(attrs, evenPort(true))...)
 	if first.Addr() != want {
 		t.Fatalf("EVEN-PORT Allocate: relayed %s, want IP %s", first, want)
 	}
@@ -166,7 +166,7 @@ func reservePair(t *testing.T, r *testRelay, client string, attrs []stun.Setter,
 	if err != nil || len(tok) != 8 {
 		t.Fatalf("EVEN-PORT R=1 Allocate success lacks an 8-byte RESERVATION-TOKEN (got %x, %v)", tok, err)
 	}
-	rtcp := dialSTUN(t, "udp", r.addr(client), testUser, testPassword)
+	rtcp := dialSTUN(t, "udp", r.Addr(client), testUser, testPassword)
 	// A valid token with REQUESTED-ADDRESS-FAMILY or EVEN-PORT is a bad
 	// request (RFC 6156 4.2, RFC 8656 7.2 step 5); the reservation stays.
 	for _, bad := range []struct {
@@ -177,11 +177,11 @@ func reservePair(t *testing.T, r *testRelay, client string, attrs []stun.Setter,
 		{requestedFamily(famIPv4), "REQUESTED-ADDRESS-FAMILY=IPv4"},
 		{evenPort(false), "EVEN-PORT"},
 	} {
-		if res := rtcp.allocate(reservationToken(tok), bad.attr); errorCode(res) != 400 {
+		if res := rtcp.Allocate(reservationToken(tok), bad.attr); errorCode(res) != 400 {
 			t.Errorf("RFC6156 4.2: Allocate with a valid RESERVATION-TOKEN and %s: got %s, want 400", bad.name, describe(res))
 		}
 	}
-	second, _ := rtcp.mustAllocate(reservationToken(tok))
+	second, _ := rtcp.MustAllocate(reservationToken(tok))
 	if second.Addr() != first.Addr() {
 		t.Errorf("RESERVATION-TOKEN Allocate: relayed %s (wire IPv4=%v), want the reserved family and IP %s",
 			second, isWireIPv4(second), first.Addr())
@@ -189,8 +189,8 @@ func reservePair(t *testing.T, r *testRelay, client string, attrs []stun.Setter,
 	if second.Port() != first.Port()+1 {
 		t.Errorf("RESERVATION-TOKEN Allocate: relayed port %d, want the reserved port %d", second.Port(), first.Port()+1)
 	}
-	rtcp.release()
-	rtp.release()
+	rtcp.Release()
+	rtp.Release()
 }
 
 // TestPeerFamilyMismatch: a permission or channel for a peer of the other family
@@ -220,9 +220,9 @@ func TestPeerFamilyMismatch(t *testing.T) {
 			[]stun.Setter{requestedFamily(famIPv6)}, stun.MethodRefresh, []stun.Setter{requestedFamily(famIPv4), lifetime(600)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-			c.mustAllocate(tc.alloc...)
-			res := c.request(tc.method, tc.attrs...)
+			c := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+			c.MustAllocate(tc.alloc...)
+			res := c.Request(tc.method, tc.attrs...)
 			if got := errorCode(res); got != 443 {
 				t.Errorf("%v: got %s, want 443 Peer Address Family Mismatch", tc.method, describe(res))
 			}
@@ -236,9 +236,9 @@ func TestAllocationMismatch(t *testing.T) {
 	t.Parallel()
 	r := startRelay(t, nil)
 	for _, fam := range []byte{famIPv4, famIPv6} {
-		c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-		c.mustAllocate()
-		if res := c.allocate(requestedFamily(fam)); errorCode(res) != 437 {
+		c := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+		c.MustAllocate()
+		if res := c.Allocate(requestedFamily(fam)); errorCode(res) != 437 {
 			t.Errorf("RFC8656 7.2: second Allocate (family 0x%02x) on the same 5-tuple: got %s, want 437", fam, describe(res))
 		}
 	}
@@ -281,13 +281,13 @@ func TestAuthentication(t *testing.T) {
 	rejected := 0 // requests with credentials that got 401
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialSTUN(t, "udp", r.addr("6"), tc.user, tc.pass)
-			res := c.allocate()
+			c := dialSTUN(t, "udp", r.Addr("6"), tc.user, tc.pass)
+			res := c.Allocate()
 			if tc.wantCode == 0 {
 				if res.Type.Class != stun.ClassSuccessResponse {
 					t.Fatalf("Allocate as %q: got %s, want success", tc.user, describe(res))
 				}
-				c.release()
+				c.Release()
 				return
 			}
 			if got := errorCode(res); got != tc.wantCode {
@@ -306,9 +306,9 @@ func TestAuthentication(t *testing.T) {
 			}
 		})
 	}
-	if n, ok := r.waitMetric(t, func(v float64) bool { return v >= float64(rejected) }, []string{"auth_fail"}); !ok {
+	if n, ok := r.WaitMetric(t, func(v float64) bool { return v >= float64(rejected) }, []string{"auth_fail"}); !ok {
 		t.Errorf("auth failure metric sums to %v after %d rejected credentials, want at least %d (metrics: %v)",
-			n, rejected, rejected, r.metricNames(t))
+			n, rejected, rejected, r.MetricNames(t))
 	}
 }
 
@@ -322,8 +322,8 @@ func TestQuotas(t *testing.T) {
 		c.Users = append(c.Users, "bob:bob-pass")
 	})
 	alloc := func(user, pass string) (*stunClient, *stun.Message) {
-		c := dialSTUN(t, "udp", r.addr("6"), user, pass)
-		return c, c.allocate()
+		c := dialSTUN(t, "udp", r.Addr("6"), user, pass)
+		return c, c.Allocate()
 	}
 	ok := func(step string, res *stun.Message) {
 		t.Helper()
@@ -345,11 +345,11 @@ func TestQuotas(t *testing.T) {
 	if got := errorCode(res); got != 508 {
 		t.Errorf("RFC8656 7.2: bob allocation 2 beyond max_allocations=3: got %s, want 508 Insufficient Capacity", describe(res))
 	}
-	a1.release()
+	a1.Release()
 	_, res = alloc("bob", "bob-pass")
 	ok("bob allocation 2 after alice released one", res)
-	if n, found := r.waitMetric(t, func(v float64) bool { return v >= 2 }, []string{"quota"}); !found {
-		t.Errorf("quota rejection metric sums to %v after a 486 and a 508, want at least 2 (metrics: %v)", n, r.metricNames(t))
+	if n, found := r.WaitMetric(t, func(v float64) bool { return v >= 2 }, []string{"quota"}); !found {
+		t.Errorf("quota rejection metric sums to %v after a 486 and a 508, want at least 2 (metrics: %v)", n, r.MetricNames(t))
 	}
 }
 
@@ -413,18 +413,18 @@ func TestPeerPolicy(t *testing.T) {
 	run := func(relayFam string, cases []pcase) {
 		for _, tc := range cases {
 			t.Run("IPv"+relayFam+" relay: "+tc.name, func(t *testing.T) {
-				c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
+				c := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
 				var attrs []stun.Setter
 				if relayFam == "6" {
 					attrs = append(attrs, requestedFamily(famIPv6))
 				}
-				c.mustAllocate(attrs...)
+				c.MustAllocate(attrs...)
 				peer := netip.AddrPortFrom(netip.MustParseAddr(tc.peer), 4000)
 				req := []stun.Setter{peerAddress(peer)}
 				if tc.method == cb {
 					req = append(req, channelNumber(0x4001))
 				}
-				res := c.request(tc.method, req...)
+				res := c.Request(tc.method, req...)
 				got := errorCode(res)
 				if tc.want == 0 && res.Type.Class != stun.ClassSuccessResponse {
 					t.Errorf("%v to %s: got %s, want success", tc.method, peer, describe(res))
@@ -442,9 +442,9 @@ func TestPeerPolicy(t *testing.T) {
 	run("6", v6cases)
 
 	t.Run("RFC8656 9.2: one forbidden XOR-PEER-ADDRESS among allowed ones -> 403", func(t *testing.T) {
-		c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-		c.mustAllocate()
-		res := c.request(stun.MethodCreatePermission,
+		c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+		c.MustAllocate()
+		res := c.Request(stun.MethodCreatePermission,
 			peerAddress(netip.MustParseAddrPort("198.51.100.9:1")),
 			peerAddress(netip.MustParseAddrPort("127.0.0.1:1")),
 			peerAddress(netip.MustParseAddrPort("8.8.4.4:1")))
@@ -455,9 +455,9 @@ func TestPeerPolicy(t *testing.T) {
 		}
 	})
 
-	if n, ok := r.waitMetric(t, func(v float64) bool { return v >= float64(forbidden) }, []string{"denials"}); !ok {
+	if n, ok := r.WaitMetric(t, func(v float64) bool { return v >= float64(forbidden) }, []string{"denials"}); !ok {
 		t.Errorf("peer denial metric sums to %v after %d 403 answers, want at least %d (metrics: %v)",
-			n, forbidden, forbidden, r.metricNames(t))
+			n, forbidden, forbidden, r.MetricNames(t))
 	}
 }
 
@@ -471,19 +471,19 @@ func TestPeerPolicyAllowCIDRRelays(t *testing.T) {
 		c.AllowPeers = []string{"127.0.0.2/32"}
 	})
 	peer := listenPeer(t, "127.0.0.2:0")
-	c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-	relayed, _ := c.mustAllocate()
-	if res := c.request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
+	c := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+	relayed, _ := c.MustAllocate()
+	if res := c.Request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("CreatePermission to %s allowed by allow_peers: got %s", peer.addr(), describe(res))
 	}
-	c.indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr([]byte("via allow_peers")))
+	c.Indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr([]byte("via allow_peers")))
 	got, from, err := peer.readFrom()
 	if err != nil || string(got) != "via allow_peers" || from != relayed {
 		t.Fatalf("peer got %q from %s (%v), want %q from %s", got, from, err, "via allow_peers", relayed)
 	}
 
 	other := listenPeer(t, "127.0.0.3:0")
-	if res := c.request(stun.MethodCreatePermission, peerAddress(other.addr())); errorCode(res) != 403 {
+	if res := c.Request(stun.MethodCreatePermission, peerAddress(other.addr())); errorCode(res) != 403 {
 		t.Errorf("CreatePermission to %s outside allow_peers: got %s, want 403", other.addr(), describe(res))
 	}
 }
@@ -498,16 +498,16 @@ func TestPeerPolicyAllowCIDRCannotReopenOwn(t *testing.T) {
 		c.AllowPeers = []string{"127.0.0.0/8"}
 	})
 	service := listenPeer(t, "127.0.0.1:0") // a host service on the relay IP
-	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
-	c.mustAllocate()
-	if res := c.request(stun.MethodCreatePermission, peerAddress(service.addr())); errorCode(res) != 403 {
+	c := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
+	c.MustAllocate()
+	if res := c.Request(stun.MethodCreatePermission, peerAddress(service.addr())); errorCode(res) != 403 {
 		t.Errorf("CreatePermission to %s (own address inside allow_peers): got %s, want 403", service.addr(), describe(res))
 	}
-	if res := c.request(stun.MethodChannelBind, channelNumber(0x4001), peerAddress(service.addr())); errorCode(res) != 403 {
+	if res := c.Request(stun.MethodChannelBind, channelNumber(0x4001), peerAddress(service.addr())); errorCode(res) != 403 {
 		t.Errorf("ChannelBind to %s (own address inside allow_peers): got %s, want 403", service.addr(), describe(res))
 	}
 	other := listenPeer(t, "127.0.0.2:0")
-	if res := c.request(stun.MethodCreatePermission, peerAddress(other.addr())); res.Type.Class != stun.ClassSuccessResponse {
+	if res := c.Request(stun.MethodCreatePermission, peerAddress(other.addr())); res.Type.Class != stun.ClassSuccessResponse {
 		t.Errorf("CreatePermission to %s (allowed, not own): got %s", other.addr(), describe(res))
 	}
 }
@@ -532,27 +532,27 @@ func TestRelayDataPaths(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			peer := listenPeer(t, tc.peer)
-			c := dialSTUN(t, "udp", r.addr(tc.client), testUser, testPassword)
-			relayed, _ := c.mustAllocate(tc.attrs...)
+			c := dialSTUN(t, "udp", r.Addr(tc.client), testUser, testPassword)
+			relayed, _ := c.MustAllocate(tc.attrs...)
 			fam := "family=" + netaddr.FamilyOf(relayed.Addr()).Label()
-			toPeer, _ := r.metricSum(t, []string{"packets"}, "direction=client_to_peer", fam)
-			fromPeer, _ := r.metricSum(t, []string{"packets"}, "direction=peer_to_client", fam)
+			toPeer, _ := r.MetricSum(t, []string{"packets"}, "direction=client_to_peer", fam)
+			fromPeer, _ := r.MetricSum(t, []string{"packets"}, "direction=peer_to_client", fam)
 			defer func() {
 				// Two datagrams each way were relayed (indication and channel).
-				if n, ok := r.waitMetric(t, func(v float64) bool { return v >= toPeer+2 }, []string{"packets"}, "direction=client_to_peer", fam); !ok {
+				if n, ok := r.WaitMetric(t, func(v float64) bool { return v >= toPeer+2 }, []string{"packets"}, "direction=client_to_peer", fam); !ok {
 					t.Errorf("packets{client_to_peer,%s} = %v, want at least %v", fam, n, toPeer+2)
 				}
-				if n, ok := r.waitMetric(t, func(v float64) bool { return v >= fromPeer+2 }, []string{"packets"}, "direction=peer_to_client", fam); !ok {
+				if n, ok := r.WaitMetric(t, func(v float64) bool { return v >= fromPeer+2 }, []string{"packets"}, "direction=peer_to_client", fam); !ok {
 					t.Errorf("packets{peer_to_client,%s} = %v, want at least %v", fam, n, fromPeer+2)
 				}
 			}()
 
-			if res := c.request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
+			if res := c.Request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
 				t.Fatalf("CreatePermission to %s: got %s", peer.addr(), describe(res))
 			}
 
 			// §11.2 Send indication -> UDP datagram from the relayed address.
-			c.indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr([]byte("send-indication")))
+			c.Indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr([]byte("send-indication")))
 			got, from, err := peer.readFrom()
 			if err != nil || string(got) != "send-indication" || from != relayed {
 				t.Fatalf("RFC8656 11.2: peer got %q from %s (%v), want %q from %s", got, from, err, "send-indication", relayed)
@@ -570,7 +570,7 @@ func TestRelayDataPaths(t *testing.T) {
 			if _, err := peer.conn.WriteToUDPAddrPort([]byte("data-indication"), relayed); err != nil {
 				t.Fatal(err)
 			}
-			m := c.readMessage(t, func(b []byte) bool { return stun.IsMessage(b) })
+			m := c.ReadMessage(t, func(b []byte) bool { return stun.IsMessage(b) })
 			msg := &stun.Message{Raw: m}
 			if err := msg.Decode(); err != nil {
 				t.Fatal(err)
@@ -588,10 +588,10 @@ func TestRelayDataPaths(t *testing.T) {
 
 			// §12: ChannelBind, then ChannelData both ways.
 			const ch = 0x4abc
-			if res := c.request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(ch)); res.Type.Class != stun.ClassSuccessResponse {
+			if res := c.Request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(ch)); res.Type.Class != stun.ClassSuccessResponse {
 				t.Fatalf("ChannelBind: got %s", describe(res))
 			}
-			if err := c.write(channelData(ch, []byte("to-peer-on-channel"))); err != nil {
+			if err := c.Write(channelData(ch, []byte("to-peer-on-channel"))); err != nil {
 				t.Fatal(err)
 			}
 			got, from, err = peer.readFrom()
@@ -601,7 +601,7 @@ func TestRelayDataPaths(t *testing.T) {
 			if _, err := peer.conn.WriteToUDPAddrPort([]byte("from-peer-on-channel"), relayed); err != nil {
 				t.Fatal(err)
 			}
-			b := c.readMessage(t, func(b []byte) bool { return len(b) >= 4 && b[0]&0xC0 == 0x40 })
+			b := c.ReadMessage(t, func(b []byte) bool { return len(b) >= 4 && b[0]&0xC0 == 0x40 })
 			num, payload, err := parseChannelData(b)
 			if err != nil || num != ch || string(payload) != "from-peer-on-channel" {
 				t.Errorf("RFC8656 12.5: got ChannelData 0x%04x %q (%v), want 0x%04x %q", num, payload, err, ch, "from-peer-on-channel")
@@ -609,31 +609,16 @@ func TestRelayDataPaths(t *testing.T) {
 
 			// §12.2: binding a second peer to a bound channel, or the channel's peer to another channel -> 400.
 			other := listenPeer(t, tc.peer) // same IP, another port: another transport address
-			if res := c.request(stun.MethodChannelBind, peerAddress(other.addr()), channelNumber(ch)); errorCode(res) != 400 {
+			if res := c.Request(stun.MethodChannelBind, peerAddress(other.addr()), channelNumber(ch)); errorCode(res) != 400 {
 				t.Errorf("RFC8656 12.2: channel 0x%04x rebound to another peer: got %s, want 400", ch, describe(res))
 			}
-			if res := c.request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(ch+1)); errorCode(res) != 400 {
+			if res := c.Request(stun.MethodChannelBind, peerAddress(peer.addr()), channelNumber(ch+1)); errorCode(res) != 400 {
 				t.Errorf("RFC8656 12.2: peer already bound, second channel: got %s, want 400", describe(res))
 			}
-			if res := c.request(stun.MethodChannelBind, peerAddress(other.addr()), channelNumber(0x3fff)); errorCode(res) != 400 {
+			if res := c.Request(stun.MethodChannelBind, peerAddress(other.addr()), channelNumber(0x3fff)); errorCode(res) != 400 {
 				t.Errorf("RFC8656 12.2: channel number 0x3fff out of range: got %s, want 400", describe(res))
 			}
 		})
-	}
-}
-
-// readMessage reads from the client until want accepts a message or ioTimeout passes.
-func (c *stunClient) readMessage(t testing.TB, want func([]byte) bool) []byte {
-	t.Helper()
-	end := time.Now().Add(ioTimeout)
-	for {
-		b, err := c.read(end)
-		if err != nil {
-			t.Fatalf("waiting for a message from the relay: %v", err)
-		}
-		if want(b) {
-			return b
-		}
 	}
 }
 
@@ -676,7 +661,7 @@ func TestPionClient(t *testing.T) {
 		{"IPv4 client, IPv6 relay", "4", turn.RequestedAddressFamilyIPv6, "[::1]:0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pc, err := newPionClient(t, r.addr(tc.client), tc.family, testUser, testPassword)
+			pc, err := newPionClient(t, r.Addr(tc.client), tc.family, testUser, testPassword)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -764,8 +749,8 @@ func TestEvenPortSkipsBusyPorts(t *testing.T) {
 		}
 	}()
 	r := startRelay(t, func(c *relay.Config) { c.MinPort, c.MaxPort = base, base+span-1 })
-	rtp := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-	res := rtp.allocate(evenPort(true))
+	rtp := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+	res := rtp.Allocate(evenPort(true))
 	if res.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("EVEN-PORT Allocate with ports %d..%d held by other sockets except %d/%d: got %s, want success on %d",
 			base, base+span-1, free, free+1, describe(res), free)
@@ -781,8 +766,8 @@ func TestEvenPortSkipsBusyPorts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no RESERVATION-TOKEN: %v", err)
 	}
-	rtcp := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-	second, _ := rtcp.mustAllocate(reservationToken(tok))
+	rtcp := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+	second, _ := rtcp.MustAllocate(reservationToken(tok))
 	if second != netip.AddrPortFrom(first.Addr(), first.Port()+1) {
 		t.Errorf("RESERVATION-TOKEN Allocate: relayed %s, want %s:%d", second, first.Addr(), first.Port()+1)
 	}
@@ -842,15 +827,15 @@ func TestAllocationBandwidth(t *testing.T) {
 	if err := peer.conn.SetReadBuffer(4 << 20); err != nil {
 		t.Fatal(err)
 	}
-	c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
-	c.mustAllocate()
-	if res := c.request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
+	c := dialSTUN(t, "udp", r.Addr("6"), testUser, testPassword)
+	c.MustAllocate()
+	if res := c.Request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("CreatePermission: %s", describe(res))
 	}
-	dropsBefore, _ := r.metricSum(t, []string{"drops"}, "reason=bandwidth")
+	dropsBefore, _ := r.MetricSum(t, []string{"drops"}, "reason=bandwidth")
 	payload := bytes.Repeat([]byte{'b'}, size)
 	for i := 0; i < burst; i++ {
-		c.indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr(payload))
+		c.Indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr(payload))
 	}
 	// Count what arrives until the relay has been quiet for a while.
 	received := 0
@@ -871,7 +856,7 @@ func TestAllocationBandwidth(t *testing.T) {
 		t.Errorf("nothing relayed: the first datagram fits within allocation_bandwidth=%d B/s", limit)
 	}
 	want := dropsBefore + float64(burst-received)
-	if n, ok := r.waitMetric(t, func(v float64) bool { return v >= want }, []string{"drops"}, "reason=bandwidth"); !ok {
+	if n, ok := r.WaitMetric(t, func(v float64) bool { return v >= want }, []string{"drops"}, "reason=bandwidth"); !ok {
 		t.Errorf("drops{reason=bandwidth} = %v after %d of %d datagrams were cut, want %v", n, burst-received, burst, want)
 	}
 }

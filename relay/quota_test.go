@@ -12,6 +12,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/isthmusrelay/isthmus/internal/stuntest"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -51,123 +52,41 @@ func (s *Server) udpAddr(t *testing.T, f netaddr.Family) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// rawClient speaks TURN with hand-built messages (pion/stun does the
-// encoding), for the cases pion's client cannot express (EVEN-PORT,
-// RESERVATION-TOKEN, no REQUESTED-ADDRESS-FAMILY).
+// rawClient is internal/stuntest's client with the (response, ERROR-CODE)
+// shape these tests use; c is its connected UDP socket.
 type rawClient struct {
-	t          *testing.T
-	c          *net.UDPConn
-	server     *net.UDPAddr
-	user, pass string
-	realm      string
-	nonce      string
-	integrity  stun.MessageIntegrity
+	*stuntest.Client
+	c *net.UDPConn
 }
 
 func newRawClient(t *testing.T, server netip.AddrPort, user, pass string) *rawClient {
 	t.Helper()
-	local := "127.0.0.1:0"
-	if server.Addr().Is6() {
-		local = "[::1]:0"
-	}
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(local)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return &rawClient{t: t, c: c, server: net.UDPAddrFromAddrPort(server), user: user, pass: pass}
-}
-
-func (rc *rawClient) roundTrip(m *stun.Message) *stun.Message {
-	rc.t.Helper()
-	buf := make([]byte, 2048)
-	for attempt := 0; attempt < 3; attempt++ {
-		if _, err := rc.c.WriteTo(m.Raw, rc.server); err != nil {
-			rc.t.Fatal(err)
-		}
-		deadline := time.Now().Add(2 * time.Second)
-		for {
-			_ = rc.c.SetReadDeadline(deadline)
-			n, _, err := rc.c.ReadFrom(buf)
-			if err != nil {
-				break // retransmit
-			}
-			resp := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-			if resp.Decode() == nil && resp.TransactionID == m.TransactionID {
-				return resp
-			}
-		}
-	}
-	rc.t.Fatalf("no response to %s", m.Type)
-	return nil
+	sc := stuntest.Dial(t, "udp", server, user, pass)
+	return &rawClient{Client: sc, c: sc.Conn.(*net.UDPConn)}
 }
 
 // request sends an authenticated request, learning realm and nonce from a
 // 401 first. It returns the response and its error code (0 on success).
 func (rc *rawClient) request(method stun.Method, attrs ...stun.Setter) (*stun.Message, int) {
-	rc.t.Helper()
-	for try := 0; try < 3; try++ {
-		setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
-		setters = append(setters, attrs...)
-		if rc.nonce != "" {
-			setters = append(setters, stun.NewUsername(rc.user), stun.NewRealm(rc.realm), stun.NewNonce(rc.nonce), rc.integrity)
-		}
-		setters = append(setters, stun.Fingerprint)
-		m, err := stun.Build(setters...)
-		if err != nil {
-			rc.t.Fatal(err)
-		}
-		resp := rc.roundTrip(m)
-		if resp.Type.Class == stun.ClassSuccessResponse {
-			return resp, 0
-		}
-		var ec stun.ErrorCodeAttribute
-		if err := ec.GetFrom(resp); err != nil {
-			rc.t.Fatalf("error response without ERROR-CODE: %s", resp)
-		}
-		code := int(ec.Code)
-		if (code == 401 && rc.nonce == "") || code == 438 {
-			var n stun.Nonce
-			var r stun.Realm
-			if n.GetFrom(resp) != nil || r.GetFrom(resp) != nil {
-				rc.t.Fatalf("%d without NONCE/REALM", code)
-			}
-			rc.nonce, rc.realm = n.String(), r.String()
-			rc.integrity = stun.NewLongTermIntegrity(rc.user, rc.realm, rc.pass)
-			continue
-		}
-		return resp, code
-	}
-	rc.t.Fatal("authentication loop")
-	return nil, 0
+	rc.T.Helper()
+	res := rc.Request(method, attrs...)
+	return res, stuntest.ErrorCode(res)
 }
 
-func transportUDP() stun.Setter {
-	return stun.RawAttribute{Type: stun.AttrRequestedTransport, Value: []byte{17, 0, 0, 0}}
-}
+var (
+	transportUDP  = stuntest.RequestedTransportUDP
+	addressFamily = stuntest.RequestedFamily
+	peer          = stuntest.PeerAddress
+)
 
-func addressFamily(f byte) stun.Setter {
-	return stun.RawAttribute{Type: stun.AttrRequestedAddressFamily, Value: []byte{f, 0, 0, 0}}
-}
-
+// relayedAddr is the XOR-RELAYED-ADDRESS of m, an IPv4 one unmapped.
 func relayedAddr(t *testing.T, m *stun.Message) netip.AddrPort {
 	t.Helper()
-	var a stun.XORMappedAddress
-	if err := a.GetFromAs(m, stun.AttrXORRelayedAddress); err != nil {
+	ap, err := stuntest.XORAddr(m, stun.AttrXORRelayedAddress)
+	if err != nil {
 		t.Fatalf("no XOR-RELAYED-ADDRESS: %v", err)
 	}
-	ip, _ := netip.AddrFromSlice(a.IP)
-	return netip.AddrPortFrom(ip.Unmap(), uint16(a.Port)) //nolint:gosec // a port
-}
-
-type setterFn func(*stun.Message) error
-
-func (f setterFn) AddTo(m *stun.Message) error { return f(m) }
-
-func peer(ap netip.AddrPort) stun.Setter {
-	return setterFn(func(m *stun.Message) error {
-		return stun.XORMappedAddress{IP: ap.Addr().AsSlice(), Port: int(ap.Port())}.AddToAs(m, stun.AttrXORPeerAddress)
-	})
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // RFC 8656 §7.2 rule 7 / §7.3: a user over user_quota gets 486, the relay
@@ -327,7 +246,7 @@ func TestAllocationBandwidthDrops(t *testing.T) {
 	frame := make([]byte, 4+1000)
 	frame[0], frame[1], frame[2], frame[3] = 0x40, 0x00, 0x03, 0xE8
 	for i := 0; i < 200; i++ {
-		if _, err := rc.c.WriteTo(frame, rc.server); err != nil {
+		if _, err := rc.c.Write(frame); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 	"github.com/isthmusrelay/isthmus/internal/testcert"
 	"github.com/isthmusrelay/isthmus/relay"
 )
@@ -59,7 +60,7 @@ func binding(t *testing.T, c *tls.Conn) {
 // loaded at start until a restart.
 func TestTLSCertificateReload(t *testing.T) {
 	certFile, keyFile, pool1 := testcert.Loopback(t)
-	var logs lockedBuffer
+	var logs lockedbuf.Buffer
 	cfg := testConfig()
 	cfg.Listen = []string{"127.0.0.1:0"}
 	cfg.RelayIPs = []string{"127.0.0.1"}

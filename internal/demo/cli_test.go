@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 	"github.com/isthmusrelay/isthmus/internal/netns"
 )
 
@@ -66,7 +67,7 @@ func TestDemoCommandInterrupted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Read while the process writes: a buffer with a lock.
-	stdout, stderr := &tailBuffer{max: 1 << 20}, &tailBuffer{max: 1 << 20}
+	stdout, stderr := &lockedbuf.Buffer{Max: 1 << 20}, &lockedbuf.Buffer{Max: 1 << 20}
 	cmd := exec.CommandContext(ctx, bin, "demo", "--scenarios", "1,2", "--packets", "5000")
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {

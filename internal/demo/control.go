@@ -2,15 +2,15 @@ package demo
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
-	"strings"
 	"sync"
+
+	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 )
 
 // The orchestrator talks to each endpoint process over its stdin and stdout,
@@ -126,7 +126,7 @@ type endpointProc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	msgs   chan Message
-	stderr *tailBuffer
+	stderr *lockedbuf.Buffer
 	// quit tells the stdout reader to drop messages nobody will read, so
 	// it always reaches Wait.
 	quit     chan struct{}
@@ -136,7 +136,7 @@ type endpointProc struct {
 }
 
 func startEndpoint(name string, cmd *exec.Cmd) (*endpointProc, error) {
-	e := &endpointProc{name: name, cmd: cmd, msgs: make(chan Message, 8), stderr: &tailBuffer{max: 16 << 10}, quit: make(chan struct{}), exited: make(chan struct{})}
+	e := &endpointProc{name: name, cmd: cmd, msgs: make(chan Message, 8), stderr: &lockedbuf.Buffer{Max: 16 << 10}, quit: make(chan struct{}), exited: make(chan struct{})}
 	var err error
 	if e.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, fmt.Errorf("demo: %s: %w", name, err)
@@ -229,27 +229,4 @@ func (e *endpointProc) kill() {
 	}
 	_ = e.cmd.Cancel()
 	<-e.exited
-}
-
-// tailBuffer keeps the last max bytes written to it, for error messages.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf.Write(p)
-	if extra := t.buf.Len() - t.max; extra > 0 {
-		t.buf.Next(extra)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimRight(t.buf.String(), "\n")
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/isthmusrelay/isthmus/deploy/kamailio"
+	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 	"github.com/isthmusrelay/isthmus/internal/netns"
 )
 
@@ -129,7 +130,7 @@ func RunSIP(ctx context.Context, opt Options) (res *SIPResult) {
 	}
 
 	progress("starting kamailio (double Record-Route across families)")
-	klog := &tailBuffer{max: 256 << 10}
+	klog := &lockedbuf.Buffer{Max: 256 << 10}
 	kam := topo.Relay.Command(ctx, "kamailio", "-f", cfg, "-DD", "-E", "-Y", dir, "-w", dir, "-A", `DEMO_PASS="`+sipDemoPass+`"`)
 	kam.Stdout, kam.Stderr = klog, klog
 	if err := kam.Start(); err != nil {
@@ -151,7 +152,7 @@ func RunSIP(ctx context.Context, opt Options) (res *SIPResult) {
 
 	progress("starting sipp as the IPv4-only UAS, echoing RTP")
 	trace := filepath.Join(dir, "sipp.msg")
-	sippOut := &tailBuffer{max: 64 << 10}
+	sippOut := &lockedbuf.Buffer{Max: 64 << 10}
 	sipp := topo.UA4.Command(ctx, "sipp", "-sf", uas, "-i", UA4Addr.String(), "-p", strconv.Itoa(sipPort),
 		"-mi", UA4Addr.String(), "-mp", strconv.Itoa(sippMedia), "-rtp_echo",
 		"-m", "1", "-timeout", strconv.Itoa(int((60*time.Second+media)/time.Second))+"s", "-nostdin", "-trace_msg", "-message_file", trace)
