@@ -199,14 +199,27 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 		SessionID: id, SessionVersion: ver,
 		Ufrag: ufrag, Pwd: pwd, Candidates: a.localCandidates(), Addrs: addrs, Codecs: a.cfg.Codecs,
 	}
-	b, err := sdpcand.BuildAnswer(offer, params)
-	if err != nil {
-		return nil, fmt.Errorf("gather: answer: %w", err)
-	}
 	// Media flows on the m-line the answer accepted, which need not be the
 	// offer's first active one (an earlier one may have no common codec or
 	// a family we lack).
 	accepted, err := sdpcand.AcceptedMedia(offer, params)
+	if err != nil {
+		return nil, fmt.Errorf("gather: answer: %w", err)
+	}
+	if !offer.Media[accepted].RTCPMux {
+		// RTCP on its own port: component 2 for an ICE offer, a=rtcp
+		// (RFC 3605) either way, so the peer's RTCP reaches a socket we
+		// hold and not the RTP port plus one.
+		r, err := a.ensureRTCP()
+		if err != nil {
+			return nil, fmt.Errorf("gather: answer: RTCP: %w", err)
+		}
+		if r != nil {
+			params.RTCP = r.addrs(addrs)
+			params.Candidates = append(params.Candidates, r.iceCandidates()...)
+		}
+	}
+	b, err := sdpcand.BuildAnswer(offer, params)
 	if err != nil {
 		return nil, fmt.Errorf("gather: answer: %w", err)
 	}
@@ -550,6 +563,7 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 	a.mu.Lock()
 	a.remoteUfrag, a.remotePwd = m.Ufrag, m.Pwd
 	a.mu.Unlock()
+	rtcpConn := a.startRTCP(ctx, m, controlling)
 	var conn *ice.Conn
 	var err error
 	if controlling {
@@ -586,7 +600,12 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return &MediaConn{agent: a, iceConn: conn}, nil
+	mc := &MediaConn{agent: a, iceConn: conn}
+	if rtcpConn != nil {
+		a.awaitRTCP(ctx)
+		mc.rtcp = rtcpConn
+	}
+	return mc, nil
 }
 
 func isClosed(ch <-chan struct{}) bool {
@@ -603,6 +622,10 @@ func isClosed(ch <-chan struct{}) bool {
 // remoteCandidateWait or ctx ends. Reaching the bound is not an error: the
 // checks then merely start with fewer known candidates.
 func (a *Agent) awaitRemoteCandidates(ctx context.Context, want int) {
+	awaitRemoteCandidates(ctx, a.log, a.ice, want)
+}
+
+func awaitRemoteCandidates(ctx context.Context, log *slog.Logger, ia *ice.Agent, want int) {
 	if want == 0 {
 		return
 	}
@@ -611,14 +634,14 @@ func (a *Agent) awaitRemoteCandidates(ctx context.Context, want int) {
 	tick := time.NewTicker(remoteCandidatePoll)
 	defer tick.Stop()
 	for {
-		if have, err := a.ice.GetRemoteCandidates(); err != nil || len(have) >= want {
+		if have, err := ia.GetRemoteCandidates(); err != nil || len(have) >= want {
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			a.log.Debug("remote candidates not all registered in time", slog.Int("want", want))
+			log.Debug("remote candidates not all registered in time", slog.Int("want", want))
 			return
 		case <-tick.C:
 		}
@@ -662,6 +685,10 @@ func (a *Agent) connectLegacy(m *sdpcand.Media) (*MediaConn, error) {
 type MediaConn struct {
 	agent   *Agent
 	iceConn *ice.Conn
+
+	// rtcp is ICE component 2 when the session does not multiplex RTCP
+	// (see rtcp.go); nil otherwise.
+	rtcp net.Conn
 
 	legacy  *localCandidate
 	peer    netip.AddrPort
@@ -758,6 +785,12 @@ func (c *MediaConn) WriteRTP(pkt *rtp.Packet) error {
 	_, err = c.Write(b)
 	return err
 }
+
+// RTCP returns the separate RTCP path, ICE component 2, when the session
+// does not multiplex RTCP (the offer had no a=rtcp-mux and both sides
+// offered component-2 candidates); nil when RTCP rides on the media conn
+// (RFC 5761) or the peer does no ICE. It is closed with the Agent.
+func (c *MediaConn) RTCP() net.Conn { return c.rtcp }
 
 // Strangers returns how many datagrams a legacy path dropped because they
 // did not come from the peer's address (always 0 on an ICE path, where
