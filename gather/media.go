@@ -210,7 +210,7 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 		// RTCP on its own port: component 2 for an ICE offer, a=rtcp
 		// (RFC 3605) either way, so the peer's RTCP reaches a socket we
 		// hold and not the RTP port plus one.
-		r, err := a.ensureRTCP()
+		r, err := a.ensureRTCP(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("gather: answer: RTCP: %w", err)
 		}
@@ -674,6 +674,7 @@ func (a *Agent) connectLegacy(m *sdpcand.Media) (*MediaConn, error) {
 				return nil, fmt.Errorf("gather: connect: legacy peer %s: create permission: %w", peer, err)
 			}
 		}
+		a.permitLegacyRTCP(lc, peer)
 	}
 	return &MediaConn{agent: a, legacy: lc, peer: peer, peerUDP: net.UDPAddrFromAddrPort(peer), mode: mode}, nil
 }

@@ -30,10 +30,10 @@ import (
 // shared by its components), runs component 2's checks as the peer
 // expects. That is what rtcpLeg is.
 //
-// Limits: component 2 has host candidates only (one socket next to each
-// component-1 host candidate); no reflexive or relayed RTCP candidate yet,
-// so RTCP across families or through a NAT that needs the relay does not
-// work. The RTCP agent is not restarted by Restart, and its consent state
+// Component 2 has a host candidate next to each component-1 host candidate
+// and a relayed one (another allocation, same server, family and
+// transport) next to each relayed one; no server-reflexive one yet. The
+// RTCP agent is not restarted by Restart, and its consent state
 // is not reported (OnStateChange follows component 1).
 
 // rtcpComponent is ICE component 2 (RTCP without rtcp-mux).
@@ -61,7 +61,13 @@ func (r *rtcpLeg) close() error {
 		return nil
 	}
 	r.closed = true
-	ia, cands := r.agent, r.cands
+	ia := r.agent
+	var cands []*localCandidate
+	for _, lc := range r.cands {
+		if !lc.owned {
+			cands = append(cands, lc)
+		}
+	}
 	r.mu.Unlock()
 	var errs []error
 	if ia != nil {
@@ -69,7 +75,7 @@ func (r *rtcpLeg) close() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, lc := range cands {
+	for _, lc := range cands { // ia.Close closed the others
 		if err := lc.release(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
@@ -106,9 +112,10 @@ func (r *rtcpLeg) addrs(rtp map[netaddr.Family]netip.AddrPort) map[netaddr.Famil
 
 // ensureRTCP opens component 2's sockets, once: one beside each host
 // candidate of component 1, same address and foundation (RFC 8445
-// §5.1.1.3), priority for component 2. It returns nil (and no error) when
+// §5.1.1.3), priority for component 2, and an allocation beside each
+// relayed one. It returns nil (and no error) when
 // no socket could be opened; the answer then has no a=rtcp.
-func (a *Agent) ensureRTCP() (*rtcpLeg, error) {
+func (a *Agent) ensureRTCP(ctx context.Context) (*rtcpLeg, error) {
 	a.mu.Lock()
 	if err := a.checkOpen(); err != nil {
 		a.mu.Unlock()
@@ -119,10 +126,13 @@ func (a *Agent) ensureRTCP() (*rtcpLeg, error) {
 		a.mu.Unlock()
 		return r, nil
 	}
-	var hosts []*localCandidate
+	var hosts, relays []*localCandidate
 	for _, lc := range a.cands {
-		if lc.typ == ice.CandidateTypeHost {
+		switch {
+		case lc.typ == ice.CandidateTypeHost:
 			hosts = append(hosts, lc)
+		case lc.typ == ice.CandidateTypeRelay && lc.again != nil:
+			relays = append(relays, lc)
 		}
 	}
 	a.mu.Unlock()
@@ -135,6 +145,26 @@ func (a *Agent) ensureRTCP() (*rtcpLeg, error) {
 		}
 		r.cands = append(r.cands, lc)
 	}
+	// One more allocation per relayed candidate, all at once, bounded by
+	// the gathering timeout: a relayed component 1 needs a relayed
+	// component 2 (RTCP across families, or through the relay to a legacy
+	// peer).
+	actx, cancel := waitCtx(ctx, a.timeout)
+	stop := context.AfterFunc(a.life, cancel)
+	results := make(chan jobResult, len(relays))
+	for _, rl := range relays {
+		go func() { results <- rl.again(actx) }()
+	}
+	for range relays {
+		res := <-results
+		if res.cand == nil {
+			a.log.Debug("RTCP allocation failed", slog.String("what", res.what), slog.Any("error", res.err))
+			continue
+		}
+		r.cands = append(r.cands, res.cand)
+	}
+	stop()
+	cancel()
 	if len(r.cands) == 0 {
 		return nil, nil
 	}
@@ -228,7 +258,11 @@ func (a *Agent) startRTCP(ctx context.Context, m *sdpcand.Media, controlling boo
 	for _, lc := range cands {
 		if err := ia.AddVirtualCandidate(lc.cand, lc.conn); err != nil {
 			a.log.Debug("RTCP candidate not added", slog.Any("error", err), slog.String("candidate", lc.addr.String()))
+			continue
 		}
+		r.mu.Lock()
+		lc.owned = true
+		r.mu.Unlock()
 	}
 	var conn *ice.Conn
 	if controlling {
@@ -262,5 +296,30 @@ func (a *Agent) awaitRTCP(ctx context.Context) {
 	defer cancel()
 	if err := ia.AwaitConnect(wait); err != nil {
 		a.log.Warn("RTCP component not connected", slog.Any("error", err))
+	}
+}
+
+// permitLegacyRTCP installs, on the RTCP allocation beside the legacy
+// path's relayed candidate rtp, a permission for the peer (RFC 8656 §9),
+// so its RTCP passes the relay before we send any.
+func (a *Agent) permitLegacyRTCP(rtp *localCandidate, peer netip.AddrPort) {
+	a.mu.Lock()
+	r := a.rtcp
+	a.mu.Unlock()
+	if r == nil || rtp.typ != ice.CandidateTypeRelay {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, lc := range r.cands {
+		if lc.typ != ice.CandidateTypeRelay || lc.addr.Addr() != rtp.addr.Addr() {
+			continue
+		}
+		if p, ok := lc.conn.(interface{ CreatePermissions(...net.Addr) error }); ok {
+			if err := p.CreatePermissions(net.UDPAddrFromAddrPort(peer)); err != nil {
+				a.log.Warn("RTCP permission not installed", slog.Any("error", err), slog.String("peer", peer.String()))
+			}
+		}
+		return
 	}
 }

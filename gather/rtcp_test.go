@@ -76,8 +76,26 @@ func newTwoComponentPeer(t *testing.T) *twoComponentPeer {
 // 3605), both components connect, and RTCP sent on the peer's component 2
 // arrives on the answerer's MediaConn.RTCP, at component 2's address.
 func TestAnswerTwoComponentOffer(t *testing.T) {
-	peer := newTwoComponentPeer(t)
 	ans := newTestAgent(t, Config{HostAddrs: []netip.Addr{lo4}, Families: []netaddr.Family{netaddr.IPv4}})
+	testTwoComponents(t, ans, "host")
+}
+
+// TestAnswerTwoComponentOfferRelayed: an IPv6-only answerer reaches the
+// IPv4 two-component peer through its IPv4 relay on both components
+// (RFC 6157 §4.2 for RTCP too): component 2 has its own allocation.
+func TestAnswerTwoComponentOfferRelayed(t *testing.T) {
+	forEachTURN(t, func(t *testing.T, srv turnServer) {
+		ans := newTestAgent(t, Config{
+			HostAddrs: []netip.Addr{lo6}, Families: []netaddr.Family{netaddr.IPv6},
+			TURN: []string{srv.url("::1", "udp")}, Username: testUser, Password: testPass,
+			RelayFamilies: []netaddr.Family{netaddr.IPv4},
+		})
+		testTwoComponents(t, ans, "relay")
+	})
+}
+
+func testTwoComponents(t *testing.T, ans *Agent, wantRTCPType string) {
+	peer := newTwoComponentPeer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	answer, err := ans.Answer(ctx, peer.offer)
@@ -93,14 +111,17 @@ func TestAnswerTwoComponentOffer(t *testing.T) {
 	comps := map[uint16]int{}
 	for _, c := range m.Candidates {
 		comps[c.Component()]++
-		if c.Component() == 2 {
+		if c.Component() == 2 && c.NetworkType() == ice.NetworkTypeUDP4 {
 			rtcpCand = c
 		}
 	}
 	if comps[1] == 0 || comps[2] == 0 || m.RTCPMux {
 		t.Fatalf("answer: want candidates of components 1 and 2 and no rtcp-mux, got %v:\n%s", comps, answer)
 	}
-	wantRTCP := fmt.Sprintf("a=rtcp:%d IN IP4 127.0.0.1\r\n", rtcpCand.Port())
+	if rtcpCand == nil || rtcpCand.Type().String() != wantRTCPType {
+		t.Fatalf("answer: want an IPv4 %s candidate for component 2:\n%s", wantRTCPType, answer)
+	}
+	wantRTCP := fmt.Sprintf("a=rtcp:%d IN IP4 %s\r\n", rtcpCand.Port(), rtcpCand.Address())
 	if !bytes.Contains(answer, []byte(wantRTCP)) {
 		t.Errorf("answer lacks %q:\n%s", wantRTCP, answer)
 	}
