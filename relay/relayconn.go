@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -23,10 +25,13 @@ import (
 // replaced it is each datagram's peer checked again (allocation-free).
 type relayConn struct {
 	net.PacketConn
-	ctr     *dirCounters
-	limit   *rate.Limiter // nil: unlimited
-	drops   *dropCounters
-	policy  *atomic.Pointer[netaddr.PeerPolicy]
+	ctr    *dirCounters
+	limit  *rate.Limiter // nil: unlimited
+	drops  *dropCounters
+	policy *atomic.Pointer[netaddr.PeerPolicy]
+	// portOK is Server.relayedPortOK: relay-to-relay only to live
+	// relayed transport addresses.
+	portOK  func(netip.AddrPort) bool
 	born    *netaddr.PeerPolicy
 	once    sync.Once
 	onClose func()
@@ -51,6 +56,7 @@ func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func())
 		ctr:        s.metrics.dir[familyIndex(info.family)],
 		drops:      &s.metrics.drops,
 		policy:     &s.policy,
+		portOK:     s.relayedPortOK,
 		born:       s.policy.Load(),
 		onClose:    onClose,
 		advertise:  info.advertise,
@@ -96,7 +102,7 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteTo sends a client's datagram to a peer, subject to the bandwidth
 // limit; an over-limit datagram is dropped, counted and reported as sent.
 func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if !c.peerAllowed(addr) {
+	if !c.peerAllowed(addr) || !c.relayedOK(addr) {
 		c.drops.peerPolicy.Inc()
 		return len(b), nil
 	}
@@ -132,6 +138,17 @@ func (c *relayConn) peerAllowed(addr net.Addr) bool {
 	}
 	a, ok := netip.AddrFromSlice(ua.IP)
 	return ok && pol.Check(a).Allowed
+}
+
+// relayedOK applies the relay-to-relay port rule (Server.relayedPortOK) to
+// a datagram pion relays; a peer that is not a *net.UDPAddr is left to
+// peerAllowed.
+func (c *relayConn) relayedOK(addr net.Addr) bool {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || c.portOK == nil {
+		return true
+	}
+	return c.portOK(ua.AddrPort())
 }
 
 // Close closes the socket and returns its port and quota, once; a dual
