@@ -160,11 +160,6 @@ func NewAgent(cfg Config) (*Agent, error) {
 		// pure call-setup delay.
 		ice.WithRelayAcceptanceMinWait(relayAcceptanceMinWait),
 		ice.WithLoggerFactory(pionLogs(a.log)),
-		// Renomination (draft-thatcher-ice-renomination, pion/ice's
-		// RenominateCandidate) lets the controlling side move media to
-		// another pair when the selected one dies (recover.go). Peers that
-		// do not know the attribute ignore it (comprehension-optional).
-		ice.WithRenomination(ice.DefaultNominationValueGenerator()),
 	}
 	ia, err := ice.NewAgentWithOptions(a.iceOpts...)
 	if err != nil {

@@ -125,9 +125,6 @@ func (a *Agent) setState(s State) {
 	if s == StateFailed && media != nil {
 		media.loseConsent()
 	}
-	if s == StateDisconnected && media != nil && media.iceConn != nil {
-		go a.recoverPath()
-	}
 	a.log.Debug("media path state", slog.String("state", s.String()))
 	if f != nil {
 		f(s)
