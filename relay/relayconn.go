@@ -48,11 +48,11 @@ type relayConn struct {
 	killed    atomic.Bool
 }
 
-// newRelayConn wraps one relay socket. conn is what hooks.wrapRelay made of
-// the bound socket (the socket itself unless a data plane is installed).
+// newRelayConn wraps one relay socket: what the Forwarder made of the bound
+// socket (the socket itself unless a data plane is on).
 func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func()) net.PacketConn {
 	rc := &relayConn{
-		PacketConn: s.hooks.wrapRelay(sock, info),
+		PacketConn: s.fwd.Relay(sock, info.advertise),
 		ctr:        s.metrics.dir[familyIndex(info.family)],
 		drops:      &s.metrics.drops,
 		policy:     &s.policy,
@@ -94,7 +94,7 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		c.ctr.fromPeerPackets.Inc()
-		c.ctr.fromPeerBytes.Add(float64(n))
+		c.ctr.fromPeerBytes.Add(uint64(n))
 		return n, addr, nil
 	}
 }
@@ -117,7 +117,7 @@ func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	n, err := c.PacketConn.WriteTo(b, addr)
 	if err == nil {
 		c.ctr.toPeerPackets.Inc()
-		c.ctr.toPeerBytes.Add(float64(n))
+		c.ctr.toPeerBytes.Add(uint64(n))
 	} else {
 		c.drops.sendError.Inc()
 	}
