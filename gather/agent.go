@@ -64,7 +64,12 @@ type Agent struct {
 	timeout    time.Duration
 
 	ice        *ice.Agent
+	iceOpts    []ice.AgentOption // what ice was made with; the RTCP agent gets the same
 	ufrag, pwd string
+
+	// rtcp is component 2 (RTCP on its own port) for offers without
+	// rtcp-mux; nil until such an offer is answered. See rtcp.go.
+	rtcp *rtcpLeg
 
 	// life ends at Close; gathering and Connect run under it.
 	life    context.Context
@@ -138,7 +143,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 	if len(a.turn) > 0 && (cfg.Username == "" || cfg.Password == "") {
 		return nil, fmt.Errorf("%w: username/password: required with a TURN server", ErrConfig)
 	}
-	ia, err := ice.NewAgentWithOptions(
+	a.iceOpts = []ice.AgentOption{
 		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
 		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive, ice.CandidateTypeRelay}),
 		// no multicast DNS: no traffic beyond the servers and the peer
@@ -155,7 +160,8 @@ func NewAgent(cfg Config) (*Agent, error) {
 		// pure call-setup delay.
 		ice.WithRelayAcceptanceMinWait(relayAcceptanceMinWait),
 		ice.WithLoggerFactory(pionLogs(a.log)),
-	)
+	}
+	ia, err := ice.NewAgentWithOptions(a.iceOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("gather: ice agent: %w", err)
 	}
@@ -203,11 +209,15 @@ func (a *Agent) Close() error {
 		}
 	}
 	media := a.media
+	rtcp := a.rtcp
 	a.mu.Unlock()
 
 	var errs []error
 	if media != nil {
 		errs = append(errs, media.closeLegacy())
+	}
+	if rtcp != nil {
+		errs = append(errs, rtcp.close())
 	}
 	// Closing the ICE agent closes every candidate it took over (their
 	// OnClose releases the TURN client and socket).

@@ -1,6 +1,7 @@
 package gather
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sync"
@@ -27,6 +28,9 @@ type localCandidate struct {
 	release func() error
 	// owned is true once pion/ice or a MediaConn took the socket over.
 	owned bool
+	// again, for a relayed candidate, makes another allocation the same
+	// way (server, family, transport, source) for ICE component 2.
+	again func(ctx context.Context) jobResult
 }
 
 // onceCloser turns a close function into an idempotent one.

@@ -110,6 +110,7 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 	a.mu.Lock()
 	a.remoteUfrag, a.remotePwd = m.Ufrag, m.Pwd
 	a.mu.Unlock()
+	rtcpConn := a.startRTCP(ctx, m, controlling)
 	var conn *ice.Conn
 	var err error
 	if controlling {
@@ -146,7 +147,12 @@ func (a *Agent) connectICE(ctx context.Context, m *sdpcand.Media, controlling bo
 		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return &MediaConn{agent: a, iceConn: conn}, nil
+	mc := &MediaConn{agent: a, iceConn: conn}
+	if rtcpConn != nil {
+		a.awaitRTCP(ctx)
+		mc.rtcp = rtcpConn
+	}
+	return mc, nil
 }
 
 func isClosed(ch <-chan struct{}) bool {
@@ -163,6 +169,10 @@ func isClosed(ch <-chan struct{}) bool {
 // remoteCandidateWait or ctx ends. Reaching the bound is not an error: the
 // checks then merely start with fewer known candidates.
 func (a *Agent) awaitRemoteCandidates(ctx context.Context, want int) {
+	awaitRemoteCandidates(ctx, a.log, a.ice, want)
+}
+
+func awaitRemoteCandidates(ctx context.Context, log *slog.Logger, ia *ice.Agent, want int) {
 	if want == 0 {
 		return
 	}
@@ -171,14 +181,14 @@ func (a *Agent) awaitRemoteCandidates(ctx context.Context, want int) {
 	tick := time.NewTicker(remoteCandidatePoll)
 	defer tick.Stop()
 	for {
-		if have, err := a.ice.GetRemoteCandidates(); err != nil || len(have) >= want {
+		if have, err := ia.GetRemoteCandidates(); err != nil || len(have) >= want {
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-deadline.C:
-			a.log.Debug("remote candidates not all registered in time", slog.Int("want", want))
+			log.Debug("remote candidates not all registered in time", slog.Int("want", want))
 			return
 		case <-tick.C:
 		}
@@ -211,6 +221,7 @@ func (a *Agent) connectLegacy(m *sdpcand.Media) (*MediaConn, error) {
 				return nil, fmt.Errorf("gather: connect: legacy peer %s: create permission: %w", peer, err)
 			}
 		}
+		a.permitLegacyRTCP(lc, peer)
 	}
 	return &MediaConn{agent: a, legacy: lc, peer: peer, peerUDP: net.UDPAddrFromAddrPort(peer), mode: mode}, nil
 }

@@ -258,6 +258,11 @@ func testConnectLegacyPeer(t *testing.T, srv turnServer) {
 			// The phone answers from its own socket; give it a conn view
 			// bound to our relayed address.
 			exchangeRTP(t, media, &fixedPeerConn{UDPConn: phone, peer: ourAP})
+			// Stats counts a legacy path too (no checks: no RTT).
+			if st := media.Stats(); st.PacketsSent != rtpCount || st.PacketsReceived != rtpCount ||
+				st.BytesReceived != uint64(rtpCount*(12+160)) || st.Path != p || st.LastReceived.IsZero() || st.RTT != 0 {
+				t.Errorf("legacy stats %+v", st)
+			}
 		})
 	}
 }

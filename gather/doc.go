@@ -89,7 +89,12 @@
 // defaults); ours are derived so that the total is the consent timeout.
 // Connect returns when a pair is selected, when the checks fail (an error
 // wrapping ErrConsentLost), when ctx ends (wrapping ctx.Err()) or on Close.
-// Only component 1 is used: RTP and RTCP are multiplexed. A legacy peer
+// RTP and RTCP are multiplexed on component 1 (RFC 5761) when the offer
+// has a=rtcp-mux. An offer without it is answered with component-2 host
+// candidates (ICE) and an a=rtcp attribute (RFC 3605) at a socket the
+// agent holds; component 2 runs on a second pion/ice agent with the same
+// credentials (pion/ice v4.4.8 is single-component) and MediaConn.RTCP
+// returns it. A legacy peer
 // (no ICE attributes) gets media from our candidate of its family — the
 // relayed one when there is one: CreatePermission at Connect, ChannelBind
 // on first send (pion/turn) — and MediaConn.Selected reports

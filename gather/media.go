@@ -61,6 +61,10 @@ type MediaConn struct {
 	agent   *Agent
 	iceConn *ice.Conn
 
+	// rtcp is ICE component 2 when the session does not multiplex RTCP
+	// (see rtcp.go); nil otherwise.
+	rtcp net.Conn
+
 	legacy  *localCandidate
 	peer    netip.AddrPort
 	peerUDP *net.UDPAddr
@@ -74,6 +78,9 @@ type MediaConn struct {
 	// strangers counts datagrams a legacy path dropped because they came
 	// from another address than the peer's.
 	strangers atomic.Uint64
+	// Counters for Stats, of the packets Read returned and Write sent.
+	pktsIn, pktsOut, bytesIn, bytesOut atomic.Uint64
+	lastIn                             atomic.Int64 // UnixNano of the last packet Read returned; 0: none
 }
 
 // errConsentLost is what Read and Write return once consent is lost.
@@ -107,6 +114,9 @@ func (c *MediaConn) Read(p []byte) (int, error) {
 		if err != nil && c.lost.Load() {
 			return 0, errConsentLost
 		}
+		if err == nil {
+			c.countIn(n)
+		}
 		return n, err
 	}
 	for {
@@ -118,6 +128,7 @@ func (c *MediaConn) Read(p []byte) (int, error) {
 			c.strangers.Add(1)
 			continue
 		}
+		c.countIn(n)
 		return n, nil
 	}
 }
@@ -129,9 +140,72 @@ func (c *MediaConn) Write(p []byte) (int, error) {
 		if c.lost.Load() {
 			return 0, errConsentLost
 		}
-		return c.iceConn.Write(p)
+		n, err := c.iceConn.Write(p)
+		if err == nil {
+			c.countOut(n)
+		}
+		return n, err
 	}
-	return c.legacy.conn.WriteTo(p, c.peerUDP)
+	n, err := c.legacy.conn.WriteTo(p, c.peerUDP)
+	if err == nil {
+		c.countOut(n)
+	}
+	return n, err
+}
+
+func (c *MediaConn) countIn(n int) {
+	c.pktsIn.Add(1)
+	c.bytesIn.Add(uint64(n)) //nolint:gosec // n >= 0
+	c.lastIn.Store(time.Now().UnixNano())
+}
+
+func (c *MediaConn) countOut(n int) {
+	c.pktsOut.Add(1)
+	c.bytesOut.Add(uint64(n)) //nolint:gosec // n >= 0
+}
+
+// MediaStats is a snapshot of a media path (MediaConn.Stats).
+type MediaStats struct {
+	// Path is the path in use, as Selected reports it: for ICE the pair
+	// pion/ice sends on (its Conn.Write uses the selected pair), with its
+	// candidate types, families and addresses.
+	Path PathInfo
+	// PacketsSent and BytesSent count what Write sent (payload bytes, no
+	// UDP/TURN overhead); PacketsReceived and BytesReceived what Read
+	// returned (a legacy path's strangers are not counted, see
+	// Strangers). RTCP on its own component (RTCP) is not included.
+	PacketsSent, PacketsReceived uint64
+	BytesSent, BytesReceived     uint64
+	// LastReceived is when Read last returned a packet; zero before the first.
+	LastReceived time.Time
+	// RTT is the round-trip time of the latest connectivity or consent
+	// check (RFC 7675 Binding request) answered on the selected pair, as
+	// pion/ice measured it; 0 when unknown (a legacy path has no checks).
+	RTT time.Duration
+	// ChecksAnswered is how many Binding requests on the selected pair got
+	// a success response (pion/ice's ResponsesReceived for the pair).
+	ChecksAnswered uint64
+}
+
+// Stats returns the path's counters and, for ICE, the selected pair's
+// round-trip time. It takes no lock on the packet path: the counters are
+// atomics.
+func (c *MediaConn) Stats() MediaStats {
+	st := MediaStats{
+		Path:        c.Selected(),
+		PacketsSent: c.pktsOut.Load(), PacketsReceived: c.pktsIn.Load(),
+		BytesSent: c.bytesOut.Load(), BytesReceived: c.bytesIn.Load(),
+	}
+	if ns := c.lastIn.Load(); ns != 0 {
+		st.LastReceived = time.Unix(0, ns)
+	}
+	if c.iceConn != nil {
+		if ps, ok := c.agent.ice.GetSelectedCandidatePairStats(); ok {
+			st.RTT = time.Duration(ps.CurrentRoundTripTime * float64(time.Second))
+			st.ChecksAnswered = ps.ResponsesReceived
+		}
+	}
+	return st
 }
 
 // ReadRTP reads one packet into buf and parses it as RTP.
@@ -156,6 +230,12 @@ func (c *MediaConn) WriteRTP(pkt *rtp.Packet) error {
 	_, err = c.Write(b)
 	return err
 }
+
+// RTCP returns the separate RTCP path, ICE component 2, when the session
+// does not multiplex RTCP (the offer had no a=rtcp-mux and both sides
+// offered component-2 candidates); nil when RTCP rides on the media conn
+// (RFC 5761) or the peer does no ICE. It is closed with the Agent.
+func (c *MediaConn) RTCP() net.Conn { return c.rtcp }
 
 // Strangers returns how many datagrams a legacy path dropped because they
 // did not come from the peer's address (always 0 on an ICE path, where

@@ -154,14 +154,27 @@ func (a *Agent) Answer(ctx context.Context, offerSDP []byte) ([]byte, error) {
 		SessionID: id, SessionVersion: ver,
 		Ufrag: ufrag, Pwd: pwd, Candidates: a.localCandidates(), Addrs: addrs, Codecs: a.cfg.Codecs,
 	}
-	b, err := sdpcand.BuildAnswer(offer, params)
-	if err != nil {
-		return nil, fmt.Errorf("gather: answer: %w", err)
-	}
 	// Media flows on the m-line the answer accepted, which need not be the
 	// offer's first active one (an earlier one may have no common codec or
 	// a family we lack).
 	accepted, err := sdpcand.AcceptedMedia(offer, params)
+	if err != nil {
+		return nil, fmt.Errorf("gather: answer: %w", err)
+	}
+	if !offer.Media[accepted].RTCPMux {
+		// RTCP on its own port: component 2 for an ICE offer, a=rtcp
+		// (RFC 3605) either way, so the peer's RTCP reaches a socket we
+		// hold and not the RTP port plus one.
+		r, err := a.ensureRTCP(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("gather: answer: RTCP: %w", err)
+		}
+		if r != nil {
+			params.RTCP = r.addrs(addrs)
+			params.Candidates = append(params.Candidates, r.iceCandidates()...)
+		}
+	}
+	b, err := sdpcand.BuildAnswer(offer, params)
 	if err != nil {
 		return nil, fmt.Errorf("gather: answer: %w", err)
 	}

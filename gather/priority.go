@@ -16,8 +16,9 @@ const (
 	typePrefRelay = 0
 )
 
-// rtpComponent is the only ICE component we gather for: RTP and RTCP are
-// multiplexed (RFC 5761), so component 2 is never needed.
+// rtpComponent is ICE component 1: RTP, and RTCP too when multiplexed
+// (RFC 5761). Component 2 (rtcp.go) exists only for offers without
+// a=rtcp-mux.
 const rtpComponent = 1
 
 // candidatePriority is RFC 8445 §5.1.2.1:

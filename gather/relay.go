@@ -115,6 +115,11 @@ const heDelay = 250 * time.Millisecond
 // allocate makes one allocation of family rf on server s at srv, from
 // local address src, and makes it a relayed candidate.
 func (a *Agent) allocate(ctx context.Context, s server, idx int, rf netaddr.Family, srv netip.AddrPort, src netip.Addr) jobResult {
+	return a.allocateFor(ctx, s, idx, rf, srv, src, rtpComponent)
+}
+
+// allocateFor is allocate for ICE component comp.
+func (a *Agent) allocateFor(ctx context.Context, s server, idx int, rf netaddr.Family, srv netip.AddrPort, src netip.Addr, comp uint16) jobResult {
 	proto := s.relayProtocol()
 	tf := netaddr.FamilyOf(srv.Addr())
 	what := fmt.Sprintf("%s %s relay over %s", s.raw, rf, tf)
@@ -197,8 +202,8 @@ func (a *Agent) allocate(ctx context.Context, s server, idx int, rf netaddr.Fami
 		Network:   "udp",
 		Address:   relayed.Addr().String(),
 		Port:      int(relayed.Port()),
-		Component: rtpComponent,
-		Priority:  candidatePriority(typePrefRelay, serverLocalPref(proto, netaddr.FamilyOf(relayed.Addr()), idx), rtpComponent),
+		Component: comp,
+		Priority:  candidatePriority(typePrefRelay, serverLocalPref(proto, netaddr.FamilyOf(relayed.Addr()), idx), comp),
 		// RFC 8445 §5.1.1.1: a relayed candidate is its own base.
 		Foundation:    foundation("relay", relayed.Addr(), srv.Addr(), proto),
 		RelAddr:       rel.Addr().String(),
@@ -216,6 +221,10 @@ func (a *Agent) allocate(ctx context.Context, s server, idx int, rf netaddr.Fami
 	return jobResult{what: what, cand: &localCandidate{
 		cand: cand, conn: relayConn, addr: relayed, family: netaddr.FamilyOf(relayed.Addr()),
 		typ: ice.CandidateTypeRelay, relayProto: proto, release: release,
+		// The same allocation path, for component 2 (rtcp.go).
+		again: func(ctx context.Context) jobResult {
+			return a.allocateFor(ctx, s, idx, rf, srv, src, rtcpComponent)
+		},
 	}}
 }
 

@@ -41,6 +41,13 @@ type AnswerParams struct {
 	Direction string
 	// NoEndOfCandidates leaves out a=end-of-candidates (trickle still running).
 	NoEndOfCandidates bool
+	// RTCP is the answerer's RTCP address per family. When the accepted
+	// m-line of the offer has no a=rtcp-mux, the answer carries
+	// "a=rtcp:PORT IN IP4|IP6 ADDR" (RFC 3605 §2.1) with RTCP[family of the
+	// m-line], so the peer's RTCP reaches a port we hold rather than the
+	// RTP port plus one. Ignored when the offer has rtcp-mux (RFC 5761 §5.1.1:
+	// then both flow on the RTP port).
+	RTCP map[netaddr.Family]netip.AddrPort
 }
 
 // BuildAnswer writes the answer to offer (RFC 3264). It keeps the offer's
@@ -102,6 +109,9 @@ func BuildAnswer(offer *Session, p AnswerParams) ([]byte, error) {
 		addCodecs(md, acceptedCodecs)
 		if m.RTCPMux {
 			md.WithPropertyAttribute("rtcp-mux")
+		} else if rp, ok := p.RTCP[m.Family]; ok && rp.IsValid() && rp.Port() != 0 {
+			rt, raddr := connectionFor(m.Family, rp.Addr(), false)
+			md.WithValueAttribute("rtcp", fmt.Sprintf("%d IN %s %s", rp.Port(), rt, raddr))
 		}
 		md.WithPropertyAttribute(answerDirection(m.Direction, p.Direction))
 		if useICE {

@@ -321,3 +321,46 @@ func TestAcceptedMedia(t *testing.T) {
 		t.Errorf("no addresses: %v", err)
 	}
 }
+
+// An offer without a=rtcp-mux gets a=rtcp (RFC 3605) at the RTCP port we
+// hold; one with rtcp-mux gets rtcp-mux and no a=rtcp.
+func TestBuildAnswerRTCP(t *testing.T) {
+	rtcp := map[netaddr.Family]netip.AddrPort{
+		netaddr.IPv4: netip.MustParseAddrPort("203.0.113.5:50007"),
+		netaddr.IPv6: netip.MustParseAddrPort("[2001:db8::10]:40007"),
+	}
+	for _, tc := range []struct {
+		name, cline string
+		mux         bool
+		want        string
+	}{
+		{"v4", "c=IN IP4 192.0.2.1", false, "a=rtcp:50007 IN IP4 203.0.113.5\r\n"},
+		{"v6", "c=IN IP6 2001:db8::1", false, "a=rtcp:40007 IN IP6 2001:db8::10\r\n"},
+		{"mux", "c=IN IP4 192.0.2.1", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := []string{"t=0 0", "m=audio 4000 RTP/AVP 0", tc.cline}
+			if tc.mux {
+				lines = append(lines, "a=rtcp-mux")
+			}
+			offer, err := Parse(desc(lines...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := BuildAnswer(offer, AnswerParams{Addrs: both, RTCP: rtcp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := string(out)
+			if tc.want != "" && !strings.Contains(s, tc.want) {
+				t.Errorf("answer lacks %q:\n%s", tc.want, s)
+			}
+			if tc.mux && (strings.Contains(s, "a=rtcp:") || !strings.Contains(s, "a=rtcp-mux")) {
+				t.Errorf("rtcp-mux offer: want rtcp-mux and no a=rtcp:\n%s", s)
+			}
+			if !tc.mux && strings.Contains(s, "a=rtcp-mux") {
+				t.Errorf("answer offers rtcp-mux the offer did not have:\n%s", s)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"time"
 
@@ -109,6 +110,12 @@ func serveEcho(agent *gather.Agent, d time.Duration, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "answer: %v\n", err)
 		return 1
 	}
+	// Without rtcp-mux, RTCP has its own path (ICE component 2): echo it too.
+	var rtcpDone chan [2]uint64
+	if rtcp := media.RTCP(); rtcp != nil {
+		rtcpDone = make(chan [2]uint64, 1)
+		go func() { rtcpDone <- echoUntil(rtcp, end) }()
+	}
 	var received, echoed, failed uint64
 	buf := make([]byte, 1500)
 	for {
@@ -130,7 +137,31 @@ func serveEcho(agent *gather.Agent, d time.Duration, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "answer: %d echo write(s) failed\n", failed)
 	}
 	fmt.Fprintf(stderr, "rtp: received %d echoed %d\n", received, echoed)
+	if rtcpDone != nil {
+		n := <-rtcpDone
+		fmt.Fprintf(stderr, "rtcp: received %d echoed %d\n", n[0], n[1])
+	}
 	return 0
+}
+
+// echoUntil echoes every packet read from c back to it until end (or a
+// read error) and returns the packets received and echoed.
+func echoUntil(c net.Conn, end time.Time) [2]uint64 {
+	var n [2]uint64
+	if err := c.SetReadDeadline(end); err != nil {
+		return n
+	}
+	buf := make([]byte, 1500)
+	for {
+		k, err := c.Read(buf)
+		if err != nil {
+			return n
+		}
+		n[0]++
+		if _, err := c.Write(buf[:k]); err == nil {
+			n[1]++
+		}
+	}
 }
 
 func isTimeout(err error) bool {
