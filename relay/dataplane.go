@@ -84,6 +84,11 @@ func dataPlaneHooks(s *Server) hooks {
 	h.events = plane.EventHandler(turn.EventHandler{})
 	h.filterPeers = plane.SetPeerFilter
 	h.attachRelay = plane.AttachRelay
+	h.allocCounts = func(src, dst net.Addr) (toPeer, fromPeer [2]uint64) {
+		c, _ := plane.AllocationCounts(src, dst)
+		c2p, p2c := dataplane.ClientToPeer, dataplane.PeerToClient
+		return [2]uint64{c.Packets[c2p], c.Bytes[c2p]}, [2]uint64{c.Packets[p2c], c.Bytes[p2c]}
+	}
 	h.close = func() error {
 		err := plane.Close()
 		ps.stop()

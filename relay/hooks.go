@@ -36,6 +36,10 @@ type hooks struct {
 	// for the allocation of 5-tuple (src, dst); false: the relay serves
 	// that family on pion's path itself (dualalloc.go).
 	attachRelay func(src, dst, relay net.Addr) bool
+	// allocCounts returns the packets and bytes (to peer, from peer) the
+	// data plane forwarded itself for the allocation of 5-tuple (src,
+	// dst); called by the session log before the plane forgets it.
+	allocCounts func(src, dst net.Addr) (toPeer, fromPeer [2]uint64)
 	close       func() error
 	// err, when set, stops the Server from starting: a data plane the
 	// configuration requires could not be set up.
@@ -52,6 +56,7 @@ func defaultHooks() hooks {
 		wrapRelay:    func(c *net.UDPConn, _ relayInfo) net.PacketConn { return c },
 		filterPeers:  func(func(netip.Addr) bool) int { return 0 },
 		attachRelay:  func(net.Addr, net.Addr, net.Addr) bool { return false },
+		allocCounts:  func(net.Addr, net.Addr) (toPeer, fromPeer [2]uint64) { return },
 		close:        func() error { return nil },
 	}
 }
