@@ -10,6 +10,13 @@ const (
 	ReasonAllowCIDR = "allow-cidr"
 	// ReasonAllowLoopback: loopback, and AllowLoopback is set.
 	ReasonAllowLoopback = "allow-loopback"
+	// ReasonRelayAddress: one of the relay's relayed addresses (Relay). The
+	// address is allowed as a TURN permission (RFC 8656 section 9:
+	// permissions are per IP), but the caller must relay only to ports that
+	// are live relayed transport addresses of its own allocations, so that
+	// two clients of one relay reach each other (relay-only ICE) while the
+	// host's other services on that IP stay out of reach.
+	ReasonRelayAddress = "relay-address"
 
 	// ReasonInvalid: the zero netip.Addr.
 	ReasonInvalid = "invalid"
@@ -19,6 +26,10 @@ const (
 	ReasonDenyCIDR = "deny-cidr"
 	// ReasonOwnAddress: one of the relay's own addresses.
 	ReasonOwnAddress = "own-address"
+	// ReasonBroadcast: the directed broadcast address (the last address) of
+	// an IPv4 Allow prefix of length /30 or shorter: allowing a subnet
+	// never opens a datagram to every host on it (RFC 919, RFC 922).
+	ReasonBroadcast = "broadcast"
 	// ReasonLoopback: loopback, and AllowLoopback is not set.
 	ReasonLoopback = "loopback"
 	// ReasonSpecialPurpose: in a special-purpose block that is not globally
@@ -33,12 +44,20 @@ const (
 type PeerPolicyConfig struct {
 	// AllowLoopback allows 127.0.0.0/8 and ::1 (in every embedded form).
 	AllowLoopback bool
-	// Allow lists prefixes allowed even if special-purpose or the relay's own.
+	// Allow lists prefixes allowed even if special-purpose; it never
+	// allows one of the relay's own addresses (Own) or the directed
+	// broadcast address of an IPv4 prefix.
 	Allow []netip.Prefix
-	// Deny lists prefixes always denied; Deny beats Allow.
+	// Deny lists prefixes always denied; Deny beats every other rule.
 	Deny []netip.Prefix
-	// Own lists the relay's own addresses, denied unless allowed above.
+	// Own lists the relay's own addresses (every host address), denied
+	// whatever Allow says, unless listed in Relay too.
 	Own []netip.Addr
+	// Relay lists the addresses the relay allocates relayed transport
+	// addresses on (bound and advertised). They are allowed with
+	// ReasonRelayAddress, which obliges the caller to relay only to live
+	// relayed transport addresses on them (the port is not known here).
+	Relay []netip.Addr
 }
 
 // Verdict is the outcome of PeerPolicy.Check.
@@ -65,6 +84,7 @@ type PeerPolicy struct {
 	allow4, allow6 []netip.Prefix
 	deny4, deny6   []netip.Prefix
 	own            []netip.Addr
+	relay          []netip.Addr
 }
 
 // NewPeerPolicy builds a policy from cfg. The slices are copied. Prefixes are
@@ -78,6 +98,11 @@ func NewPeerPolicy(cfg PeerPolicyConfig) *PeerPolicy {
 	for _, a := range cfg.Own {
 		if a.IsValid() {
 			p.own = append(p.own, a.Unmap().WithZone(""))
+		}
+	}
+	for _, a := range cfg.Relay {
+		if a.IsValid() {
+			p.relay = append(p.relay, a.Unmap().WithZone(""))
 		}
 	}
 	return p
@@ -120,6 +145,7 @@ func (p *PeerPolicy) Config() PeerPolicyConfig {
 	c.Allow = append(append([]netip.Prefix(nil), p.allow4...), p.allow6...)
 	c.Deny = append(append([]netip.Prefix(nil), p.deny4...), p.deny6...)
 	c.Own = append([]netip.Addr(nil), p.own...)
+	c.Relay = append([]netip.Addr(nil), p.relay...)
 	return c
 }
 
@@ -129,11 +155,16 @@ func (p *PeerPolicy) Config() PeerPolicyConfig {
 // the first matching rule wins:
 //
 //  1. an explicit Deny prefix: deny;
-//  2. an explicit Allow prefix: allow;
-//  3. loopback: allow if AllowLoopback, else deny;
-//  4. one of the relay's own addresses: deny;
-//  5. not globally reachable per the IANA registries: deny;
-//  6. otherwise allow.
+//  2. loopback, when AllowLoopback: allow;
+//  3. a relay address (Relay), not loopback, written as itself (not
+//     IPv4-mapped nor embedded): allow with ReasonRelayAddress (the caller
+//     checks the port);
+//  4. one of the relay's own addresses: deny (Allow cannot re-open them);
+//  5. an explicit Allow prefix: allow, except its directed broadcast
+//     address (IPv4, /30 or shorter): deny;
+//  6. loopback: deny;
+//  7. not globally reachable per the IANA registries: deny;
+//  8. otherwise allow.
 //
 // A denial reports the first address that failed, embedded ones first, so
 // ::ffff:127.0.0.1 and 2002:7f00:1::1 both say "loopback" with Addr
@@ -142,6 +173,10 @@ func (p *PeerPolicy) Config() PeerPolicyConfig {
 // (IPv4-compatible ::a.b.c.d, local-use NAT64 64:ff9b:1::/48); allow those
 // prefixes explicitly if wanted. Check does not allocate.
 func (p *PeerPolicy) Check(a netip.Addr) Verdict {
+	// The relay-address rule holds for the address as the client wrote it
+	// only: reached through an IPv4-mapped or any other embedding it is
+	// not one of the relay's relayed transport addresses.
+	direct := !a.Is4In6()
 	a = a.Unmap().WithZone("")
 	if !a.IsValid() {
 		return Verdict{Reason: ReasonInvalid}
@@ -154,7 +189,7 @@ func (p *PeerPolicy) Check(a netip.Addr) Verdict {
 	v4, n, form := embedded(a)
 	best := Verdict{Allowed: true, Reason: ReasonAllowed, Addr: a}
 	for _, e := range v4[:n] {
-		ok, r := p.decide(e)
+		ok, r := p.decide(e, false)
 		if !ok {
 			return Verdict{Reason: r, Addr: e, Form: form}
 		}
@@ -163,7 +198,7 @@ func (p *PeerPolicy) Check(a netip.Addr) Verdict {
 			best = Verdict{Allowed: true, Reason: r, Addr: e, Form: form}
 		}
 	}
-	ok, r := p.decide(a)
+	ok, r := p.decide(a, direct)
 	if !ok {
 		return Verdict{Reason: r, Addr: a}
 	}
@@ -175,7 +210,8 @@ func (p *PeerPolicy) Check(a netip.Addr) Verdict {
 }
 
 // decide applies the precedence rules to one address (no embedding).
-func (p *PeerPolicy) decide(a netip.Addr) (bool, string) {
+// direct says a is the checked address itself, not unmapped nor embedded.
+func (p *PeerPolicy) decide(a netip.Addr, direct bool) (bool, string) {
 	allow, deny := p.allow6, p.deny6
 	if a.Is4() {
 		allow, deny = p.allow4, p.deny4
@@ -183,21 +219,29 @@ func (p *PeerPolicy) decide(a netip.Addr) (bool, string) {
 	if containsAny(deny, a) {
 		return false, ReasonDenyCIDR
 	}
-	if containsAny(allow, a) {
+	loop := a.IsLoopback()
+	if loop && p.allowLoopback {
+		return true, ReasonAllowLoopback
+	}
+	// Loopback relay addresses (a test or single-host setup) keep the
+	// loopback rule: no TURN client elsewhere can hold a relayed address
+	// there.
+	if direct && !loop && containsAddr(p.relay, a) {
+		return true, ReasonRelayAddress
+	}
+	// Own-address outranks Allow: an allowed subnet that holds the host
+	// must not re-open the host's own services to its TURN clients.
+	if containsAddr(p.own, a) {
+		return false, ReasonOwnAddress
+	}
+	if ok, bcast := allowedIn(allow, a); ok {
+		if bcast {
+			return false, ReasonBroadcast
+		}
 		return true, ReasonAllowCIDR
 	}
-	if a.IsLoopback() {
-		if p.allowLoopback {
-			return true, ReasonAllowLoopback
-		}
-		// Own-address outranks the generic loopback denial.
-		if p.isOwn(a) {
-			return false, ReasonOwnAddress
-		}
+	if loop {
 		return false, ReasonLoopback
-	}
-	if p.isOwn(a) {
-		return false, ReasonOwnAddress
 	}
 	switch classify(a) {
 	case reachSpecial:
@@ -219,11 +263,36 @@ func containsAny(pfs []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-func (p *PeerPolicy) isOwn(a netip.Addr) bool {
-	for _, o := range p.own {
+func containsAddr(l []netip.Addr, a netip.Addr) bool {
+	for _, o := range l {
 		if o == a {
 			return true
 		}
 	}
 	return false
+}
+
+// allowedIn reports whether an Allow prefix holds a, and whether a is the
+// directed broadcast address of every such IPv4 prefix of /30 or shorter
+// (a /31 and /32 have none, RFC 3021).
+func allowedIn(pfs []netip.Prefix, a netip.Addr) (ok, bcast bool) {
+	bcast = true
+	for _, pf := range pfs {
+		if !pf.Contains(a) {
+			continue
+		}
+		ok = true
+		if !a.Is4() || pf.Bits() > 30 || !isLastIn(pf, a) {
+			bcast = false
+		}
+	}
+	return ok, ok && bcast
+}
+
+// isLastIn reports whether a (IPv4) is the last address of pf.
+func isLastIn(pf netip.Prefix, a netip.Addr) bool {
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	host := uint32(1)<<(32-pf.Bits()) - 1
+	return v&host == host
 }

@@ -181,7 +181,12 @@ func TestCheckExplicitRules(t *testing.T) {
 		{"allow matches embedded IPv4 in NAT64 64:ff9b::c000:201 -> allow", "64:ff9b::c000:201", true, ReasonAllowCIDR, "192.0.2.1", FormNAT64},
 		{"allow matches embedded IPv4 in Teredo (global server) -> allow", "2001:0:808:808:0:f227:3fff:fdfe", true, ReasonAllowCIDR, "192.0.2.1", FormTeredo},
 		{"allow given as mapped prefix ::ffff:198.51.100.0/120 -> allow", "198.51.100.9", true, ReasonAllowCIDR, "", FormNone},
-		{"allow beats own: 1.2.3.4 -> allow", "1.2.3.4", true, ReasonAllowCIDR, "", FormNone},
+		{"own beats allow (an allow list never re-opens the host): 1.2.3.4 -> deny", "1.2.3.4", false, ReasonOwnAddress, "", FormNone},
+		{"own beats allow behind NAT64: 64:ff9b::102:304 -> deny", "64:ff9b::102:304", false, ReasonOwnAddress, "1.2.3.4", FormNAT64},
+		{"directed broadcast of allowed 10/8: 10.255.255.255 -> deny", "10.255.255.255", false, ReasonBroadcast, "", FormNone},
+		{"not a broadcast: ::ffff:192.0.2.127 -> allow", "::ffff:192.0.2.127", true, ReasonAllowCIDR, "192.0.2.127", FormNone},
+		{"last address of allowed 198.51.100.0/24 (via mapped prefix) -> deny", "198.51.100.255", false, ReasonBroadcast, "", FormNone},
+		{"network address of allowed 10/8 stays allowed: 10.0.0.0 -> allow", "10.0.0.0", true, ReasonAllowCIDR, "", FormNone},
 		{"deny beats allow: 192.0.2.200 -> deny", "192.0.2.200", false, ReasonDenyCIDR, "", FormNone},
 		{"deny beats allow: ::ffff:192.0.2.200 -> deny", "::ffff:192.0.2.200", false, ReasonDenyCIDR, "192.0.2.200", FormNone},
 		{"deny beats allow: NAT64 64:ff9b::c000:2c8 -> deny", "64:ff9b::c000:2c8", false, ReasonDenyCIDR, "192.0.2.200", FormNAT64},
@@ -192,6 +197,32 @@ func TestCheckExplicitRules(t *testing.T) {
 		{"deny of carrier 2002::/16 with allowed IPv4 -> deny", "2002:c000:201::1", false, ReasonDenyCIDR, "", FormNone},
 		{"allow of embedded IPv4 does not allow a reserved carrier ::192.0.2.1 -> deny", "::192.0.2.1", false, ReasonReserved, "", FormNone},
 		{"allow of 10/8 does not allow 172.16.0.1 -> deny", "172.16.0.1", false, ReasonSpecialPurpose, "", FormNone},
+	})
+}
+
+// The relay's relayed addresses are allowed (relay-to-relay, the port is the
+// caller's check), after Deny and before the own-address rule; the host's
+// other addresses stay denied whatever Allow says, and a /32 Allow of a
+// broadcast address names it on purpose.
+func TestCheckRelayAddresses(t *testing.T) {
+	a := netip.MustParseAddr
+	p := NewPeerPolicy(PeerPolicyConfig{
+		Allow: mustPrefixes(t, "198.51.100.0/24", "203.0.113.255/32"),
+		Deny:  mustPrefixes(t, "192.0.2.9"),
+		Own:   []netip.Addr{a("192.0.2.7"), a("192.0.2.8"), a("192.0.2.9"), a("198.51.100.1"), a("2001:db8::7")},
+		Relay: []netip.Addr{a("192.0.2.7"), a("2001:db8::7"), a("192.0.2.9")},
+	})
+	runCheckCases(t, p, []checkCase{
+		{"relay IPv4 -> relay-address", "192.0.2.7", true, ReasonRelayAddress, "", FormNone},
+		{"relay IPv4 mapped is not a relayed address -> own-address", "::ffff:192.0.2.7", false, ReasonOwnAddress, "192.0.2.7", FormNone},
+		{"relay IPv4 behind NAT64 -> own-address", "64:ff9b::c000:207", false, ReasonOwnAddress, "192.0.2.7", FormNAT64},
+		{"relay IPv6 -> relay-address", "2001:db8::7", true, ReasonRelayAddress, "", FormNone},
+		{"other host address -> own-address", "192.0.2.8", false, ReasonOwnAddress, "", FormNone},
+		{"host address inside an allowed subnet -> own-address", "198.51.100.1", false, ReasonOwnAddress, "", FormNone},
+		{"relay address in deny_peers -> deny-cidr", "192.0.2.9", false, ReasonDenyCIDR, "", FormNone},
+		{"broadcast of allowed /24 -> broadcast", "198.51.100.255", false, ReasonBroadcast, "", FormNone},
+		{"/32 allow of a .255 -> allow", "203.0.113.255", true, ReasonAllowCIDR, "", FormNone},
+		{"neighbour in allowed subnet -> allow", "198.51.100.2", true, ReasonAllowCIDR, "", FormNone},
 	})
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -83,6 +85,7 @@ func dataPlaneHooks(s *Server) hooks {
 	}
 	h.events = plane.EventHandler(turn.EventHandler{})
 	h.filterPeers = plane.SetPeerFilter
+	h.pionPeers = plane.SetPionPeers
 	h.attachRelay = plane.AttachRelay
 	h.allocCounts = func(src, dst net.Addr) (toPeer, fromPeer [2]uint64) {
 		c, _ := plane.AllocationCounts(src, dst)

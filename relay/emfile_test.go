@@ -65,17 +65,19 @@ func TestAcceptRecoversFromEMFILE(t *testing.T) {
 	waitLine := func(prefix string, timeout time.Duration) string {
 		t.Helper()
 		deadline := time.After(timeout)
+		last := ""
 		for {
 			select {
 			case l, ok := <-lines:
 				if !ok {
-					t.Fatalf("child exited before printing %q", prefix)
+					t.Fatalf("child exited before printing %q (last line %q)", prefix, last)
 				}
 				if strings.HasPrefix(l, prefix) {
 					return strings.TrimPrefix(l, prefix)
 				}
+				last = l
 			case <-deadline:
-				t.Fatalf("child did not print %q within %v", prefix, timeout)
+				t.Fatalf("child did not print %q within %v; its last line: %q", prefix, timeout, last)
 			}
 		}
 	}
@@ -104,7 +106,18 @@ func TestAcceptRecoversFromEMFILE(t *testing.T) {
 // address, then its readiness every 50 ms until stdin closes.
 func emfileChild(t *testing.T) {
 	r := startRelay(t, func(c *relay.Config) { c.ListenerSockets = 1 })
+	// Some of the relay's descriptors are opened by goroutines that may
+	// still be starting on a loaded machine; a limit set before they
+	// are open would leave the listener no descriptor to recover with.
 	open := countFDs(t)
+	for settled := 0; settled < 3; {
+		time.Sleep(50 * time.Millisecond)
+		if n := countFDs(t); n != open {
+			open, settled = n, 0
+		} else {
+			settled++
+		}
+	}
 	lim := syscall.Rlimit{Cur: uint64(open + 12), Max: uint64(open + 12)}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)

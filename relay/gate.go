@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -446,7 +448,15 @@ func (g *gate) checkPeers(msg *stun.Message, src net.Addr, key []byte) verdict {
 		if !ok {
 			return nil
 		}
-		if v := pol.Check(a); !v.Allowed {
+		v := pol.Check(a)
+		if v.Allowed && v.Reason == netaddr.ReasonRelayAddress && msg.Type.Method == stun.MethodChannelBind &&
+			!s.relayedPortOK(netip.AddrPortFrom(a, uint16(pa.Port))) {
+			// A channel's peer is a transport address: on the relay's own
+			// IP only a live relayed one (the data plane relays bound
+			// channels without asking again).
+			v = netaddr.Verdict{Reason: netaddr.ReasonOwnAddress, Addr: v.Addr}
+		}
+		if !v.Allowed {
 			s.noteDenied(src, a, v)
 			denied = true
 			return errPeerDenied
@@ -677,43 +687,4 @@ func buildError(req *stun.Message, code stun.ErrorCode, key []byte, extra ...stu
 		return nil
 	}
 	return m.Raw
-}
-
-// gatedPacketConn is a UDP listener as pion sees it: the gate runs in the
-// read path of pion's per-socket read loop.
-type gatedPacketConn struct {
-	net.PacketConn
-	gate *gate
-	msg  stun.Message // scratch; only pion's single read loop calls ReadFrom
-	done func()       // called once when the read loop ends
-	once sync.Once
-}
-
-func (c *gatedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := c.PacketConn.ReadFrom(b)
-		if err != nil {
-			c.once.Do(c.done)
-			return n, addr, err
-		}
-		v := c.gate.inspect(b[:n], fiveTuple{proto: "udp", src: addr, dst: c.PacketConn.LocalAddr(), pc: c.PacketConn}, &c.msg)
-		switch {
-		case v.drop, v.consumed:
-			continue
-		case v.reply != nil:
-			_, _ = c.PacketConn.WriteTo(v.reply, addr)
-			continue
-		case v.rewrite != nil && len(v.rewrite) <= len(b):
-			return copy(b, v.rewrite), addr, nil
-		}
-		return n, addr, nil
-	}
-}
-
-func (c *gatedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	out := c.gate.noteResponse(b, fiveTuple{proto: "udp", src: addr, dst: c.PacketConn.LocalAddr()})
-	if _, err := c.PacketConn.WriteTo(out, addr); err != nil {
-		return 0, err
-	}
-	return len(b), nil
 }

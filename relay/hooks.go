@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -31,6 +33,10 @@ type hooks struct {
 	wrapRelay    func(c *net.UDPConn, info relayInfo) net.PacketConn
 	events       turn.EventHandler
 	filterPeers  func(allowed func(netip.Addr) bool) int
+	// pionPeers names the relay's relayed IPs to the data plane, whose
+	// Send indications to them go through pion so relayConn checks the
+	// port (relay-to-relay, relayedPortOK).
+	pionPeers func([]netip.Addr)
 	// attachRelay gives the data plane a dual allocation's second relay
 	// socket (already through wrapRelay), named by its advertised address,
 	// for the allocation of 5-tuple (src, dst); false: the relay serves
@@ -55,6 +61,7 @@ func defaultHooks() hooks {
 		wrapListener: func(c *net.UDPConn) net.PacketConn { return c },
 		wrapRelay:    func(c *net.UDPConn, _ relayInfo) net.PacketConn { return c },
 		filterPeers:  func(func(netip.Addr) bool) int { return 0 },
+		pionPeers:    func([]netip.Addr) {},
 		attachRelay:  func(net.Addr, net.Addr, net.Addr) bool { return false },
 		allocCounts:  func(net.Addr, net.Addr) (toPeer, fromPeer [2]uint64) { return },
 		close:        func() error { return nil },

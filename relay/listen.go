@@ -1,13 +1,19 @@
+//go:build linux
+
 package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 
+	"github.com/pion/turn/v5"
 	"golang.org/x/sys/unix"
 )
 
@@ -221,4 +227,113 @@ func listenError(field, addr string, err error) error {
 		return fieldErr(field, "%s is not an address of this host: %v", addr, err)
 	}
 	return fmt.Errorf("relay: %s: %w", field, err)
+}
+
+// isListenIP reports whether ip is one of the specific listen addresses.
+func (s *Server) isListenIP(ip netip.Addr) bool {
+	for _, ap := range s.res.listen {
+		if ap.Addr() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// bindListeners creates every listener socket (listen.go) and hands it to
+// pion behind the request gate. It is the one place listeners reach pion.
+func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
+	n := s.socketsPerAddress()
+	var granted bufResult
+	for _, ap := range s.res.listen {
+		conns, tl, g, err := listenPair(ap, n, bufs)
+		if err != nil {
+			if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) && len(s.res.listen) > 1 {
+				s.log.Warn("address family unavailable on this host; skipping listener", slog.Any("error", err), slog.String("listen", ap.String()))
+				continue
+			}
+			return listenError("listen", ap.String(), err)
+		}
+		granted = g
+		s.udp = append(s.udp, conns...)
+		bound := netip.AddrPortFrom(ap.Addr(), conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port())
+		s.listenAddrs = append(s.listenAddrs, bound)
+		for _, c := range conns {
+			s.readers.Add(1)
+			sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
+				PacketConn:            &gatedPacketConn{PacketConn: s.hooks.wrapListener(c), gate: s.gate, done: s.readers.Done},
+				RelayAddressGenerator: s.gen,
+				PermissionHandler:     s.permit,
+			})
+		}
+		s.addStreamListener(sc, markTCP(tl, bufs.mark))
+	}
+	if len(s.udp) == 0 {
+		return fieldErr("listen", "no listener could be bound")
+	}
+	s.metrics.socketBuffer.WithLabelValues("recv").Set(float64(granted.recv))
+	s.metrics.socketBuffer.WithLabelValues("send").Set(float64(granted.send))
+	if bufs.recv > 0 && granted.recv < bufs.recv {
+		s.log.Warn("kernel granted a smaller receive buffer (raise net.core.rmem_max or run with CAP_NET_ADMIN)", slog.Int("asked", bufs.recv), slog.Int("granted", granted.recv))
+	} else {
+		s.log.Info("socket buffers", slog.Int("recv_buffer", granted.recv), slog.Int("send_buffer", granted.send))
+	}
+
+	if s.cfg.TLSCert != "" {
+		cert, notAfter, err := loadCert(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fieldErr("tls_cert", "%v", err)
+		}
+		s.installCert(cert, notAfter, time.Now())
+		tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
+		for _, ap := range s.res.tlsListen {
+			tl, err := listenTCP(ap, forcedMark(s.cfg.DSCP))
+			if err != nil {
+				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
+					s.log.Warn("address family unavailable; skipping TLS listener", slog.Any("error", err), slog.String("tls_listen", ap.String()))
+					continue
+				}
+				return listenError("tls_listen", ap.String(), err)
+			}
+			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
+			s.addStreamListener(sc, tls.NewListener(markTCP(tl, forcedMark(s.cfg.DSCP)), tc))
+		}
+	}
+	return nil
+}
+
+// listenPair binds the UDP sockets and the TCP listener of one listen
+// address on the same port. With port 0 the kernel picks the UDP port, which
+// may be taken for TCP: then it tries another, a few times.
+func listenPair(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, *net.TCPListener, bufResult, error) {
+	const tries = 8
+	var lastErr error
+	for try := 0; try < tries; try++ {
+		conns, g, err := listenUDP(ap, n, bufs)
+		if err != nil {
+			return nil, nil, g, err
+		}
+		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
+		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port), bufs.mark)
+		if err == nil {
+			return conns, tl, g, nil
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		lastErr = err
+		if ap.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
+			break
+		}
+	}
+	return nil, nil, bufResult{}, lastErr
+}
+
+func (s *Server) addStreamListener(sc *turn.ServerConfig, l net.Listener) {
+	gl := &gatedListener{Listener: l, gate: s.gate, conns: map[*gatedStreamConn]struct{}{}}
+	s.listeners = append(s.listeners, gl)
+	sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
+		Listener:              gl,
+		RelayAddressGenerator: s.gen,
+		PermissionHandler:     s.permit,
+	})
 }

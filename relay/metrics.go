@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -39,7 +41,7 @@ type dropCounters struct {
 	gateReject   prometheus.Counter // answered by the request gate (401/403/400/440/442)
 	noPermission prometheus.Counter // a peer datagram with no permission (pion drops it)
 	oversized    prometheus.Counter // a client datagram over pion's 1600-byte MTU
-	peerPolicy   prometheus.Counter // to or from a permitted peer a reloaded policy denies
+	peerPolicy   prometheus.Counter // to or from a permitted peer a reloaded policy denies, or to a non-relayed port of a relay IP
 	// badFingerprint: a request whose FINGERPRINT does not match, discarded
 	// unanswered (RFC 8489 §7.3).
 	badFingerprint prometheus.Counter

@@ -8,9 +8,10 @@ import (
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
-// The relay's own addresses, denied as peers: with a wildcard listener
-// every host address is one, so relay_ips naming one address does not open
-// the host's other (global) addresses to peers.
+// The relay's own addresses, denied as peers: every host address is one,
+// whichever listen addresses are configured, so relay_ips or a specific
+// listener naming one address does not open the host's other (global)
+// addresses to peers.
 func TestOwnAddresses(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	a := netip.MustParseAddr
@@ -26,10 +27,10 @@ func TestOwnAddresses(t *testing.T) {
 			[]netip.AddrPort{ap("0.0.0.0:3478"), ap("[::]:3478")},
 			[]netip.Addr{a("10.0.0.5"), a("203.0.113.5"), a("198.51.100.9"), a("2001:db8::9")},
 			[]netip.Addr{a("127.0.0.1"), a("::1")}},
-		{"specific listener: relay, advertised and listen IPs only",
+		{"specific listener: still every host address but loopback",
 			[]netip.AddrPort{ap("192.0.2.1:3478")},
-			[]netip.Addr{a("10.0.0.5"), a("203.0.113.5"), a("192.0.2.1")},
-			[]netip.Addr{a("198.51.100.9"), a("2001:db8::9")}},
+			[]netip.Addr{a("10.0.0.5"), a("203.0.113.5"), a("192.0.2.1"), a("198.51.100.9"), a("2001:db8::9")},
+			[]netip.Addr{a("127.0.0.1"), a("::1")}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -468,9 +468,9 @@ func TestPeerPolicyAllowCIDRRelays(t *testing.T) {
 	t.Parallel()
 	r := startRelay(t, func(c *relay.Config) {
 		c.AllowLoopbackPeers = false
-		c.AllowPeers = []string{"127.0.0.1/32"}
+		c.AllowPeers = []string{"127.0.0.2/32"}
 	})
-	peer := listenPeer(t, "127.0.0.1:0")
+	peer := listenPeer(t, "127.0.0.2:0")
 	c := dialSTUN(t, "udp", r.addr("6"), testUser, testPassword)
 	relayed, _ := c.mustAllocate()
 	if res := c.request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
@@ -482,9 +482,33 @@ func TestPeerPolicyAllowCIDRRelays(t *testing.T) {
 		t.Fatalf("peer got %q from %s (%v), want %q from %s", got, from, err, "via allow_peers", relayed)
 	}
 
-	other := listenPeer(t, "127.0.0.2:0")
+	other := listenPeer(t, "127.0.0.3:0")
 	if res := c.request(stun.MethodCreatePermission, peerAddress(other.addr())); errorCode(res) != 403 {
 		t.Errorf("CreatePermission to %s outside allow_peers: got %s, want 403", other.addr(), describe(res))
+	}
+}
+
+// allow_peers never re-opens the relay's own address (here the relay IP
+// 127.0.0.1): own-address outranks it. (Relay-to-relay on a non-loopback
+// relay IP is TestRelayToRelayNamespaces, e2e.)
+func TestPeerPolicyAllowCIDRCannotReopenOwn(t *testing.T) {
+	t.Parallel()
+	r := startRelay(t, func(c *relay.Config) {
+		c.AllowLoopbackPeers = false
+		c.AllowPeers = []string{"127.0.0.0/8"}
+	})
+	service := listenPeer(t, "127.0.0.1:0") // a host service on the relay IP
+	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
+	c.mustAllocate()
+	if res := c.request(stun.MethodCreatePermission, peerAddress(service.addr())); errorCode(res) != 403 {
+		t.Errorf("CreatePermission to %s (own address inside allow_peers): got %s, want 403", service.addr(), describe(res))
+	}
+	if res := c.request(stun.MethodChannelBind, channelNumber(0x4001), peerAddress(service.addr())); errorCode(res) != 403 {
+		t.Errorf("ChannelBind to %s (own address inside allow_peers): got %s, want 403", service.addr(), describe(res))
+	}
+	other := listenPeer(t, "127.0.0.2:0")
+	if res := c.request(stun.MethodCreatePermission, peerAddress(other.addr())); res.Type.Class != stun.ClassSuccessResponse {
+		t.Errorf("CreatePermission to %s (allowed, not own): got %s", other.addr(), describe(res))
 	}
 }
 

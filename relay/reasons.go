@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import "github.com/pion/stun/v4"

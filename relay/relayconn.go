@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 import (
@@ -23,7 +25,16 @@ import (
 // replaced it is each datagram's peer checked again (allocation-free).
 type relayConn struct {
 	net.PacketConn
-	ctr     *dirCounters
+	ctr    *dirCounters
+	limit  *rate.Limiter // nil: unlimited
+	drops  *dropCounters
+	policy *atomic.Pointer[netaddr.PeerPolicy]
+	// portOK is Server.relayedPortOK: relay-to-relay only to live
+	// relayed transport addresses.
+	portOK  func(netip.AddrPort) bool
+	born    *netaddr.PeerPolicy
+	once    sync.Once
+	onClose func()
 	session sessionCounters // this allocation's, for its end-of-session log line
 	// tuple is the allocation's 5-tuple (client, server) once pion reports
 	// it; planeCounts reads the data plane's share of the session's
@@ -31,12 +42,6 @@ type relayConn struct {
 	tuple       atomic.Pointer[[2]net.Addr]
 	planeCounts func(src, dst net.Addr) (toPeer, fromPeer [2]uint64)
 	planeOnce   sync.Once
-	limit       *rate.Limiter // nil: unlimited
-	drops       *dropCounters
-	policy      *atomic.Pointer[netaddr.PeerPolicy]
-	born        *netaddr.PeerPolicy
-	once        sync.Once
-	onClose     func()
 
 	// Dual allocations (dualalloc.go): advertise names the socket in
 	// dualTable.relays; dual is the IPv6 half when this is pion's socket
@@ -65,6 +70,7 @@ func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func())
 		ctr:         s.metrics.dir[familyIndex(info.family)],
 		drops:       &s.metrics.drops,
 		policy:      &s.policy,
+		portOK:      s.relayedPortOK,
 		born:        s.policy.Load(),
 		onClose:     onClose,
 		advertise:   info.advertise,
@@ -113,7 +119,7 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteTo sends a client's datagram to a peer, subject to the bandwidth
 // limit; an over-limit datagram is dropped, counted and reported as sent.
 func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if !c.peerAllowed(addr) {
+	if !c.peerAllowed(addr) || !c.relayedOK(addr) {
 		c.drops.peerPolicy.Inc()
 		return len(b), nil
 	}
@@ -151,6 +157,17 @@ func (c *relayConn) peerAllowed(addr net.Addr) bool {
 	}
 	a, ok := netip.AddrFromSlice(ua.IP)
 	return ok && pol.Check(a).Allowed
+}
+
+// relayedOK applies the relay-to-relay port rule (Server.relayedPortOK) to
+// a datagram pion relays; a peer that is not a *net.UDPAddr is left to
+// peerAllowed.
+func (c *relayConn) relayedOK(addr net.Addr) bool {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok || c.portOK == nil {
+		return true
+	}
+	return c.portOK(ua.AddrPort())
 }
 
 // Close closes the socket and returns its port and quota, once; a dual

@@ -1,7 +1,14 @@
+//go:build linux
+
 package relay
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
 	"reflect"
+	"sort"
 	"strings"
 )
 
@@ -57,4 +64,64 @@ func sameValue(a, b reflect.Value) bool {
 		return true
 	}
 	return reflect.DeepEqual(a.Interface(), b.Interface())
+}
+
+// ErrRestartRequired is wrapped by Reload when the new configuration changes
+// fields that only a restart applies (listeners, relay IPs, ports, realm,
+// TLS, buffers, metrics address, log level). The reloadable part is applied
+// anyway.
+var ErrRestartRequired = errors.New("relay: reload: some fields need a restart")
+
+// Reload applies a new configuration without dropping allocations: users,
+// auth secrets, peer policy (allow/deny/loopback) and quotas are swapped
+// atomically. The new peer policy also applies to live permissions: traffic
+// to and from a peer it denies stops at once (the allocation stays). Fields that need a restart are left as they are and named
+// in an error wrapping ErrRestartRequired (the rest is still applied).
+func (s *Server) Reload(cfg Config) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	res, err := cfg.resolve()
+	s.opsMetrics.reloaded(err == nil)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.cfg
+	restart := restartFields(old, cfg)
+	// The realm is fixed inside pion for the server's life, so keys are
+	// always computed with the running realm.
+	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
+	pol := newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own, s.relayed)
+	s.policy.Store(pol)
+	// Live permissions to peers the new policy denies stop relaying now
+	// (data plane here, pion's path in relayConn), rather than when they
+	// expire; the client's refresh of them is already answered 403.
+	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
+	s.limits.Store(s.newLimits(cfg))
+	s.alt.Store(res.alternates)
+	s.cfg = keepRestartFields(cfg, old)
+	s.reloadCert()
+	s.log.Info("config reloaded", slog.Int("users", len(res.users)), slog.Int("auth_secrets", len(res.secrets)), slog.Int("allocations", s.liveAllocations()), slog.Int("permissions_suspended", suspended), slog.Any("needs_restart", restart))
+	if len(restart) > 0 {
+		sort.Strings(restart)
+		return fmt.Errorf("%w: %s", ErrRestartRequired, strings.Join(restart, ", "))
+	}
+	return nil
+}
+
+// reRealmUsers recomputes plaintext users' keys with the running realm.
+func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
+	if cfg.Realm == realm {
+		return users
+	}
+	_, all, _ := cfg.fileSecrets() // read once more by resolve just before
+	out := make([]staticUser, 0, len(all))
+	for _, u := range all {
+		if su, err := parseUser(u, realm); err == nil {
+			out = append(out, su)
+		}
+	}
+	return out
 }

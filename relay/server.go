@@ -1,8 +1,9 @@
+//go:build linux
+
 package relay
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,11 +12,8 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/isthmusrelay/isthmus/internal/logsample"
@@ -24,12 +22,6 @@ import (
 
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
-
-// ErrRestartRequired is wrapped by Reload when the new configuration changes
-// fields that only a restart applies (listeners, relay IPs, ports, realm,
-// TLS, buffers, metrics address, log level). The reloadable part is applied
-// anyway.
-var ErrRestartRequired = errors.New("relay: reload: some fields need a restart")
 
 // ErrClosed is returned by Reload and Drain after Close.
 var ErrClosed = errors.New("relay: server closed")
@@ -70,6 +62,9 @@ type Server struct {
 	listenAddrs []netip.AddrPort
 	relayIPs    []relayIP
 	own         []netip.Addr
+	// relayed are the relay's bound and advertised relay IPs: allowed as
+	// peers only on live relayed ports (relayedPortOK).
+	relayed []netip.Addr
 
 	http        *http.Server
 	metricsAddr string
@@ -140,7 +135,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	bufs := sockBufs{recv: cfg.RecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}
 	s.pool = newPortPools(res.minPort, res.maxPort, s.relayIPs)
 	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}, s)
-	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own))
+	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own, s.relayed))
+	if s.hooks.pionPeers != nil {
+		s.hooks.pionPeers(s.relayed)
+	}
 
 	sc := turn.ServerConfig{
 		LoggerFactory:       pionLogs(log, res.logLevel == LevelTrace, &s.metrics.drops),
@@ -241,45 +239,32 @@ func (s *Server) pickRelayIPs() error {
 		}
 	}
 	s.own = ownAddresses(s.res.listen, s.relayIPs, interfaceAddrs())
+	for _, r := range s.relayIPs {
+		s.relayed = appendUnique(s.relayed, r.bind, r.advertise)
+	}
 	return nil
 }
 
-// isListenIP reports whether ip is one of the specific listen addresses.
-func (s *Server) isListenIP(ip netip.Addr) bool {
-	for _, ap := range s.res.listen {
-		if ap.Addr() == ip {
-			return true
-		}
-	}
-	return false
-}
-
 // ownAddresses are the addresses the peer policy denies as the relay's own:
-// relay and advertised IPs, specific listen IPs, and, when a listener is a
-// wildcard (the default), every address of the host (ifAddrs): the relay
-// answers on all of them, so a peer there would loop the relay into itself
-// or reach, from inside, services the host's firewall keeps from the
-// Internet. Loopback addresses are left to the loopback rule; addresses
-// added to the host after start are not included.
+// relay and advertised IPs, listen IPs, and every address of the host
+// (ifAddrs), whichever listen addresses are configured: a peer there would
+// loop the relay into itself or reach, from inside, services the host's
+// firewall keeps from the Internet. Loopback addresses are left to the
+// loopback rule; addresses added to the host after start are not included.
 func ownAddresses(listen []netip.AddrPort, relays []relayIP, ifAddrs []netip.Addr) []netip.Addr {
 	var own []netip.Addr
 	for _, r := range relays {
 		own = appendUnique(own, r.bind, r.advertise)
 	}
-	wildcard := false
 	for _, ap := range listen {
-		if ap.Addr().IsUnspecified() {
-			wildcard = true
-		} else {
+		if !ap.Addr().IsUnspecified() {
 			own = appendUnique(own, ap.Addr().Unmap())
 		}
 	}
-	if wildcard {
-		for _, a := range ifAddrs {
-			// Loopback stays with its own rule (allow_loopback_peers).
-			if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
-				own = appendUnique(own, a.Unmap().WithZone(""))
-			}
+	for _, a := range ifAddrs {
+		// Loopback stays with its own rule (allow_loopback_peers).
+		if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
+			own = appendUnique(own, a.Unmap().WithZone(""))
 		}
 	}
 	return own
@@ -292,105 +277,6 @@ func appendUnique(l []netip.Addr, as ...netip.Addr) []netip.Addr {
 		}
 	}
 	return l
-}
-
-// bindListeners creates every listener socket (listen.go) and hands it to
-// pion behind the request gate. It is the one place listeners reach pion.
-func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
-	n := s.socketsPerAddress()
-	var granted bufResult
-	for _, ap := range s.res.listen {
-		conns, tl, g, err := listenPair(ap, n, bufs)
-		if err != nil {
-			if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) && len(s.res.listen) > 1 {
-				s.log.Warn("address family unavailable on this host; skipping listener", slog.Any("error", err), slog.String("listen", ap.String()))
-				continue
-			}
-			return listenError("listen", ap.String(), err)
-		}
-		granted = g
-		s.udp = append(s.udp, conns...)
-		bound := netip.AddrPortFrom(ap.Addr(), conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port())
-		s.listenAddrs = append(s.listenAddrs, bound)
-		for _, c := range conns {
-			s.readers.Add(1)
-			sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-				PacketConn:            &gatedPacketConn{PacketConn: s.hooks.wrapListener(c), gate: s.gate, done: s.readers.Done},
-				RelayAddressGenerator: s.gen,
-				PermissionHandler:     s.permit,
-			})
-		}
-		s.addStreamListener(sc, markTCP(tl, bufs.mark))
-	}
-	if len(s.udp) == 0 {
-		return fieldErr("listen", "no listener could be bound")
-	}
-	s.metrics.socketBuffer.WithLabelValues("recv").Set(float64(granted.recv))
-	s.metrics.socketBuffer.WithLabelValues("send").Set(float64(granted.send))
-	if bufs.recv > 0 && granted.recv < bufs.recv {
-		s.log.Warn("kernel granted a smaller receive buffer (raise net.core.rmem_max or run with CAP_NET_ADMIN)", slog.Int("asked", bufs.recv), slog.Int("granted", granted.recv))
-	} else {
-		s.log.Info("socket buffers", slog.Int("recv_buffer", granted.recv), slog.Int("send_buffer", granted.send))
-	}
-
-	if s.cfg.TLSCert != "" {
-		cert, notAfter, err := loadCert(s.cfg.TLSCert, s.cfg.TLSKey)
-		if err != nil {
-			return fieldErr("tls_cert", "%v", err)
-		}
-		s.installCert(cert, notAfter, time.Now())
-		tc := &tls.Config{GetCertificate: s.certs.get, MinVersion: tls.VersionTLS12}
-		for _, ap := range s.res.tlsListen {
-			tl, err := listenTCP(ap, forcedMark(s.cfg.DSCP))
-			if err != nil {
-				if ap.Addr().IsUnspecified() && isFamilyUnavailable(err) {
-					s.log.Warn("address family unavailable; skipping TLS listener", slog.Any("error", err), slog.String("tls_listen", ap.String()))
-					continue
-				}
-				return listenError("tls_listen", ap.String(), err)
-			}
-			s.listenAddrs = append(s.listenAddrs, netip.AddrPortFrom(ap.Addr(), uint16(tl.Addr().(*net.TCPAddr).Port))) //nolint:gosec // a port
-			s.addStreamListener(sc, tls.NewListener(markTCP(tl, forcedMark(s.cfg.DSCP)), tc))
-		}
-	}
-	return nil
-}
-
-// listenPair binds the UDP sockets and the TCP listener of one listen
-// address on the same port. With port 0 the kernel picks the UDP port, which
-// may be taken for TCP: then it tries another, a few times.
-func listenPair(ap netip.AddrPort, n int, bufs sockBufs) ([]*net.UDPConn, *net.TCPListener, bufResult, error) {
-	const tries = 8
-	var lastErr error
-	for try := 0; try < tries; try++ {
-		conns, g, err := listenUDP(ap, n, bufs)
-		if err != nil {
-			return nil, nil, g, err
-		}
-		port := conns[0].LocalAddr().(*net.UDPAddr).AddrPort().Port()
-		tl, err := listenTCP(netip.AddrPortFrom(ap.Addr(), port), bufs.mark)
-		if err == nil {
-			return conns, tl, g, nil
-		}
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		lastErr = err
-		if ap.Port() != 0 || !errors.Is(err, syscall.EADDRINUSE) {
-			break
-		}
-	}
-	return nil, nil, bufResult{}, lastErr
-}
-
-func (s *Server) addStreamListener(sc *turn.ServerConfig, l net.Listener) {
-	gl := &gatedListener{Listener: l, gate: s.gate, conns: map[*gatedStreamConn]struct{}{}}
-	s.listeners = append(s.listeners, gl)
-	sc.ListenerConfigs = append(sc.ListenerConfigs, turn.ListenerConfig{
-		Listener:              gl,
-		RelayAddressGenerator: s.gen,
-		PermissionHandler:     s.permit,
-	})
 }
 
 // cleanupFailedStart releases what a failed New had bound.
@@ -543,58 +429,4 @@ func (s *Server) Close() error {
 		s.log.Info("relay closed")
 	})
 	return s.closeErr
-}
-
-// Reload applies a new configuration without dropping allocations: users,
-// auth secrets, peer policy (allow/deny/loopback) and quotas are swapped
-// atomically. The new peer policy also applies to live permissions: traffic
-// to and from a peer it denies stops at once (the allocation stays). Fields that need a restart are left as they are and named
-// in an error wrapping ErrRestartRequired (the rest is still applied).
-func (s *Server) Reload(cfg Config) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	res, err := cfg.resolve()
-	s.opsMetrics.reloaded(err == nil)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.cfg
-	restart := restartFields(old, cfg)
-	// The realm is fixed inside pion for the server's life, so keys are
-	// always computed with the running realm.
-	s.creds.Store(newCredentials(old.Realm, reRealmUsers(cfg, old.Realm, res.users), res.secrets))
-	pol := newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own)
-	s.policy.Store(pol)
-	// Live permissions to peers the new policy denies stop relaying now
-	// (data plane here, pion's path in relayConn), rather than when they
-	// expire; the client's refresh of them is already answered 403.
-	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
-	s.limits.Store(s.newLimits(cfg))
-	s.alt.Store(res.alternates)
-	s.cfg = keepRestartFields(cfg, old)
-	s.reloadCert()
-	s.log.Info("config reloaded", slog.Int("users", len(res.users)), slog.Int("auth_secrets", len(res.secrets)), slog.Int("allocations", s.liveAllocations()), slog.Int("permissions_suspended", suspended), slog.Any("needs_restart", restart))
-	if len(restart) > 0 {
-		sort.Strings(restart)
-		return fmt.Errorf("%w: %s", ErrRestartRequired, strings.Join(restart, ", "))
-	}
-	return nil
-}
-
-// reRealmUsers recomputes plaintext users' keys with the running realm.
-func reRealmUsers(cfg Config, realm string, users []staticUser) []staticUser {
-	if cfg.Realm == realm {
-		return users
-	}
-	_, all, _ := cfg.fileSecrets() // read once more by resolve just before
-	out := make([]staticUser, 0, len(all))
-	for _, u := range all {
-		if su, err := parseUser(u, realm); err == nil {
-			out = append(out, su)
-		}
-	}
-	return out
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"math/big"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -550,20 +551,11 @@ func translateExternals(res *Result, ext []option, note func(option, Kind, strin
 			continue
 		}
 		c.ExternalIPs = append(c.ExternalIPs, priv.String()+"="+pub.String())
-		if len(c.RelayIPs) > 0 && !containsString(c.RelayIPs, priv.String()) {
+		if len(c.RelayIPs) > 0 && !slices.Contains(c.RelayIPs, priv.String()) {
 			c.RelayIPs = append(c.RelayIPs, priv.String())
 		}
 		note(o, Changed, "external_ips", "%s=%s: coturn writes public/private, external_ips is relayIP=advertisedIP (private first): the order is reversed", priv, pub)
 	}
-}
-
-func containsString(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // parseCoturnRange reads coturn's peer address forms: an address, a CIDR

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -183,17 +184,16 @@ func (p *Plane) permission(relay net.Addr, peer net.IP, add bool) {
 		a.suspended = append(a.suspended, ip)
 		add = false
 	}
+	if _, has := a.state.Load().perms[ip]; has == add {
+		// pion reports every refresh of a permission: no new state, and
+		// no copy of the allocation's state to publish.
+		return
+	}
 	a.update(func(s *allocState) {
-		for i, x := range s.perms {
-			if x == ip {
-				if !add {
-					s.perms = append(s.perms[:i], s.perms[i+1:]...)
-				}
-				return
-			}
-		}
 		if add {
-			s.perms = append(s.perms, ip)
+			s.perms[ip] = struct{}{}
+		} else {
+			delete(s.perms, ip)
 		}
 	})
 }
@@ -211,7 +211,7 @@ func (p *Plane) SetPeerFilter(allowed func(netip.Addr) bool) int {
 	p.peerFilter = allowed
 	n := 0
 	for _, a := range p.allocs {
-		all := append(slices.Clone(a.state.Load().perms), a.suspended...)
+		all := append(slices.Collect(maps.Keys(a.state.Load().perms)), a.suspended...)
 		var keep, off []netip.Addr
 		for _, ip := range all {
 			if allowed == nil || allowed(ip) {
@@ -222,9 +222,28 @@ func (p *Plane) SetPeerFilter(allowed func(netip.Addr) bool) int {
 		}
 		n += len(off)
 		a.suspended = off
-		a.update(func(s *allocState) { s.perms = keep })
+		a.update(func(s *allocState) {
+			s.perms = make(map[netip.Addr]struct{}, len(keep))
+			for _, ip := range keep {
+				s.perms[ip] = struct{}{}
+			}
+		})
 	}
 	return n
+}
+
+// SetPionPeers names peer IPs whose Send indications the fast path hands to
+// pion instead of relaying them: a Send indication names a transport
+// address per datagram, and for these IPs (the relay's own relayed
+// addresses, allowed only on live relayed ports) the relay checks the
+// port on pion's path. ChannelData is not affected: a channel's peer is
+// checked once, at ChannelBind. A few addresses at most; nil clears.
+func (p *Plane) SetPionPeers(ips []netip.Addr) {
+	l := make([]netip.Addr, 0, len(ips))
+	for _, a := range ips {
+		l = append(l, a.Unmap())
+	}
+	p.pionPeers.Store(&l)
 }
 
 func (p *Plane) channel(relay, peer net.Addr, num uint16, add bool) {

@@ -183,7 +183,7 @@ func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, 
 		}
 		payload = data[ChannelDataHeaderLen : ChannelDataHeaderLen+size]
 	} else {
-		if peer, payload, ok = w.ind.parseSend(data); !ok {
+		if peer, payload, ok = w.ind.parseSend(data); !ok || w.p.isPionPeer(peer.Addr()) {
 			w.toPion(l, data, m.Addr, kindListener)
 			return nil, nil, peer, false, false
 		}

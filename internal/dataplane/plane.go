@@ -121,6 +121,10 @@ type Plane struct {
 	// every permitted peer. Guarded by mu.
 	peerFilter func(netip.Addr) bool
 
+	// pionPeers are peer IPs whose Send indications go to pion, not out
+	// of the fast path (SetPionPeers); nil: none.
+	pionPeers atomic.Pointer[[]netip.Addr]
+
 	table     allocTable
 	lsnap     atomic.Pointer[listenerSnap]
 	bandwidth atomic.Int64

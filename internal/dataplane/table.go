@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -40,7 +41,9 @@ type channel struct {
 // published; a change publishes a modified copy (a handful of entries).
 type allocState struct {
 	channels []channel
-	perms    []netip.Addr
+	// perms is a set, so the per-datagram lookup is a hash, not a scan of
+	// up to thousands of permissions.
+	perms map[netip.Addr]struct{}
 }
 
 // peerOf returns the peer bound to channel num.
@@ -66,12 +69,8 @@ func (s *allocState) channelOf(peer netip.AddrPort) (uint16, bool) {
 // permitted reports whether a permission for ip is installed (RFC 8656
 // section 9: permissions are per IP address, the port is not checked).
 func (s *allocState) permitted(ip netip.Addr) bool {
-	for i := range s.perms {
-		if s.perms[i] == ip {
-			return true
-		}
-	}
-	return false
+	_, ok := s.perms[ip]
+	return ok
 }
 
 // dirCounters are one direction of one allocation, on their own cache line
@@ -131,7 +130,10 @@ func (a *alloc) famOf(r *Conn) int {
 // the plane's control mutex, so updates never race each other.
 func (a *alloc) update(f func(s *allocState)) {
 	old := a.state.Load()
-	s := &allocState{channels: slices.Clone(old.channels), perms: slices.Clone(old.perms)}
+	s := &allocState{channels: slices.Clone(old.channels), perms: maps.Clone(old.perms)}
+	if s.perms == nil {
+		s.perms = map[netip.Addr]struct{}{}
+	}
 	f(s)
 	a.state.Store(s)
 }
@@ -204,4 +206,13 @@ func famIndex(a netip.Addr) int {
 		return 0
 	}
 	return 1
+}
+
+// isPionPeer reports whether ip is one of SetPionPeers' addresses.
+func (p *Plane) isPionPeer(ip netip.Addr) bool {
+	l := p.pionPeers.Load()
+	if l == nil {
+		return false
+	}
+	return slices.Contains(*l, ip.Unmap())
 }
