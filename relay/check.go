@@ -41,6 +41,14 @@ func Check(cfg Config, log *slog.Logger) error {
 			}
 		}
 	}
+	if cfg.Metrics != "" {
+		// New binds it (a busy port is exit 1 there, not a config error);
+		// an IP this host does not have is the field's mistake.
+		host, _, _ := net.SplitHostPort(cfg.Metrics)
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() && !ip.IsLoopback() && !slices.Contains(interfaceAddrs(), ip.Unmap()) {
+			return fieldErr("metrics", "%s is not an address of this host", ip)
+		}
+	}
 	if err := s.pickRelayIPs(); err != nil {
 		return err
 	}

@@ -30,6 +30,11 @@ func TestRelayCheck(t *testing.T) {
 	}
 	defer busy.Close()
 	port := busy.LocalAddr().(*net.UDPAddr).Port
+	busyTCP, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busyTCP.Close()
 	cfgFile := filepath.Join(t.TempDir(), "relay.yaml")
 	conf := "listen: [\"127.0.0.1:" + strconv.Itoa(port) + "\"]\nrelay_ips: [127.0.0.1]\ntls_listen: [\"127.0.0.1:" + strconv.Itoa(port) + "\"]\n" +
 		"tls_cert: " + certFile + "\ntls_key: " + keyFile + "\nusers: [\"alice:pa55word-alice\"]\nauth_secrets: [rest-s3cret]\nuser_quota: 7\n"
@@ -37,7 +42,7 @@ func TestRelayCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
-	code := runRelay([]string{"--check", "--config", cfgFile, "--max-allocations", "99"}, &out, &errOut)
+	code := runRelay([]string{"--check", "--config", cfgFile, "--max-allocations", "99", "--metrics", busyTCP.Addr().String()}, &out, &errOut)
 	if code != exitOK {
 		t.Fatalf("--check = %d, want 0; stderr: %s", code, errOut.String())
 	}
@@ -65,6 +70,7 @@ func TestRelayCheck(t *testing.T) {
 		{[]string{"--config", cfgFile, "--relay-ip", "192.0.2.1"}, "relay_ips"},
 		{[]string{"--config", cfgFile, "--listen", "192.0.2.1:3478", "--relay-ip", "127.0.0.1"}, "listen"},
 		{[]string{"--config", cfgFile, "--tls-key", certFile}, "tls_cert"},
+		{[]string{"--config", cfgFile, "--metrics", "192.0.2.1:9641"}, "metrics"},
 	} {
 		out.Reset()
 		errOut.Reset()
