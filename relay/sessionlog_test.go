@@ -87,3 +87,21 @@ func TestSessionLogOnDelete(t *testing.T) {
 		t.Errorf("the password is in the log")
 	}
 }
+
+// An allocation cut by the relay shutting down (no drain) ends with reason
+// "closed".
+func TestSessionLogOnClose(t *testing.T) {
+	r := startRelay(t, nil)
+	c := dialSTUN(t, "udp4", r.v4, testUser, testPassword)
+	c.mustAllocate()
+	r.close(t)
+	for _, l := range strings.Split(r.logs.String(), "\n") {
+		if strings.Contains(l, `"allocation ended"`) {
+			if !strings.Contains(l, `"reason":"closed"`) || !strings.Contains(l, `"user":"`+testUser+`"`) {
+				t.Errorf("allocation ended at Close: %s", l)
+			}
+			return
+		}
+	}
+	t.Fatalf("no \"allocation ended\" line at Close; log:\n%s", lastLines(r.logs.String(), 20))
+}
