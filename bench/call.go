@@ -4,17 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
-	"golang.org/x/sys/unix"
 )
 
 // Path is the address-family shape of a call: the family the TURN client
@@ -82,7 +82,7 @@ type clientSock struct {
 
 // WriteTo counts the datagram by kind and sends it.
 func (c *clientSock) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if num, _, ok := dataplane.ParseChannelData(b); ok {
+	if num, _, ok := channeldata.Parse(b); ok {
 		c.chanOut.Add(1)
 		c.channel.CompareAndSwap(0, uint32(num))
 	} else {
@@ -158,10 +158,9 @@ type call struct {
 	// server the same for the sender's own ChannelData writes.
 	serverUDP *net.UDPAddr
 	server    netip.AddrPort
-	// serverSA is server as the client socket's sockaddr (serverSALen
-	// bytes), for the sender's raw sendto.
-	serverSA    unix.RawSockaddrInet6
-	serverSALen uint32
+	// serverSA is server as the client socket's sockaddr, for the
+	// sender's raw sendto.
+	serverSA udpbatch.Sockaddr
 }
 
 // ssrc is the RTP SSRC of one direction of the call: the call index shifted
@@ -234,7 +233,7 @@ func (c *call) dial(ctx context.Context, cfg *LoadConfig) error {
 	c.sock = &clientSock{UDPConn: conn}
 	c.serverUDP = net.UDPAddrFromAddrPort(server)
 	c.server = server
-	c.serverSALen = dataplane.PutSockaddr(&c.serverSA, server, c.path.Client == netaddr.IPv6)
+	c.serverSA.Set(server, c.path.Client == netaddr.IPv6)
 	c.rxStamps = enableRxTimestamps(conn) == nil
 
 	c.peerAddr = c.peer.addr

@@ -3,16 +3,14 @@ package bench
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 	"net"
-	"os"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/pion/stun/v4"
-	"golang.org/x/sys/unix"
 )
 
 // clientPoller reads every client-leg socket of a load from one goroutine.
@@ -23,9 +21,7 @@ import (
 // per socket, the sender goroutine queued behind hundreds of readers on a
 // one-CPU generator and fell tens of milliseconds behind its schedule.
 type clientPoller struct {
-	epfd int
-	file *os.File
-	rc   syscall.RawConn
+	p *udpbatch.Poller
 	// mu guards byFD and makes "read a socket" and "close a socket"
 	// exclusive, so a descriptor number is never read after its close.
 	mu   sync.Mutex
@@ -33,37 +29,22 @@ type clientPoller struct {
 }
 
 func newClientPoller() (*clientPoller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	p, err := udpbatch.NewPoller()
 	if err != nil {
-		return nil, fmt.Errorf("bench: epoll_create1: %w", err)
+		return nil, fmt.Errorf("bench: client poller: %w", err)
 	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("bench: epoll nonblock: %w", err)
-	}
-	f := os.NewFile(uintptr(epfd), "bench-client-epoll")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("bench: epoll raw conn: %w", err)
-	}
-	return &clientPoller{epfd: epfd, file: f, rc: rc, byFD: map[int32]*call{}}, nil
+	return &clientPoller{p: p, byFD: map[int32]*call{}}, nil
 }
 
 // add starts polling c's client socket.
 func (p *clientPoller) add(c *call) error {
-	raw, err := c.sock.SyscallConn()
+	fd, err := udpbatch.FD(c.sock)
 	if err != nil {
-		return fmt.Errorf("bench: call %d: raw socket: %w", c.id, err)
-	}
-	var fd int
-	if err := raw.Control(func(u uintptr) { fd = int(u) }); err != nil {
 		return fmt.Errorf("bench: call %d: socket fd: %w", c.id, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := p.p.Add(fd, int32(fd)); err != nil {
 		return fmt.Errorf("bench: call %d: epoll add: %w", c.id, err)
 	}
 	c.fd = int32(fd)
@@ -78,35 +59,32 @@ func (p *clientPoller) closeSock(c *call) {
 	defer p.mu.Unlock()
 	if p.byFD[c.fd] == c {
 		delete(p.byFD, c.fd)
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
+		_ = p.p.Remove(int(c.fd))
 	}
 	_ = c.sock.Close()
 }
 
 // close ends the poll loop.
-func (p *clientPoller) close() { _ = p.file.Close() }
+func (p *clientPoller) close() { _ = p.p.Close() }
 
 // pollClients is the load's client-leg reader: it waits for the epoll set,
 // then drains every ready socket.
 func (l *Load) pollClients(p *clientPoller) {
 	defer l.wg.Done()
-	evs := make([]unix.EpollEvent, 128)
-	rx := newRxBatch()
+	evs := udpbatch.NewEvents(128)
+	rx := newRxMsgs()
 	pay := make([]byte, 1500)
 	for {
-		err := p.rc.Read(func(fd uintptr) bool {
-			n, err := unix.EpollWait(int(fd), evs, 0)
-			if err == unix.EINTR {
-				return true
-			}
+		err := p.p.Wait(func() bool {
+			n, err := p.p.Poll(evs)
 			if err != nil {
-				return true // let Read report the closed file
+				return true // let Wait report the closed set
 			}
 			if n == 0 {
 				return false // park until the epoll set is readable
 			}
-			for _, ev := range evs[:n] {
-				l.drainClient(p, ev.Fd, rx, pay)
+			for i := range n {
+				l.drainClient(p, evs.Token(i), rx, pay)
 			}
 			return true
 		})
@@ -125,27 +103,28 @@ func (l *Load) pollClients(p *clientPoller) {
 // is level-triggered, so a socket with more queued is reported again by the
 // next epoll_wait: reading until EAGAIN would cost one more recvmsg per
 // wake-up on every socket, and at 50 packets/s a call rarely has two queued.
-func (l *Load) drainClient(p *clientPoller, fd int32, rx *rxBatch, pay []byte) (read bool) {
+func (l *Load) drainClient(p *clientPoller, fd int32, rx *udpbatch.Msgs, pay []byte) (read bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.byFD[fd]
 	if c == nil {
 		return false
 	}
-	if n, _ := rx.read(int(fd), 1); n != 1 {
-		return false // EAGAIN: nothing after all
+	if n, _ := udpbatch.Recv(int(fd), rx, 0, 1); n != 1 {
+		return false // nothing after all
 	}
-	b, oob, from := rx.datagram(0)
+	m := &rx.M[0]
+	b, oob, from := m.Buf[:m.N], m.OOB[:m.NOOB], m.Addr
 	arrived, ok := rxTime(oob)
 	if !ok {
 		arrived = wallNow()
 	}
-	if num, m, ok := dataplane.ParseChannelData(b); ok && m >= 0 && uint32(num) == c.sock.channel.Load() {
+	if num, m, ok := channeldata.Parse(b); ok && m >= 0 && uint32(num) == c.sock.channel.Load() {
 		// Steady state: ChannelData on the channel pion bound, so the
 		// payload is taken straight out of the message (anything else,
 		// including another channel number, goes to pion).
 		c.chanIn.Add(1)
-		l.accept(&c.down, c.ssrc(false), b[dataplane.ChannelDataHeaderLen:dataplane.ChannelDataHeaderLen+m], arrived, &l.hDown, &l.warmDown)
+		l.accept(&c.down, c.ssrc(false), b[channeldata.HeaderLen:channeldata.HeaderLen+m], arrived, &l.hDown, &l.warmDown)
 		return true
 	}
 	src := c.serverUDP // pion ignores the source of ChannelData
@@ -155,6 +134,11 @@ func (l *Load) drainClient(p *clientPoller, fd int32, rx *rxBatch, pay []byte) (
 	l.clientDatagram(c, b, src, arrived, pay)
 	return true
 }
+
+// newRxMsgs is one reader's receive batch: a 1500-byte buffer and a
+// control buffer (for the kernel receive time) per slot, allocated once, so
+// the generator's receive path allocates nothing.
+func newRxMsgs() *udpbatch.Msgs { return udpbatch.NewMsgs(peerBatch, 1500, oobSize) }
 
 // dataIndication is the STUN message type of a TURN Data indication.
 var dataIndication = stun.NewType(stun.MethodData, stun.ClassIndication).Value()

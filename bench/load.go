@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 	"net/netip"
 	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
-	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
-	"golang.org/x/sys/unix"
 )
 
 // LoadConfig describes the calls a [Load] places on one TURN server.
@@ -400,7 +399,7 @@ func (s *sleeper) waitUntil(ctx context.Context, due time.Duration) bool {
 // send is one sender goroutine: it walks its share of the schedule once per
 // packet interval, waiting with pace until each event is due.
 func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Duration, late *Histogram, pace pacer) {
-	buf := make([]byte, dataplane.ChannelDataHeaderLen+PacketSize)
+	buf := make([]byte, channeldata.HeaderLen+PacketSize)
 	outs := map[*peerSock]*peerOut{}
 	for _, p := range l.peers {
 		outs[p] = newPeerOut(p)
@@ -460,7 +459,7 @@ func (l *Load) send(ctx context.Context, evs []sendEvent, start, end time.Durati
 // allocation, permission and binding on its own timers.
 func (l *Load) sendUp(c *call, buf []byte) {
 	num := c.sock.channel.Load()
-	hdr := dataplane.ChannelDataHeaderLen
+	hdr := channeldata.HeaderLen
 	n, err := marshalPacket(buf[hdr:], c.ssrc(true), c.upSeq, wallNow())
 	c.upSeq++
 	switch {
@@ -468,7 +467,7 @@ func (l *Load) sendUp(c *call, buf []byte) {
 	case num == 0:
 		_, err = c.relayConn.WriteTo(buf[hdr:hdr+n], c.peerAddr)
 	default:
-		dataplane.PutChannelDataHeader(buf, uint16(num), n)
+		channeldata.PutHeader(buf, uint16(num), n)
 		if err = c.sendRaw(buf[:hdr+n]); err == nil {
 			c.sock.chanOut.Add(1)
 		}
@@ -484,20 +483,7 @@ func (l *Load) sendUp(c *call, buf []byte) {
 // non-blocking sendto (the net package's WriteTo costs a fifth more per
 // packet in fd locking and poller bookkeeping). A full socket buffer is a
 // send error, not a wait: at 50 packets/s a call's socket never fills.
-func (c *call) sendRaw(b []byte) error {
-	for {
-		_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(c.fd),
-			uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
-			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&c.serverSA)), uintptr(c.serverSALen))
-		switch errno {
-		case 0:
-			return nil
-		case unix.EINTR:
-		default:
-			return errno
-		}
-	}
-}
+func (c *call) sendRaw(b []byte) error { return udpbatch.SendTo(int(c.fd), b, &c.serverSA) }
 
 // Close tears every call down (allocations are released with a Refresh of
 // lifetime 0) and waits for the receivers to stop.

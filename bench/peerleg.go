@@ -9,10 +9,10 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 	"github.com/isthmusrelay/isthmus/netaddr"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
-	"golang.org/x/sys/unix"
 )
 
 // peerBatch bounds one recvmmsg/sendmmsg on a peer socket.
@@ -84,13 +84,13 @@ func newPeerSock(fam netaddr.Family, ip netip.Addr) (*peerSock, error) {
 // ([LoadConfig.Spin]) can read the same socket between its wake-ups.
 func (l *Load) receivePeer(p *peerSock) {
 	defer l.wg.Done()
-	ms := newRxBatch()
+	ms := newRxMsgs()
 	for {
 		runtime.Gosched() // see pollClients
 		var readErr error
 		err := p.raw.Read(func(fd uintptr) bool {
 			n, err := l.readPeer(p, int(fd), ms, false)
-			if n == 0 && err == unix.EAGAIN {
+			if n == 0 && err == nil {
 				return false // park until readable
 			}
 			readErr = err
@@ -105,7 +105,7 @@ func (l *Load) receivePeer(p *peerSock) {
 // readPeer reads one batch from the peer socket fd without blocking and
 // accounts for it. With try set it gives up at once (0, nil) when another
 // reader holds the socket.
-func (l *Load) readPeer(p *peerSock, fd int, ms *rxBatch, try bool) (int, error) {
+func (l *Load) readPeer(p *peerSock, fd int, ms *udpbatch.Msgs, try bool) (int, error) {
 	if try {
 		if !p.rx.TryLock() {
 			return 0, nil
@@ -114,10 +114,10 @@ func (l *Load) readPeer(p *peerSock, fd int, ms *rxBatch, try bool) (int, error)
 		p.rx.Lock()
 	}
 	defer p.rx.Unlock()
-	n, err := ms.read(fd, peerBatch)
+	n, err := udpbatch.Recv(fd, ms, 0, peerBatch)
 	for i := range n {
-		b, oob, from := ms.datagram(i)
-		l.peerPacket(p, b, oob, from)
+		m := &ms.M[i]
+		l.peerPacket(p, m.Buf[:m.N], m.OOB[:m.NOOB], m.Addr)
 	}
 	return n, err
 }

@@ -5,7 +5,7 @@ import (
 	"runtime"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 )
 
 // spinner is the pacer of a spinning load ([LoadConfig.Spin]): while the
@@ -16,10 +16,10 @@ import (
 // the two from accounting for one socket at once.
 type spinner struct {
 	l      *Load
-	events []unix.EpollEvent
+	events *udpbatch.Events
 	peers  []*peerSock
 	// ms is the receive batch for every socket, pay drainClient's scratch.
-	ms  *rxBatch
+	ms  *udpbatch.Msgs
 	pay []byte
 	// idle is the time spent in polls that found nothing.
 	idle time.Duration
@@ -28,8 +28,8 @@ type spinner struct {
 func (l *Load) newSpinner() *spinner {
 	s := &spinner{
 		l:      l,
-		events: make([]unix.EpollEvent, 128),
-		ms:     newRxBatch(),
+		events: udpbatch.NewEvents(128),
+		ms:     newRxMsgs(),
 		pay:    make([]byte, 1500),
 	}
 	for _, p := range l.peers {
@@ -42,10 +42,10 @@ func (l *Load) newSpinner() *spinner {
 // datagrams it read.
 func (s *spinner) poll() int {
 	got := 0
-	n, err := unix.EpollWait(s.l.poller.epfd, s.events, 0)
+	n, err := s.l.poller.p.Poll(s.events)
 	if err == nil {
-		for _, ev := range s.events[:n] {
-			if s.l.drainClient(s.l.poller, ev.Fd, s.ms, s.pay) {
+		for i := range n {
+			if s.l.drainClient(s.l.poller, s.events.Token(i), s.ms, s.pay) {
 				got++
 			}
 		}

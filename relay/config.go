@@ -178,6 +178,10 @@ type Config struct {
 	// RawSend says whether the data plane sends client-to-peer datagrams on
 	// raw IP sockets, many allocations per sendmmsg (needs CAP_NET_RAW).
 	RawSend RawSend `yaml:"raw_send" flag:"raw-send" arg:"mode" usage:"mode auto, on or off: client-to-peer datagrams of many allocations per sendmmsg on raw IP sockets, needs CAP_NET_RAW" reload:"restart"`
+	// DataPlane says whether the per-core data plane (internal/dataplane)
+	// relays UDP clients' channels and indications, or pion relays every
+	// datagram itself (for comparisons, or to rule the data plane out).
+	DataPlane DataPlane `yaml:"data_plane" flag:"data-plane" arg:"mode" usage:"mode on or off: per-core forwarding of UDP clients' channels and indications; off leaves every datagram to pion" reload:"restart"`
 
 	// DSCP is -1 (the default) to copy each client datagram's DSCP and
 	// ECN onto the datagram to the peer (RFC 8656 §14's preferred
@@ -207,6 +211,18 @@ const (
 	RawSendOn RawSend = "on"
 	// RawSendOff always sends on each allocation's own socket.
 	RawSendOff RawSend = "off"
+)
+
+// DataPlane is Config.DataPlane: on or off.
+type DataPlane string
+
+// The DataPlane modes.
+const (
+	// DataPlaneOn forwards UDP clients' channels and indications on the
+	// per-core data plane where it can start (Linux).
+	DataPlaneOn DataPlane = "on"
+	// DataPlaneOff leaves every datagram to pion.
+	DataPlaneOff DataPlane = "off"
 )
 
 // LogLevel is Config.LogLevel: trace, debug, info, warn or error (any case).
@@ -260,6 +276,7 @@ func DefaultConfig() Config {
 		RelayRecvBuffer: DefaultRelayRecvBuffer,
 		SendBuffer:      DefaultSocketBuffer,
 		RawSend:         RawSendAuto,
+		DataPlane:       DataPlaneOn,
 		DSCP:            -1,
 
 		UserQuota: DefaultUserQuota,
@@ -518,6 +535,9 @@ func (c *Config) resolveSockets(r *resolved) error {
 		return fieldErr("raw_send", "must be auto, on or off, got %q", c.RawSend)
 	}
 	r.rawSend = mode
+	if c.DataPlane != DataPlaneOn && c.DataPlane != DataPlaneOff {
+		return fieldErr("data_plane", "must be on or off, got %q", c.DataPlane)
+	}
 	if c.DSCP < -1 || c.DSCP > 63 {
 		return fieldErr("dscp", "must be -1 (copy the client's) or 0..63, got %d", c.DSCP)
 	}

@@ -5,6 +5,7 @@ package relay
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/pion/stun/v4"
 
-	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -434,7 +434,7 @@ func (t *dualTable) create(p *pendingReq, primary stun.XORMappedAddress, life ti
 	}
 	t.allocs.Store(p.tuple, d)
 	t.live.Add(1)
-	d.fast = s.hooks.attachRelay(d.src, d.dst, d.relayAddr)
+	d.fast = s.fwd.AttachRelay(d.src, d.dst, d.relayAddr)
 	go d.readPeers()
 	d.mu.Lock()
 	d.rearmLocked(now)
@@ -753,7 +753,7 @@ func (t *dualTable) clientData(b []byte, ft fiveTuple, msg *stun.Message) bool {
 	}
 	snap := d.snap.Load()
 	if isCD {
-		num, n, ok := dataplane.ParseChannelData(b)
+		num, n, ok := channeldata.Parse(b)
 		if !ok {
 			return false
 		}
@@ -765,7 +765,7 @@ func (t *dualTable) clientData(b []byte, ft fiveTuple, msg *stun.Message) bool {
 			t.srv.metrics.drops.requestError.Inc()
 			return true
 		}
-		_, _ = d.sock.WriteTo(b[dataplane.ChannelDataHeaderLen:dataplane.ChannelDataHeaderLen+n], net.UDPAddrFromAddrPort(peer))
+		_, _ = d.sock.WriteTo(b[channeldata.HeaderLen:channeldata.HeaderLen+n], net.UDPAddrFromAddrPort(peer))
 		return true
 	}
 	msg.Reset()
@@ -943,7 +943,7 @@ func (d *dualAlloc) publishLocked() {
 }
 
 func (d *dualAlloc) emit(evs []planeEvent) {
-	h := d.t.srv.hooks.events
+	h := d.t.srv.planeEvents
 	for _, e := range evs {
 		switch {
 		case e.isChan && e.add && h.OnChannelCreated != nil:
@@ -1178,7 +1178,7 @@ func (d *dualAlloc) endV6(why string, endAll bool) {
 // channel, else as Data indications (RFC 8656 §11.6, §12.6).
 func (d *dualAlloc) readPeers() {
 	defer close(d.done)
-	const head = dataplane.ChannelDataHeaderLen
+	const head = channeldata.HeaderLen
 	buf := make([]byte, head+65536+3)
 	stream := d.ft.conn != nil
 	drops := &d.t.srv.metrics.drops
@@ -1198,7 +1198,7 @@ func (d *dualAlloc) readPeers() {
 		}
 		var out []byte
 		if num, bound := snap.channelOf(peer); bound {
-			dataplane.PutChannelDataHeader(buf, num, n)
+			channeldata.PutHeader(buf, num, n)
 			size := head + n
 			if stream {
 				// RFC 8656 §12.5: padded to a multiple of 4 over TCP/TLS.

@@ -43,7 +43,7 @@ type dualFixture struct {
 
 func newDualFixture(t testing.TB) *dualFixture {
 	t.Helper()
-	s := &Server{log: slog.New(slog.DiscardHandler), hooks: defaultHooks()}
+	s := &Server{log: slog.New(slog.DiscardHandler), fwd: passThrough{}}
 	var err error
 	if s.metrics, err = newMetrics(prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)

@@ -223,10 +223,11 @@ func TestDualAllocation(t *testing.T) {
 		{"tcp6 client", "tcp", "6", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.planeOff {
-				t.Setenv("ISTHMUS_DATAPLANE", "off")
-			}
-			r := startRelay(t, nil)
+			r := startRelay(t, func(c *relay.Config) {
+				if tc.planeOff {
+					c.DataPlane = "off"
+				}
+			})
 			s := newDualSession(t, r, tc.network, tc.client)
 			s.exerciseBothFamilies()
 			if n := r.srv.Allocations(); n != 1 {

@@ -61,7 +61,7 @@ func addrFamily(a net.Addr) netaddr.Family {
 }
 
 // ownEvents is the relay's EventHandler: allocation gauges and request
-// error drops. Data plane handlers are chained after it (hooks.go).
+// error drops. The Forwarder's handlers run before it (Forwarder.Events).
 func (s *Server) ownEvents() turn.EventHandler {
 	return turn.EventHandler{
 		OnAllocationCreated: func(src, dst net.Addr, _, userID, _ string, relay net.Addr, _ int) {

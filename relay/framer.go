@@ -6,9 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
 	"io"
-
-	"github.com/isthmusrelay/isthmus/internal/dataplane"
 )
 
 // Over TCP and TLS, TURN is a byte stream of STUN messages and ChannelData
@@ -69,7 +68,7 @@ func frameSize(b []byte, limit int) (int, error) {
 		}
 		size = 20 + length
 	case 0b01: // ChannelData: 4-byte header, data padded to 4 over streams
-		if n := binary.BigEndian.Uint16(b[0:2]); n < dataplane.MinChannelNumber || n > dataplane.MaxChannelNumber {
+		if n := binary.BigEndian.Uint16(b[0:2]); n < channeldata.MinNumber || n > channeldata.MaxNumber {
 			return 0, errBadChannel
 		}
 		size = 4 + (length+3)&^3

@@ -5,6 +5,7 @@ package relay
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/pion/stun/v4"
 
-	"github.com/isthmusrelay/isthmus/internal/dataplane"
 	"github.com/isthmusrelay/isthmus/netaddr"
 )
 
@@ -328,7 +328,7 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 		// pion accepts numbers below 0x4000. The range, and why it goes
 		// past RFC 8656's 0x4FFF, is the data plane's: one definition.
 		if v, err := msg.Get(stun.AttrChannelNumber); err == nil && len(v) >= 2 {
-			if n := binary.BigEndian.Uint16(v); n < dataplane.MinChannelNumber || n > dataplane.MaxChannelNumber {
+			if n := binary.BigEndian.Uint16(v); n < channeldata.MinNumber || n > channeldata.MaxNumber {
 				s.metrics.drops.gateReject.Inc()
 				return verdict{reply: buildError(msg, stun.CodeBadRequest, key)}
 			}

@@ -116,7 +116,7 @@ func TestPortPoolEvenPairAndHolds(t *testing.T) {
 // genServer is the part of a Server the generator uses.
 func genServer(t *testing.T, minPort, maxPort int, ips ...relayIP) (*Server, *addrGenerator) {
 	t.Helper()
-	s := &Server{log: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry(), hooks: defaultHooks()}
+	s := &Server{log: slog.New(slog.DiscardHandler), reg: prometheus.NewRegistry(), fwd: passThrough{}}
 	var err error
 	if s.metrics, err = newMetrics(s.reg); err != nil {
 		t.Fatal(err)
@@ -367,35 +367,56 @@ func TestDetectRelayIPs(t *testing.T) {
 	}
 }
 
-// The data plane (issue 5) plugs in through installHooks: it must see every
-// listener socket and every relay socket, and its EventHandler must run
-// after the relay's own.
-func TestDataPlaneHooks(t *testing.T) {
-	var listeners, relays, created atomic.Int32
-	prev := installHooks // the data plane's (dataplane.go), restored for the tests after this one
-	installHooks = func(*Server) hooks {
-		h := defaultHooks()
-		h.wrapListener = func(c *net.UDPConn) net.PacketConn { listeners.Add(1); return c }
-		h.wrapRelay = func(c *net.UDPConn, info relayInfo) net.PacketConn {
-			if info.userID != "alice" || !info.bind.IsValid() {
-				t.Errorf("relayInfo %+v", info)
-			}
-			relays.Add(1)
-			return c
-		}
-		h.events.OnAllocationCreated = func(net.Addr, net.Addr, string, string, string, net.Addr, int) { created.Add(1) }
-		return h
+// recordingForwarder is a pass-through Forwarder that records what the
+// relay hands it and in which order pion's events reach it and the relay.
+type recordingForwarder struct {
+	passThrough
+	t                                    *testing.T
+	listeners, relays, created, ownFirst atomic.Int32
+	srv                                  atomic.Pointer[Server]
+}
+
+func (f *recordingForwarder) Listener(c *net.UDPConn) net.PacketConn { f.listeners.Add(1); return c }
+
+func (f *recordingForwarder) Relay(c *net.UDPConn, advertised netip.AddrPort) net.PacketConn {
+	if !advertised.IsValid() {
+		f.t.Errorf("Relay: advertised address %v", advertised)
 	}
-	t.Cleanup(func() { installHooks = prev })
-	s := startTestServer(t, func(c *Config) { c.ListenerSockets = 3 })
-	if got := listeners.Load(); got != 6 {
-		t.Errorf("wrapListener saw %d sockets, want 3 per listen address x 2", got)
+	f.relays.Add(1)
+	return c
+}
+
+func (f *recordingForwarder) Events(next turn.EventHandler) turn.EventHandler {
+	h := next
+	h.OnAllocationCreated = func(src, dst net.Addr, proto, user, realm string, relay net.Addr, port int) {
+		if s := f.srv.Load(); s != nil && s.liveAllocations() != 0 {
+			f.ownFirst.Add(1) // the relay's handler already ran
+		}
+		f.created.Add(1)
+		if next.OnAllocationCreated != nil {
+			next.OnAllocationCreated(src, dst, proto, user, realm, relay, port)
+		}
+	}
+	return h
+}
+
+// A Forwarder given with WithForwarder sees every listener socket and every
+// relay socket, and its Events handlers run before the relay's own.
+func TestForwarderSeam(t *testing.T) {
+	f := &recordingForwarder{t: t}
+	s := startTestServer(t, func(c *Config) { c.ListenerSockets = 3 }, WithForwarder(f))
+	f.srv.Store(s)
+	if got := f.listeners.Load(); got != 6 {
+		t.Errorf("Listener saw %d sockets, want 3 per listen address x 2", got)
 	}
 	if _, code := newRawClient(t, s.udpAddr(t, netaddr.IPv6), "alice", "secret").request(stun.MethodAllocate, transportUDP()); code != 0 {
 		t.Fatal(code)
 	}
-	if relays.Load() != 1 || created.Load() != 1 {
-		t.Errorf("wrapRelay %d, chained OnAllocationCreated %d; want 1, 1", relays.Load(), created.Load())
+	if f.relays.Load() != 1 || f.created.Load() != 1 {
+		t.Errorf("Relay %d, OnAllocationCreated %d; want 1, 1", f.relays.Load(), f.created.Load())
+	}
+	if f.ownFirst.Load() != 0 {
+		t.Error("the relay's own OnAllocationCreated ran before the Forwarder's")
 	}
 	if v := counterValue(t, s.metrics.allocations.WithLabelValues("ip6", "ip4")); v != 1 {
 		t.Errorf("the relay's own handler did not run: gauge %v", v)

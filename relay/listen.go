@@ -20,7 +20,7 @@ import (
 // This file is the single place where the relay creates sockets: the TURN
 // listeners (listenUDP, listenTCP) and the per-allocation relay sockets
 // (listenRelayUDP). The data plane (issue 5) swaps what pion reads and
-// writes through the hooks in hooks.go, not here.
+// writes through the Forwarder (forwarder.go), not here.
 
 // sockBufs are the socket buffer sizes asked of the kernel.
 type sockBufs struct {
@@ -260,7 +260,7 @@ func (s *Server) bindListeners(sc *turn.ServerConfig, bufs sockBufs) error {
 		for _, c := range conns {
 			s.readers.Add(1)
 			sc.PacketConnConfigs = append(sc.PacketConnConfigs, turn.PacketConnConfig{
-				PacketConn:            &gatedPacketConn{PacketConn: s.hooks.wrapListener(c), gate: s.gate, done: s.readers.Done},
+				PacketConn:            &gatedPacketConn{PacketConn: s.fwd.Listener(c), gate: s.gate, done: s.readers.Done},
 				RelayAddressGenerator: s.gen,
 				PermissionHandler:     s.permit,
 			})

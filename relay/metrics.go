@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,40 +27,203 @@ const (
 
 var families = []netaddr.Family{netaddr.IPv4, netaddr.IPv6}
 
-// dirCounters are the per-packet counters of one relay family, bound to
-// their label values once at start-up.
-type dirCounters struct {
-	toPeerPackets, toPeerBytes     prometheus.Counter
-	fromPeerPackets, fromPeerBytes prometheus.Counter
+// The counter table: every counter series the relay exports, whichever
+// path counted it (pion's, through relayConn and the gate, or the data
+// plane, whose per-core Stats are added at scrape time). One series per
+// fact, one name per drop reason. A new counter is a constant below, a row
+// in counterRows and its count site; docs/relay.md documents it.
+type ctrID int
+
+// Series of the counter table.
+const (
+	ctrPackets     ctrID = 0                                // + path*4 + direction*2 + family
+	ctrBytes             = ctrPackets + 8                   // + path*4 + direction*2 + family
+	ctrDrops             = ctrBytes + 8                     // + dropReason
+	ctrSlowpath          = ctrDrops + ctrID(numDropReasons) // + socket: listener, relay
+	ctrIndications       = ctrSlowpath + 2                  // + direction
+	ctrWakeups           = ctrIndications + 2               // one
+	ctrBatchCalls        = ctrWakeups + 1                   // + op: read, write, raw_write
+	ctrReadErrors        = ctrBatchCalls + 3                // one
+	numCtr               = ctrReadErrors + 1
+)
+
+// Paths, directions and families as counter-table offsets.
+const (
+	pathPion, pathPlane    = 0, 1
+	dirToPeer, dirToClient = 0, 1
+)
+
+// pktID is the packets (or bytes, base ctrBytes) series of one path,
+// direction and relayed family (familyIndex).
+func pktID(base ctrID, path, dir, fam int) ctrID { return base + ctrID(path*4+dir*2+fam) }
+
+// dropReason is a value of isthmus_relay_drops_total's reason label: the
+// one vocabulary of both paths (the data plane's reasons map here by name).
+type dropReason int
+
+// Drop reasons.
+const (
+	dropBandwidth         dropReason = iota // over allocation_bandwidth
+	dropSendError                           // the kernel refused a send (or the send buffer was full)
+	dropRequestError                        // pion could not handle a client datagram
+	dropRejectedRequest                     // answered by the request gate (401/403/400/440/442)
+	dropNoPermission                        // a peer datagram with no permission
+	dropOversized                           // a datagram over the read buffer (pion 1600 bytes, data plane SlotSize)
+	dropPeerPolicy                          // to or from a permitted peer a reloaded policy denies
+	dropBadFingerprint                      // FINGERPRINT mismatch, discarded unanswered (RFC 8489 §7.3)
+	dropAuthThrottled                       // over the wrong-password budget (throttle.go)
+	dropMalformed                           // ChannelData length beyond the datagram (RFC 8656 §12.5)
+	dropNoAllocation                        // ChannelData or Send from a client without an allocation
+	dropNoChannel                           // ChannelData on an unbound channel
+	dropToUnpermittedPeer                   // a client's data toward a peer without a permission
+	dropQueueFull                           // the data plane's queue to pion was full
+	dropNoListener                          // no client-facing socket left for the allocation
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{
+	"bandwidth", "send_error", "request_error", "rejected_request", "no_permission", "oversized",
+	"peer_policy", "bad_fingerprint", "auth_throttled", "malformed", "no_allocation", "no_channel",
+	"to_unpermitted_peer", "queue_full", "no_listener",
 }
 
-// dropCounters are isthmus_relay_drops_total bound per reason.
+// counterRow is one series: its metric name, help and label pairs.
+type counterRow struct {
+	name, help string
+	labels     []string // name, value, name, value...
+}
+
+// counterRows returns the table, indexed by ctrID.
+func counterRows() [numCtr]counterRow {
+	var t [numCtr]counterRow
+	paths := [2]string{"pion", "dataplane"}
+	dirs := [2]string{dirClientToPeer, dirPeerToClient}
+	for path := range 2 {
+		for dir := range 2 {
+			for _, f := range families {
+				l := []string{"direction", dirs[dir], "family", f.Label(), "path", paths[path]}
+				t[pktID(ctrPackets, path, dir, familyIndex(f))] = counterRow{"isthmus_relay_packets_total",
+					"Datagrams on relay sockets by relayed address family and the path that carried them: sent to peers (client_to_peer), received from peers (peer_to_client; those then dropped are also in drops_total).", l}
+				t[pktID(ctrBytes, path, dir, familyIndex(f))] = counterRow{"isthmus_relay_bytes_total",
+					"Payload bytes on relay sockets, as packets_total.", l}
+			}
+		}
+	}
+	for r := range numDropReasons {
+		t[ctrDrops+ctrID(r)] = counterRow{"isthmus_relay_drops_total", "Datagrams not relayed, by reason.",
+			[]string{"reason", dropReasonNames[r]}}
+	}
+	for i, sock := range []string{"listener", "relay"} {
+		t[ctrSlowpath+ctrID(i)] = counterRow{"isthmus_relay_dataplane_slowpath_packets_total",
+			"Datagrams the data plane handed to pion/turn (control plane), by socket kind.", []string{"socket", sock}}
+	}
+	for i, d := range dirs {
+		t[ctrIndications+ctrID(i)] = counterRow{"isthmus_relay_dataplane_indications_total",
+			"Send (client_to_peer) and Data (peer_to_client) indications the data plane relayed, included in packets_total.", []string{"direction", d}}
+	}
+	t[ctrWakeups] = counterRow{"isthmus_relay_dataplane_wakeups_total", "Data plane worker wake-ups (one batch of ready sockets each).", nil}
+	for i, op := range []string{"read", "write", "raw_write"} {
+		t[ctrBatchCalls+ctrID(i)] = counterRow{"isthmus_relay_dataplane_batch_calls_total",
+			"Data plane batch socket calls (recvmmsg, sendmmsg); raw_write counts sendmmsg on raw sockets, not included in write.", []string{"op", op}}
+	}
+	t[ctrReadErrors] = counterRow{"isthmus_relay_dataplane_read_errors_total", "Failed data plane batch reads.", nil}
+	return t
+}
+
+// counter is one series of the table as a count site holds it.
+type counter struct{ v *atomic.Uint64 }
+
+// Inc adds one.
+func (c counter) Inc() { c.v.Add(1) }
+
+// Add adds n.
+func (c counter) Add(n uint64) { c.v.Add(n) }
+
+// counterTable is the counter table as a prometheus.Collector: the relay's
+// own counts plus, per scrape, what extra (the Forwarder's Stats) adds.
+type counterTable struct {
+	rows  [numCtr]counterRow
+	descs [numCtr]*prometheus.Desc
+	vals  [numCtr]atomic.Uint64
+	extra atomic.Pointer[func(*[numCtr]uint64)]
+}
+
+func newCounterTable() *counterTable {
+	t := &counterTable{rows: counterRows()}
+	byName := map[string]*prometheus.Desc{}
+	for i, r := range t.rows {
+		d, ok := byName[r.name]
+		if !ok {
+			var names []string
+			for j := 0; j < len(r.labels); j += 2 {
+				names = append(names, r.labels[j])
+			}
+			d = prometheus.NewDesc(r.name, r.help, names, nil)
+			byName[r.name] = d
+		}
+		t.descs[i] = d
+	}
+	return t
+}
+
+func (t *counterTable) at(id ctrID) counter { return counter{&t.vals[id]} }
+
+func (t *counterTable) snapshot(v *[numCtr]uint64) {
+	for i := range v {
+		v[i] = t.vals[i].Load()
+	}
+	if f := t.extra.Load(); f != nil {
+		(*f)(v)
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (t *counterTable) Describe(ch chan<- *prometheus.Desc) {
+	seen := map[*prometheus.Desc]bool{}
+	for _, d := range t.descs {
+		if !seen[d] {
+			seen[d] = true
+			ch <- d
+		}
+	}
+}
+
+// Collect implements prometheus.Collector: one snapshot per scrape.
+func (t *counterTable) Collect(ch chan<- prometheus.Metric) {
+	var v [numCtr]uint64
+	t.snapshot(&v)
+	for i, r := range t.rows {
+		var values []string
+		for j := 1; j < len(r.labels); j += 2 {
+			values = append(values, r.labels[j])
+		}
+		ch <- prometheus.MustNewConstMetric(t.descs[i], prometheus.CounterValue, float64(v[i]), values...)
+	}
+}
+
+// dirCounters are pion's path's per-packet counters of one relayed family.
+type dirCounters struct {
+	toPeerPackets, toPeerBytes     counter
+	fromPeerPackets, fromPeerBytes counter
+}
+
+// dropCounters are the drop reasons pion's path and the gate count.
 type dropCounters struct {
-	bandwidth    prometheus.Counter // over allocation_bandwidth
-	sendError    prometheus.Counter // the kernel refused a relay send
-	requestError prometheus.Counter // pion could not handle a client datagram
-	gateReject   prometheus.Counter // answered by the request gate (401/403/400/440/442)
-	noPermission prometheus.Counter // a peer datagram with no permission (pion drops it)
-	oversized    prometheus.Counter // a client datagram over pion's 1600-byte MTU
-	peerPolicy   prometheus.Counter // to or from a permitted peer a reloaded policy denies, or to a non-relayed port of a relay IP
-	// badFingerprint: a request whose FINGERPRINT does not match, discarded
-	// unanswered (RFC 8489 §7.3).
-	badFingerprint prometheus.Counter
-	// authThrottled: a signed request from a source over its wrong-password
-	// budget, dropped unanswered (throttle.go).
-	authThrottled prometheus.Counter
+	bandwidth, sendError, requestError, gateReject, noPermission, oversized counter
+	// peerPolicy: to or from a permitted peer a reloaded policy denies, or
+	// to a non-relayed port of a relay IP.
+	peerPolicy                    counter
+	badFingerprint, authThrottled counter
 }
 
 // metrics holds every collector of one Server.
 type metrics struct {
+	ctrs            *counterTable
 	allocations     *prometheus.GaugeVec
 	allocationsMade *prometheus.CounterVec
-	packets         *prometheus.CounterVec
-	bytes           *prometheus.CounterVec
 	authFailures    *prometheus.CounterVec
 	peerDenials     *prometheus.CounterVec
 	quotaRejections *prometheus.CounterVec
-	dropsVec        *prometheus.CounterVec
 	streamCloses    *prometheus.CounterVec
 	draining        prometheus.Gauge
 	socketBuffer    *prometheus.GaugeVec
@@ -69,21 +233,22 @@ type metrics struct {
 	drops dropCounters
 }
 
+// collectors is the one list register and unregister use.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.ctrs, m.allocations, m.allocationsMade, m.authFailures, m.peerDenials,
+		m.quotaRejections, m.streamCloses, m.draining, m.socketBuffer}
+}
+
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "isthmus", "relay"
 	m := &metrics{
+		ctrs: newCounterTable(),
 		allocations: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "allocations", Help: "Live allocations by client address family and relayed address family (family)."},
 			[]string{"client_family", "family"}),
 		allocationsMade: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "allocations_created_total", Help: "Allocations created, by client address family and relayed address family (family)."},
 			[]string{"client_family", "family"}),
-		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "packets_total", Help: "Datagrams on relay sockets by relayed address family: sent to peers (client_to_peer), received from peers (peer_to_client; those then dropped are also in drops_total)."},
-			[]string{"direction", "family"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "bytes_total", Help: "Payload bytes on relay sockets, as packets_total."},
-			[]string{"direction", "family"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "auth_failures_total", Help: "Rejected credentials by reason (never by user)."},
 			[]string{"reason"}),
@@ -93,9 +258,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		quotaRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "quota_rejections_total", Help: "Allocations refused: user (486), total, ports, draining (508)."},
 			[]string{"quota"}),
-		dropsVec: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "drops_total", Help: "Datagrams not relayed, by reason."},
-			[]string{"reason"}),
 		streamCloses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "stream_closes_total", Help: "TCP/TLS connections the relay closed or refused: bad_frame, frame_too_large, truncated_frame, auth_timeout, unauthenticated_limit; accept_error counts failed accepts (e.g. out of descriptors), retried."},
 			[]string{"reason"}),
@@ -109,36 +271,39 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		certNotAfter: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "tls_cert_not_after_seconds", Help: "NotAfter of the TLS certificate served to new handshakes, Unix seconds (only with TLS)."}),
 	}
-	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
-		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer} {
+	for i, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
+			for _, r := range m.collectors()[:i] {
+				reg.Unregister(r)
+			}
 			return nil, fmt.Errorf("relay: register metrics: %w", err)
 		}
 	}
+	t := m.ctrs
 	for _, f := range families {
-		l := f.Label()
-		m.dir[familyIndex(f)] = &dirCounters{
-			toPeerPackets:   m.packets.WithLabelValues(dirClientToPeer, l),
-			toPeerBytes:     m.bytes.WithLabelValues(dirClientToPeer, l),
-			fromPeerPackets: m.packets.WithLabelValues(dirPeerToClient, l),
-			fromPeerBytes:   m.bytes.WithLabelValues(dirPeerToClient, l),
+		fi := familyIndex(f)
+		m.dir[fi] = &dirCounters{
+			toPeerPackets:   t.at(pktID(ctrPackets, pathPion, dirToPeer, fi)),
+			toPeerBytes:     t.at(pktID(ctrBytes, pathPion, dirToPeer, fi)),
+			fromPeerPackets: t.at(pktID(ctrPackets, pathPion, dirToClient, fi)),
+			fromPeerBytes:   t.at(pktID(ctrBytes, pathPion, dirToClient, fi)),
 		}
 		for _, cf := range families {
-			m.allocations.WithLabelValues(cf.Label(), l)
-			m.allocationsMade.WithLabelValues(cf.Label(), l)
+			m.allocations.WithLabelValues(cf.Label(), f.Label())
+			m.allocationsMade.WithLabelValues(cf.Label(), f.Label())
 		}
 	}
+	drop := func(r dropReason) counter { return t.at(ctrDrops + ctrID(r)) }
 	m.drops = dropCounters{
-		bandwidth:    m.dropsVec.WithLabelValues("bandwidth"),
-		sendError:    m.dropsVec.WithLabelValues("send_error"),
-		requestError: m.dropsVec.WithLabelValues("request_error"),
-		gateReject:   m.dropsVec.WithLabelValues("rejected_request"),
-		noPermission: m.dropsVec.WithLabelValues("no_permission"),
-		oversized:    m.dropsVec.WithLabelValues("oversized"),
-		peerPolicy:   m.dropsVec.WithLabelValues("peer_policy"),
-
-		badFingerprint: m.dropsVec.WithLabelValues("bad_fingerprint"),
-		authThrottled:  m.dropsVec.WithLabelValues("auth_throttled"),
+		bandwidth:      drop(dropBandwidth),
+		sendError:      drop(dropSendError),
+		requestError:   drop(dropRequestError),
+		gateReject:     drop(dropRejectedRequest),
+		noPermission:   drop(dropNoPermission),
+		oversized:      drop(dropOversized),
+		peerPolicy:     drop(dropPeerPolicy),
+		badFingerprint: drop(dropBadFingerprint),
+		authThrottled:  drop(dropAuthThrottled),
 	}
 	for _, r := range streamCloseReasons {
 		m.streamCloses.WithLabelValues(r)
@@ -158,10 +323,10 @@ func (m *metrics) quotaRejected(q string) { m.quotaRejections.WithLabelValues(q)
 func (s *Server) streamClosed(reason string) { s.metrics.streamCloses.WithLabelValues(reason).Inc() }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {
-	for _, c := range []prometheus.Collector{m.allocations, m.allocationsMade, m.packets, m.bytes,
-		m.authFailures, m.peerDenials, m.quotaRejections, m.dropsVec, m.streamCloses, m.draining, m.socketBuffer, m.certNotAfter} {
+	for _, c := range m.collectors() {
 		reg.Unregister(c)
 	}
+	reg.Unregister(m.certNotAfter) // registered by installCert, with TLS only
 }
 
 // Ready returns nil when the relay takes new allocations on every

@@ -107,12 +107,20 @@ func histCount(t *testing.T, r *testRelay, name string) uint64 {
 }
 
 // TestPromtoolCheckMetrics: a live relay's /metrics passes promtool's
-// lint (names, units, help, counter suffixes), with every series present.
+// lint (names, units, help, counter suffixes), with every series present,
+// with the data plane on and off (the one counter table exports both
+// paths).
 func TestPromtoolCheckMetrics(t *testing.T) {
 	if _, err := exec.LookPath("promtool"); err != nil {
 		t.Skip("promtool not installed (apt-get install prometheus)")
 	}
-	r := startRelay(t, func(c *relay.Config) { c.Metrics = "127.0.0.1:0" })
+	for _, plane := range []relay.DataPlane{relay.DataPlaneOn, relay.DataPlaneOff} {
+		t.Run("data_plane "+string(plane), func(t *testing.T) { promtoolCheck(t, plane) })
+	}
+}
+
+func promtoolCheck(t *testing.T, plane relay.DataPlane) {
+	r := startRelay(t, func(c *relay.Config) { c.Metrics = "127.0.0.1:0"; c.DataPlane = plane })
 	c := dialSTUN(t, "udp", r.addr("4"), testUser, testPassword)
 	c.mustAllocate()
 	c.release()
@@ -124,7 +132,9 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	_ = res.Body.Close()
 	for _, name := range []string{"isthmus_relay_build_info", "isthmus_relay_port_pool_ports", "isthmus_relay_config_last_reload_successful",
 		"isthmus_relay_kernel_drops_total", "isthmus_relay_allocation_duration_seconds_bucket", "isthmus_relay_stun_binding_requests_total",
-		"isthmus_relay_stream_connections", "isthmus_relay_alternate_redirects_total"} {
+		"isthmus_relay_stream_connections", "isthmus_relay_alternate_redirects_total",
+		`isthmus_relay_packets_total{direction="client_to_peer",family="ip4",path="dataplane"}`,
+		`isthmus_relay_drops_total{reason="send_error"}`} {
 		if !bytes.Contains(body, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}

@@ -150,13 +150,13 @@ func TestNoPermissionDropIsCounted(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for counterValue(t, s.metrics.drops.noPermission) < 3 && time.Now().Before(deadline) {
+	for gathered(t, s, "isthmus_relay_drops_total", "reason=no_permission") < 3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if v := counterValue(t, s.metrics.drops.noPermission); v != 3 {
+	if v := gathered(t, s, "isthmus_relay_drops_total", "reason=no_permission"); v != 3 {
 		t.Fatalf("drops{no_permission} = %v, want 3", v)
 	}
-	if v := counterValue(t, s.metrics.dir[0].fromPeerPackets); v != 3 {
+	if v := gathered(t, s, "isthmus_relay_packets_total", "direction=peer_to_client", "family=ip4"); v != 3 {
 		t.Errorf("packets{peer_to_client} = %v: the relay socket read them", v)
 	}
 }

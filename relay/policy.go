@@ -25,7 +25,7 @@ import (
 //  3. relayConn.peerAllowed (relayconn.go): pion's path, per datagram both
 //     ways, but only once Reload has replaced the policy the allocation was
 //     created under; until then it is one pointer compare.
-//  4. Reload (reload.go) → hooks.filterPeers → dataplane.Plane.SetPeerFilter:
+//  4. Reload (reload.go) → Forwarder.FilterPeers → dataplane.Plane.SetPeerFilter:
 //     the data plane's live permissions to peers a reloaded policy denies
 //     stop at once.
 //

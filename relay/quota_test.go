@@ -16,7 +16,7 @@ import (
 )
 
 // startTestServer runs a relay on loopback with ephemeral ports.
-func startTestServer(t *testing.T, mutate func(*Config)) *Server {
+func startTestServer(t *testing.T, mutate func(*Config), opts ...Option) *Server {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
@@ -28,7 +28,7 @@ func startTestServer(t *testing.T, mutate func(*Config)) *Server {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
+	s, err := New(cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,11 +332,11 @@ func TestAllocationBandwidthDrops(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for counterValue(t, s.metrics.drops.bandwidth)+counterValue(t, s.metrics.dir[0].toPeerPackets) < 200 && time.Now().Before(deadline) {
+	for gathered(t, s, "isthmus_relay_drops_total", "reason=bandwidth")+gathered(t, s, "isthmus_relay_packets_total", "direction=client_to_peer", "family=ip4") < 200 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	drops := counterValue(t, s.metrics.drops.bandwidth)
-	sent := counterValue(t, s.metrics.dir[0].toPeerPackets)
+	drops := gathered(t, s, "isthmus_relay_drops_total", "reason=bandwidth")
+	sent := gathered(t, s, "isthmus_relay_packets_total", "direction=client_to_peer", "family=ip4")
 	if drops == 0 || sent == 0 || drops+sent != 200 {
 		t.Fatalf("dropped %v, relayed %v of 200: want some of each, all accounted for", drops, sent)
 	}

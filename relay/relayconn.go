@@ -62,11 +62,26 @@ type sessionCounters struct {
 	fromPeerPackets, fromPeerBytes atomic.Uint64
 }
 
-// newRelayConn wraps one relay socket. conn is what hooks.wrapRelay made of
-// the bound socket (the socket itself unless a data plane is installed).
+// allocationCounter is a Forwarder that counts what it relays per
+// allocation (the data plane does); the session log adds its share.
+type allocationCounter interface {
+	// AllocationCounts returns packets and bytes to and from peers the
+	// Forwarder relayed itself for the allocation of 5-tuple (src, dst).
+	AllocationCounts(src, dst net.Addr) (toPeer, fromPeer [2]uint64)
+}
+
+func planeCountsOf(f Forwarder) func(src, dst net.Addr) (toPeer, fromPeer [2]uint64) {
+	if c, ok := f.(allocationCounter); ok {
+		return c.AllocationCounts
+	}
+	return nil
+}
+
+// newRelayConn wraps one relay socket: what the Forwarder made of the bound
+// socket (the socket itself unless a data plane is on).
 func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func()) net.PacketConn {
 	rc := &relayConn{
-		PacketConn:  s.hooks.wrapRelay(sock, info),
+		PacketConn:  s.fwd.Relay(sock, info.advertise),
 		ctr:         s.metrics.dir[familyIndex(info.family)],
 		drops:       &s.metrics.drops,
 		policy:      &s.policy,
@@ -74,7 +89,7 @@ func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func())
 		born:        s.policy.Load(),
 		onClose:     onClose,
 		advertise:   info.advertise,
-		planeCounts: s.hooks.allocCounts,
+		planeCounts: planeCountsOf(s.fwd),
 	}
 	if s.gate != nil {
 		rc.dualTab = &s.gate.dual
@@ -109,7 +124,7 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue
 		}
 		c.ctr.fromPeerPackets.Inc()
-		c.ctr.fromPeerBytes.Add(float64(n))
+		c.ctr.fromPeerBytes.Add(uint64(n))
 		c.session.fromPeerPackets.Add(1)
 		c.session.fromPeerBytes.Add(uint64(n))
 		return n, addr, nil
@@ -134,7 +149,7 @@ func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	n, err := c.PacketConn.WriteTo(b, addr)
 	if err == nil {
 		c.ctr.toPeerPackets.Inc()
-		c.ctr.toPeerBytes.Add(float64(n))
+		c.ctr.toPeerBytes.Add(uint64(n))
 		c.session.toPeerPackets.Add(1)
 		c.session.toPeerBytes.Add(uint64(n))
 	} else {

@@ -98,7 +98,7 @@ func (s *Server) Reload(cfg Config) error {
 	// Live permissions to peers the new policy denies stop relaying now
 	// (data plane here, pion's path in relayConn), rather than when they
 	// expire; the client's refresh of them is already answered 403.
-	suspended := s.hooks.filterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
+	suspended := s.fwd.FilterPeers(func(a netip.Addr) bool { return pol.Check(a).Allowed })
 	s.limits.Store(s.newLimits(cfg))
 	s.alt.Store(res.alternates)
 	s.cfg = keepRestartFields(cfg, old)

@@ -20,10 +20,8 @@ import (
 func TestReloadDenyStopsLivePermissions(t *testing.T) {
 	for _, plane := range []string{"on", "off"} {
 		t.Run("data plane "+plane, func(t *testing.T) {
-			if plane == "off" {
-				t.Setenv("ISTHMUS_DATAPLANE", "off")
-			}
 			cfg := relay.DefaultConfig()
+			cfg.DataPlane = relay.DataPlane(plane)
 			cfg.Listen = []string{"127.0.0.1:0", "[::1]:0"}
 			cfg.Users = []string{"alice:secret"}
 			cfg.AllowLoopbackPeers = true

@@ -41,8 +41,11 @@ type Server struct {
 	opsMetrics *opsMetrics
 	gen        *addrGenerator
 	pool       *portPools
-	hooks      hooks
-	gate       *gate
+	fwd        Forwarder
+	// planeEvents are the Forwarder's handlers alone, for the events the
+	// relay itself raises (dual allocations' second family).
+	planeEvents turn.EventHandler
+	gate        *gate
 
 	creds    atomic.Pointer[credentials]
 	policy   atomic.Pointer[netaddr.PeerPolicy]
@@ -82,8 +85,9 @@ type Server struct {
 // structured logs (its level is the caller's; only cfg.LogLevel LogTrace
 // enables pion's per-packet logs, at LevelTrace); nil discards them. reg
 // receives the isthmus_relay_* metrics; nil means a private registry. When
-// cfg.Metrics is set, it serves Handler.
-func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+// cfg.Metrics is set, it serves Handler. opts (WithForwarder) replace
+// what cfg selects.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -118,13 +122,16 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 		}
 	}()
 
-	s.hooks = defaultHooks()
-	if installHooks != nil {
-		s.hooks = installHooks(s)
-		if s.hooks.err != nil {
-			return nil, s.hooks.err
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if s.fwd = o.forwarder; s.fwd == nil {
+		if s.fwd, err = s.newForwarder(); err != nil {
+			return nil, err
 		}
 	}
+	s.planeEvents = s.fwd.Events(turn.EventHandler{})
 	s.creds.Store(newCredentials(cfg.Realm, res.users, res.secrets))
 	s.limits.Store(&limits{maxAllocations: cfg.MaxAllocations, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth})
 	s.alt.Store(res.alternates)
@@ -136,9 +143,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	s.pool = newPortPools(res.minPort, res.maxPort, s.relayIPs)
 	s.gen = newAddrGenerator(s.relayIPs, s.pool, sockBufs{recv: cfg.RelayRecvBuffer, send: cfg.SendBuffer, mark: forcedMark(cfg.DSCP)}, s)
 	s.policy.Store(newPeerPolicy(res, cfg.AllowLoopbackPeers, s.own, s.relayed))
-	if s.hooks.pionPeers != nil {
-		s.hooks.pionPeers(s.relayed)
-	}
+	s.fwd.PionPeers(s.relayed)
 
 	sc := turn.ServerConfig{
 		LoggerFactory:       pionLogs(log, res.logLevel == LevelTrace, &s.metrics.drops),
@@ -152,7 +157,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Server, erro
 	}
 	s.fdCap = descriptorCap(nofileLimit(), len(s.udp)+len(s.listeners))
 	s.limits.Store(s.newLimits(cfg))
-	sc.EventHandler = chainEvents(s.ownEvents(), s.hooks.events)
+	sc.EventHandler = s.fwd.Events(s.ownEvents())
 	if s.turn, err = turn.NewServer(sc); err != nil {
 		return nil, fmt.Errorf("relay: start pion/turn: %w", err)
 	}
@@ -292,8 +297,8 @@ func (s *Server) cleanupFailedStart() {
 		}
 	}
 	s.stopHTTP()
-	if s.hooks.close != nil {
-		_ = s.hooks.close() // the data plane's workers and sockets
+	if s.fwd != nil {
+		_ = s.fwd.Close() // the data plane's workers and sockets
 	}
 	s.wg.Wait()
 	if s.metrics != nil {
@@ -417,7 +422,7 @@ func (s *Server) Close() error {
 			case <-tick.C:
 			}
 		}
-		if herr := s.hooks.close(); herr != nil && err == nil {
+		if herr := s.fwd.Close(); herr != nil && err == nil {
 			err = herr
 		}
 		s.wg.Wait()

@@ -3,6 +3,7 @@
 package dataplane
 
 import (
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
 	"net"
 	"net/netip"
 	"testing"
@@ -122,9 +123,9 @@ func BenchmarkLoopbackPeerToClient(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						PutChannelDataHeader(frame, 0x4000, n)
-						copy(frame[ChannelDataHeaderLen:], buf[:n])
-						if _, err := lb.plainLn.WriteToUDPAddrPort(frame[:ChannelDataHeaderLen+n], apOf(lb.clients[i])); err != nil {
+						channeldata.PutHeader(frame, 0x4000, n)
+						copy(frame[channeldata.HeaderLen:], buf[:n])
+						if _, err := lb.plainLn.WriteToUDPAddrPort(frame[:channeldata.HeaderLen+n], apOf(lb.clients[i])); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -180,7 +181,7 @@ func BenchmarkLoopbackClientToPeer(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						if _, err := lb.plainRelays[i].WriteToUDPAddrPort(buf[ChannelDataHeaderLen:n], peer); err != nil {
+						if _, err := lb.plainRelays[i].WriteToUDPAddrPort(buf[channeldata.HeaderLen:n], peer); err != nil {
 							b.Fatal(err)
 						}
 					}

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 	"net/netip"
 	"testing"
 )
@@ -18,7 +19,7 @@ type feed struct {
 	sent int
 }
 
-func (f *feed) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
+func (f *feed) ReadBatch(ms *udpbatch.Msgs, lo, hi int) (int, error) {
 	n := min(hi-lo, f.left)
 	for i := lo; i < lo+n; i++ {
 		m := &ms.M[i]
@@ -30,7 +31,7 @@ func (f *feed) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
 	return n, nil
 }
 
-func (f *feed) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
+func (f *feed) WriteBatch(ms *udpbatch.Msgs, lo, hi int) (int, error) {
 	f.sent += hi - lo
 	return hi - lo, nil
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 )
 
 // Conn is an adopted UDP socket as pion/turn sees it: a net.PacketConn
@@ -18,7 +20,7 @@ import (
 type Conn struct {
 	plane *Plane
 	kind  int // kindListener or kindRelay
-	b     Batch
+	b     udpbatch.Batch
 	fd    int  // -1 for sockets without a descriptor (tests)
 	v6    bool // AF_INET6 socket
 	local netip.AddrPort
@@ -43,7 +45,7 @@ type Conn struct {
 	// wmu orders control-plane writes against closing the descriptor.
 	wmu    sync.RWMutex
 	closed bool
-	one    *Msgs // WriteTo scratch for descriptor-less sockets, under wmu write lock
+	one    *udpbatch.Msgs // WriteTo scratch for descriptor-less sockets, under wmu write lock
 
 	dl deadline
 
@@ -115,7 +117,7 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		if c.closed {
 			return 0, c.opErr("write", net.ErrClosed)
 		}
-		if err := sendTo(c.fd, p, to, c.v6, 0); err != nil {
+		if err := udpbatch.WriteTo(c.fd, p, to, c.v6, false); err != nil {
 			return 0, c.opErr("write", err)
 		}
 		return len(p), nil
@@ -126,12 +128,12 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return 0, c.opErr("write", net.ErrClosed)
 	}
 	if c.one == nil {
-		c.one = NewMsgs(1)
+		c.one = udpbatch.NewMsgs(1, 0, 0)
 	}
 	m := &c.one.M[0]
 	m.Buf, m.Addr = p, to
 	n, err := c.b.WriteBatch(c.one, 0, 1)
-	m.Buf = m.mem
+	m.Buf = m.Mem
 	if err != nil {
 		return 0, c.opErr("write", err)
 	}

@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"bytes"
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 	"net"
 	"net/netip"
 	"sync"
@@ -43,7 +45,7 @@ func (f *fakeBatch) take() []fakeDatagram {
 	return out
 }
 
-func (f *fakeBatch) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
+func (f *fakeBatch) ReadBatch(ms *udpbatch.Msgs, lo, hi int) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
@@ -59,7 +61,7 @@ func (f *fakeBatch) ReadBatch(ms *Msgs, lo, hi int) (int, error) {
 	return n, nil
 }
 
-func (f *fakeBatch) WriteBatch(ms *Msgs, lo, hi int) (int, error) {
+func (f *fakeBatch) WriteBatch(ms *udpbatch.Msgs, lo, hi int) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := hi - lo
@@ -141,9 +143,9 @@ func (h *harness) serve(c *Conn) {
 
 // channelData frames payload on channel num, with pad extra zero bytes.
 func channelData(num uint16, payload []byte, pad int) []byte {
-	b := make([]byte, ChannelDataHeaderLen+len(payload)+pad)
-	PutChannelDataHeader(b, num, len(payload))
-	copy(b[ChannelDataHeaderLen:], payload)
+	b := make([]byte, channeldata.HeaderLen+len(payload)+pad)
+	channeldata.PutHeader(b, num, len(payload))
+	copy(b[channeldata.HeaderLen:], payload)
 	return b
 }
 

@@ -1,6 +1,54 @@
 package dataplane
 
-import "net/netip"
+// The spine of the data plane: a datagram's whole walk through a worker.
+// Besides this file it reads only table.go (which allocation, channel and
+// permission) and wire.go (Send/Data indications); the socket calls are
+// internal/udpbatch, the ChannelData header internal/channeldata.
+//
+// Client to peer (serveListener):
+//
+//  1. The client's datagram reaches the listener socket owned by worker k
+//     (SO_REUSEPORT keeps a client on one socket); the worker's poll
+//     reports it (loop.go).
+//  2. One recvmmsg reads up to IdealBatchSize datagrams into the worker's
+//     slots, listenerReadOffset bytes in, leaving room for raw headers;
+//     sources decode straight into netip.AddrPort.
+//  3. clientDatagram classifies each: ChannelData (RFC 8656 section 12.4)
+//     gives the channel number, a Send indication (wire.go) the peer; the
+//     sharded copy-on-write table maps (listener, client) to the
+//     allocation, whose immutable state gives the channel's peer, and the
+//     peer's IP must hold a permission. Anything else (STUN requests) is
+//     copied to the listener's slow-path queue for pion's ReadFrom.
+//  4. The allocation's token bucket enforces the bandwidth quota; the
+//     datagram is counted (per-allocation atomics, per-core counters).
+//  5. sendRaw writes IP and UDP headers in front of the application data
+//     in place and queues it on the worker's raw socket (many allocations
+//     per sendmmsg); without one, the slot is rewritten (buffer = data,
+//     address = peer) and consecutive slots for one relay socket share a
+//     sendmmsg on it.
+//
+// Peer to client (serveRelay):
+//
+//  1. The peer's datagram reaches an allocation's relay socket; the owning
+//     worker's poll returns it, usually with many other ready relay sockets.
+//  2. recvmmsg (up to RelayReadBatch) writes it 4 bytes into a slot of the
+//     worker's batch toward the allocation's listener address, leaving room
+//     for the ChannelData header.
+//  3. The relay socket points at its allocation; the peer must hold a
+//     permission (else dropped and counted), then the quota is charged.
+//  4. A bound channel gets the ChannelData header written in front (no
+//     padding over UDP); a permitted peer without a channel gets a Data
+//     indication built around the data in the same slot (wire.go).
+//  5. After every ready socket is read (end), each batch leaves in one
+//     sendmmsg on the worker's own listener socket for that address: one
+//     syscall for many allocations.
+
+import (
+	"net/netip"
+
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
+)
 
 // worker is one per-core forwarding loop. Everything here runs on the
 // worker's own goroutine; nothing in it is shared with other workers except
@@ -8,9 +56,9 @@ import "net/netip"
 type worker struct {
 	id    int
 	p     *Plane
-	rx    *Msgs   // client datagrams read from a listener
-	tx    []*Msgs // ChannelData toward clients, per listener address
-	txN   []int   // pending datagrams in tx
+	rx    *udpbatch.Msgs   // client datagrams read from a listener
+	tx    []*udpbatch.Msgs // ChannelData toward clients, per listener address
+	txN   []int            // pending datagrams in tx
 	ctr   counters
 	stats *coreStats
 	now   int64
@@ -24,12 +72,16 @@ type worker struct {
 	// for the listeners and for the relay sockets.
 	lnBudget, rlyBudget int
 
-	epollState // platform part: epoll set, wake-up descriptor, commands
+	// raw are the client-to-peer raw senders by family (0 IPv4, 1 IPv6);
+	// nil where unavailable.
+	raw [2]*rawQueue
+
+	loopState // epoll set and commands (loop.go)
 }
 
 func newWorker(p *Plane, id int) *worker {
-	w := &worker{id: id, p: p, rx: NewMsgs(IdealBatchSize), stats: new(coreStats), ind: newIndications()}
-	w.initEpollState()
+	w := &worker{id: id, p: p, rx: udpbatch.NewMsgs(IdealBatchSize, SlotSize, 0), stats: new(coreStats), ind: newIndications()}
+	w.initLoop()
 	return w
 }
 
@@ -86,7 +138,7 @@ func (w *worker) serveListener(l *Conn) {
 func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 	ms := w.rx
 	for i := range ms.M {
-		ms.M[i].Buf = ms.M[i].mem[listenerReadOffset:]
+		ms.M[i].Buf = ms.M[i].Mem[listenerReadOffset:]
 	}
 	n, err := l.b.ReadBatch(ms, 0, len(ms.M))
 	w.ctr[ctrReadCalls]++
@@ -100,7 +152,7 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 	for i := 0; i < n; i++ {
 		m := &ms.M[i]
 		if m.Trunc {
-			w.drop(DropTruncated, 1)
+			w.drop(DropOversized, 1)
 			continue
 		}
 		a, payload, peer, ind, ok := w.clientDatagram(l, m)
@@ -109,7 +161,7 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 		}
 		d := &a.dir[ClientToPeer]
 		if !a.quota.allow(w.now, len(payload), a.limit) {
-			w.drop(DropQuota, 1)
+			w.drop(DropBandwidth, 1)
 			continue
 		}
 		if ind {
@@ -158,9 +210,9 @@ func (w *worker) serveListenerBatch(l *Conn) (n int, full bool) {
 // returns the allocation, the application data (inside the slot) and the
 // peer; otherwise it has already dropped and counted the datagram or handed
 // it to pion, and ok is false.
-func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, peer netip.AddrPort, ind, ok bool) {
+func (w *worker) clientDatagram(l *Conn, m *udpbatch.Message) (a *alloc, payload []byte, peer netip.AddrPort, ind, ok bool) {
 	data := m.Buf[:m.N]
-	num, size, isCD := ParseChannelData(data)
+	num, size, isCD := channeldata.Parse(data)
 	indication := !isCD && isSendIndication(data)
 	if !isCD && !indication {
 		w.toPion(l, data, m.Addr, kindListener)
@@ -181,7 +233,7 @@ func (w *worker) clientDatagram(l *Conn, m *Message) (a *alloc, payload []byte, 
 			w.drop(DropNoChannel, 1)
 			return nil, nil, peer, false, false
 		}
-		payload = data[ChannelDataHeaderLen : ChannelDataHeaderLen+size]
+		payload = data[channeldata.HeaderLen : channeldata.HeaderLen+size]
 	} else {
 		if peer, payload, ok = w.ind.parseSend(data); !ok || w.p.isPionPeer(peer.Addr()) {
 			w.toPion(l, data, m.Addr, kindListener)
@@ -205,11 +257,11 @@ func (w *worker) toPion(c *Conn, data []byte, from netip.AddrPort, kind int) {
 }
 
 // write writes ms.M[lo:hi] on c and counts what the kernel refused.
-func (w *worker) write(c *Conn, ms *Msgs, lo, hi int) {
+func (w *worker) write(c *Conn, ms *udpbatch.Msgs, lo, hi int) {
 	sent, _ := c.b.WriteBatch(ms, lo, hi)
 	w.ctr[ctrWriteCalls]++
 	if sent < hi-lo {
-		w.drop(DropSend, hi-lo-sent)
+		w.drop(DropSendError, hi-lo-sent)
 	}
 }
 
@@ -239,7 +291,7 @@ func (w *worker) serveRelay(r *Conn) {
 	}
 	hi := k + RelayReadBatch
 	for i := k; i < hi; i++ {
-		tx.M[i].Buf = tx.M[i].mem[ChannelDataHeaderLen:]
+		tx.M[i].Buf = tx.M[i].Mem[channeldata.HeaderLen:]
 	}
 	n, err := r.b.ReadBatch(tx, k, hi)
 	w.ctr[ctrReadCalls]++
@@ -258,7 +310,7 @@ func (w *worker) serveRelay(r *Conn) {
 	for i := k; i < end; i++ {
 		m := &tx.M[i]
 		if m.Trunc {
-			w.drop(DropTruncated, 1)
+			w.drop(DropOversized, 1)
 			continue
 		}
 		if !st.permitted(m.Addr.Addr()) {
@@ -268,18 +320,18 @@ func (w *worker) serveRelay(r *Conn) {
 			continue
 		}
 		if !a.quota.allow(w.now, m.N, a.limit) {
-			w.drop(DropQuota, 1)
+			w.drop(DropBandwidth, 1)
 			continue
 		}
 		if num, bound := st.channelOf(m.Addr); bound {
-			PutChannelDataHeader(m.mem, num, m.N)
-			m.Buf = m.mem[:ChannelDataHeaderLen+m.N]
-		} else if ind, ok := w.ind.buildData(m.mem, m.N, m.Addr); ok {
+			channeldata.PutHeader(m.Mem, num, m.N)
+			m.Buf = m.Mem[:channeldata.HeaderLen+m.N]
+		} else if ind, ok := w.ind.buildData(m.Mem, m.N, m.Addr); ok {
 			// Permitted, no channel: a Data indication (RFC 8656 11.6).
 			m.Buf = ind
 			w.ctr[ctrIndications+PeerToClient]++
 		} else {
-			w.toPion(r, m.mem[ChannelDataHeaderLen:ChannelDataHeaderLen+m.N], m.Addr, kindRelay)
+			w.toPion(r, m.Mem[channeldata.HeaderLen:channeldata.HeaderLen+m.N], m.Addr, kindRelay)
 			continue
 		}
 		d.packets.Add(1)
@@ -300,7 +352,7 @@ func (w *worker) serveRelay(r *Conn) {
 func (w *worker) relayToPion(r *Conn) {
 	ms := w.rx
 	for i := range RelayReadBatch {
-		ms.M[i].Buf = ms.M[i].mem
+		ms.M[i].Buf = ms.M[i].Mem
 	}
 	n, err := r.b.ReadBatch(ms, 0, RelayReadBatch)
 	w.ctr[ctrReadCalls]++
@@ -315,17 +367,17 @@ func (w *worker) relayToPion(r *Conn) {
 	for i := range n {
 		m := &ms.M[i]
 		if m.Trunc {
-			w.drop(DropTruncated, 1)
+			w.drop(DropOversized, 1)
 			continue
 		}
-		w.toPion(r, m.mem[:m.N], m.Addr, kindRelay)
+		w.toPion(r, m.Mem[:m.N], m.Addr, kindRelay)
 	}
 }
 
 // txFor returns the worker's batch toward listener address idx.
-func (w *worker) txFor(idx int) *Msgs {
+func (w *worker) txFor(idx int) *udpbatch.Msgs {
 	for len(w.tx) <= idx {
-		w.tx = append(w.tx, NewMsgs(IdealBatchSize))
+		w.tx = append(w.tx, udpbatch.NewMsgs(IdealBatchSize, SlotSize, 0))
 		w.txN = append(w.txN, 0)
 	}
 	return w.tx[idx]
@@ -345,4 +397,86 @@ func (w *worker) flush(idx int) {
 		return
 	}
 	w.write(l, w.tx[idx], 0, n)
+}
+
+// rawQueue is one worker's raw sender of one family, with what each queued
+// datagram needs should the raw socket refuse it (EMSGSIZE: it needs
+// fragmenting, which the allocation's UDP socket does): its relay socket,
+// the application data and the peer. Each allocation keeps its own bound
+// UDP socket, so its port stays reserved; only the send leaves here.
+type rawQueue struct {
+	s       *udpbatch.RawSender
+	relay   [IdealBatchSize]*Conn
+	payload [IdealBatchSize][]byte
+	peer    [IdealBatchSize]netip.AddrPort
+	tos     [IdealBatchSize]uint8
+	refused func(i int, tooBig bool) // bound once: no closure per flush
+}
+
+// sendRaw queues m's application data (payload, inside m's slot) for peer
+// on the worker's raw sender, writing the IP and UDP headers in front of
+// it. It returns false when the datagram must leave on relay's own socket:
+// no raw socket, a socket bound to a wildcard address, or no headroom.
+func (w *worker) sendRaw(relay *Conn, m *udpbatch.Message, payload []byte, peer netip.AddrPort, tos uint8) bool {
+	src := relay.local
+	sa := src.Addr()
+	var q *rawQueue
+	switch {
+	case sa.Is4() && peer.Addr().Is4():
+		q = w.raw[0]
+	case sa.Is6() && !sa.Is4In6() && peer.Addr().Is6() && !peer.Addr().Is4In6():
+		q = w.raw[1]
+	}
+	if q == nil || relay.fd < 0 || sa.IsUnspecified() || relay.v6 != sa.Is6() {
+		return false
+	}
+	off := cap(m.Mem) - cap(payload) // payload's offset in its slot
+	hl := udpbatch.RawHeaderLen(sa)
+	if off < hl || off+len(payload) > len(m.Mem) || len(payload) > 0 && &m.Mem[off] != &payload[0] {
+		return false // not inside the slot after all, or no room for the headers
+	}
+	if q.s.Len() == q.s.Cap() {
+		w.flushRaw(q)
+	}
+	pkt := m.Mem[off-hl : off+len(payload)]
+	ttl := w.p.ttl4
+	if sa.Is6() {
+		ttl = w.p.hop6
+	}
+	udpbatch.PutRawHeaders(pkt, src, peer, tos, ttl)
+	i := q.s.Queue(pkt, sa, peer.Addr())
+	q.relay[i], q.payload[i], q.peer[i], q.tos[i] = relay, payload, peer, tos
+	return true
+}
+
+// flushRaws sends what the raw senders hold; it runs before the slots they
+// point into are reused.
+func (w *worker) flushRaws() {
+	for _, q := range w.raw {
+		if q != nil && q.s.Len() > 0 {
+			w.flushRaw(q)
+		}
+	}
+}
+
+// flushRaw sends q's datagrams in one sendmmsg (more only after a refusal).
+// A datagram too big for the path goes out on its allocation's own socket,
+// which fragments it; other refusals are dropped and counted.
+func (w *worker) flushRaw(q *rawQueue) {
+	n := q.s.Len()
+	w.ctr[ctrRawWrites] += uint64(q.s.Flush(q.refused))
+	for i := range n {
+		q.relay[i], q.payload[i] = nil, nil
+	}
+}
+
+// rawRefused is rawQueue.refused: the fallback of one refused datagram.
+func (w *worker) rawRefused(q *rawQueue, i int, tooBig bool) {
+	if tooBig {
+		q.relay[i].setMark(q.tos[i])
+	}
+	if tooBig && udpbatch.WriteTo(q.relay[i].fd, q.payload[i], q.peer[i], q.relay[i].v6, true) == nil {
+		return
+	}
+	w.drop(DropSendError, 1)
 }

@@ -180,7 +180,7 @@ func TestBadInput(t *testing.T) {
 			in: fakeDatagram{data: []byte{0x40, 0x01, 0x00, 0x10, 'a'}}, drop: DropMalformed, wantDrop: true},
 		{name: "unbound channel number", in: fakeDatagram{data: channelData(0x4002, []byte("x"), 0)}, drop: DropNoChannel, wantDrop: true},
 		{name: "truncated datagram", in: fakeDatagram{data: channelData(tChannel, []byte("x"), 0), trunc: true},
-			drop: DropTruncated, wantDrop: true},
+			drop: DropOversized, wantDrop: true},
 		{name: "ChannelData from a stranger", in: fakeDatagram{data: channelData(tChannel, []byte("x"), 0),
 			addr: netip.MustParseAddrPort("[2001:db8::66]:1")}, drop: DropNoAllocation, wantDrop: true},
 	}
@@ -234,7 +234,7 @@ func TestBandwidthQuota(t *testing.T) {
 	if c2p, p2c := len(f.rlyFake.take()), len(f.lnFake.take()); c2p != 46 || p2c != 4 {
 		t.Fatalf("forwarded %d to the peer and %d to the client, want 46 and 4", c2p, p2c)
 	}
-	if d := f.p.Stats().Drops[DropQuota]; d != RelayReadBatch-4 {
+	if d := f.p.Stats().Drops[DropBandwidth]; d != RelayReadBatch-4 {
 		t.Fatalf("quota drops = %d, want %d", d, RelayReadBatch-4)
 	}
 	// Half a (simulated) second later, 50000 bytes are back.
@@ -301,7 +301,7 @@ func TestSendBufferFullIsCounted(t *testing.T) {
 	if out := f.lnFake.take(); len(out) != 1 {
 		t.Fatalf("sent %d, want 1", len(out))
 	}
-	if d := f.p.Stats().Drops[DropSend]; d != 2 {
+	if d := f.p.Stats().Drops[DropSendError]; d != 2 {
 		t.Fatalf("send drops = %d, want 2", d)
 	}
 }

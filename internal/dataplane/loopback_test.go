@@ -191,7 +191,7 @@ func testLoopbackForwarding(t *testing.T, raw RawSendMode) {
 	}
 	eventually(t, "garbage counted", func() bool {
 		s := p.Stats()
-		return s.Drops[DropMalformed] == 1 && s.Drops[DropTruncated] == 2 && s.SlowListener == 3
+		return s.Drops[DropMalformed] == 1 && s.Drops[DropOversized] == 2 && s.SlowListener == 3
 	})
 	// Whatever a permitted, bound peer sends is the peer's data: the short
 	// ones reach the client framed (the 3000-byte one was too long).

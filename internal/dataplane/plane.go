@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
 )
 
 // Sentinel errors.
@@ -21,7 +23,7 @@ var (
 	ErrUnsupported = errors.New("dataplane: not supported on this platform")
 	// ErrNotUDP is returned when adopting a socket that is not a UDP socket
 	// with a file descriptor (*net.UDPConn).
-	ErrNotUDP = errors.New("dataplane: not a UDP socket with a descriptor")
+	ErrNotUDP = udpbatch.ErrNotUDP
 
 	errBadAddr        = errors.New("bad address")
 	errSendBufferFull = errors.New("send buffer full")
@@ -100,7 +102,7 @@ func ParseRawSendMode(s string) (RawSendMode, error) {
 
 // Plane is the forwarding data plane: per-core workers that serve adopted
 // listener and relay sockets, and the tables pion's events keep current.
-// A Plane is also a prometheus.Collector.
+// Plane.Stats is its one export of counts.
 type Plane struct {
 	cfg   Config
 	log   *slog.Logger
@@ -172,7 +174,7 @@ func newPlane(cfg Config) *Plane {
 	}
 	p.lsnap.Store(&listenerSnap{})
 	p.SetBandwidthLimit(cfg.BandwidthLimit)
-	p.ttl4, p.hop6 = systemHopLimits()
+	p.ttl4, p.hop6 = udpbatch.SystemHopLimits()
 	return p
 }
 
@@ -228,24 +230,27 @@ func (p *Plane) Relay(pc net.PacketConn, advertised netip.AddrPort) (*Conn, erro
 }
 
 func (p *Plane) adopt(pc net.PacketConn, kind int, advertised netip.AddrPort) (*Conn, error) {
-	fd, local, v6, err := adoptFD(pc)
+	fd, local, v6, err := udpbatch.Adopt(pc)
+	if errors.Is(err, udpbatch.ErrUnsupported) {
+		return nil, ErrUnsupported
+	}
 	if err != nil {
 		return nil, err
 	}
 	// Each datagram's TOS / Traffic Class, to copy onto what goes out the
 	// other side (tos.go); listeners send each datagram's own marking.
-	enableRecvTOS(fd, v6)
-	b := &fdBatch{fd: fd, v6: v6, recvTOS: true, sendTOS: kind == kindListener}
+	udpbatch.EnableRecvTOS(fd, v6)
+	b := udpbatch.Socket{FD: fd, V6: v6, RecvTOS: true, SendTOS: kind == kindListener}
 	c := p.newConn(kind, b, fd, local, advertised)
 	c.v6 = v6
 	if err := p.register(c); err != nil {
-		closeFD(fd)
+		_ = udpbatch.Close(fd)
 		return nil, err
 	}
 	return c, nil
 }
 
-func (p *Plane) newConn(kind int, b Batch, fd int, local, advertised netip.AddrPort) *Conn {
+func (p *Plane) newConn(kind int, b udpbatch.Batch, fd int, local, advertised netip.AddrPort) *Conn {
 	if !advertised.IsValid() {
 		advertised = local
 	}
@@ -362,7 +367,7 @@ func (p *Plane) release(c *Conn) {
 	c.wmu.Lock()
 	c.closed = true
 	if c.fd >= 0 {
-		closeFD(c.fd)
+		_ = udpbatch.Close(c.fd)
 	}
 	c.wmu.Unlock()
 }

@@ -1,19 +1,16 @@
 package dataplane
 
-import (
-	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "sync/atomic"
 
 // DropReason says why the fast path discarded a datagram. Every drop is
-// counted under one reason.
+// counted under one reason; String is the reason's name in the relay's
+// isthmus_relay_drops_total, which pion's path shares.
 type DropReason int
 
 // Drop reasons.
 const (
-	// DropTruncated: the datagram was longer than SlotSize.
-	DropTruncated DropReason = iota
+	// DropOversized: the datagram was longer than SlotSize.
+	DropOversized DropReason = iota
 	// DropMalformed: a ChannelData length field longer than the datagram
 	// (RFC 8656 section 12.5).
 	DropMalformed
@@ -27,12 +24,13 @@ const (
 	// DropToUnpermittedPeer: a client's ChannelData or Send indication
 	// toward a peer without a permission.
 	DropToUnpermittedPeer
-	// DropQuota: over the allocation's bandwidth quota.
-	DropQuota
+	// DropBandwidth: over the allocation's bandwidth quota.
+	DropBandwidth
 	// DropQueueFull: the slow-path queue to pion/turn was full.
 	DropQueueFull
-	// DropSend: the kernel refused the datagram or the send buffer was full.
-	DropSend
+	// DropSendError: the kernel refused the datagram or the send buffer
+	// was full.
+	DropSendError
 	// DropNoListener: no client-facing socket left for the allocation.
 	DropNoListener
 	// NumDropReasons is the number of drop reasons.
@@ -40,11 +38,11 @@ const (
 )
 
 var dropReasonNames = [NumDropReasons]string{
-	"truncated", "malformed", "no_allocation", "no_channel", "no_permission",
-	"to_unpermitted_peer", "quota", "queue_full", "send", "no_listener",
+	"oversized", "malformed", "no_allocation", "no_channel", "no_permission",
+	"to_unpermitted_peer", "bandwidth", "queue_full", "send_error", "no_listener",
 }
 
-// String returns the metric label of r.
+// String returns r's name: the reason label of isthmus_relay_drops_total.
 func (r DropReason) String() string {
 	if r < 0 || r >= NumDropReasons {
 		return "unknown"
@@ -130,7 +128,8 @@ type Stats struct {
 	Allocations int
 }
 
-// Stats sums the per-core counters.
+// Stats sums the per-core counters. It is the plane's only export: the
+// relay turns it into metrics (relay/dataplane.go).
 func (p *Plane) Stats() Stats {
 	var sum counters
 	for _, cs := range p.cores {
@@ -162,67 +161,4 @@ func (p *Plane) Stats() Stats {
 	st.Allocations = len(p.allocs)
 	p.mu.Unlock()
 	return st
-}
-
-var (
-	descPackets = prometheus.NewDesc("isthmus_dataplane_packets_total",
-		"Datagrams relayed on the fast path.", []string{"direction", "client_family", "family"}, nil)
-	descBytes = prometheus.NewDesc("isthmus_dataplane_bytes_total",
-		"Application bytes relayed on the fast path.", []string{"direction", "client_family", "family"}, nil)
-	descDrops = prometheus.NewDesc("isthmus_dataplane_drops_total",
-		"Datagrams the data plane discarded, by reason.", []string{"reason"}, nil)
-	descSlow = prometheus.NewDesc("isthmus_dataplane_slowpath_packets_total",
-		"Datagrams handed to pion/turn (control plane), by socket kind.", []string{"socket"}, nil)
-	descReadErrors = prometheus.NewDesc("isthmus_dataplane_read_errors_total",
-		"Failed batch reads.", nil, nil)
-	descIndications = prometheus.NewDesc("isthmus_dataplane_indications_total",
-		"Send (client_to_peer) and Data (peer_to_client) indications relayed on the fast path, included in packets_total.",
-		[]string{"direction"}, nil)
-	descWakeups = prometheus.NewDesc("isthmus_dataplane_wakeups_total",
-		"Worker wake-ups (one batch of ready sockets each).", nil, nil)
-	descCalls = prometheus.NewDesc("isthmus_dataplane_batch_calls_total",
-		"Batch socket calls (recvmmsg, sendmmsg); raw_write counts sendmmsg on raw sockets, not included in write.", []string{"op"}, nil)
-	descAllocs = prometheus.NewDesc("isthmus_dataplane_allocations",
-		"Allocations known to the data plane.", nil, nil)
-)
-
-var (
-	dirLabels = [numDirs]string{"client_to_peer", "peer_to_client"}
-	famLabels = [2]string{"ip4", "ip6"}
-)
-
-// Describe implements prometheus.Collector.
-func (p *Plane) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descSlow, descIndications, descReadErrors, descWakeups, descCalls, descAllocs} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector: one Stats sum per scrape.
-func (p *Plane) Collect(ch chan<- prometheus.Metric) {
-	st := p.Stats()
-	for d := range numDirs {
-		for cf := range 2 {
-			for rf := range 2 {
-				ch <- prometheus.MustNewConstMetric(descPackets, prometheus.CounterValue,
-					float64(st.Packets[d][cf][rf]), dirLabels[d], famLabels[cf], famLabels[rf])
-				ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue,
-					float64(st.Bytes[d][cf][rf]), dirLabels[d], famLabels[cf], famLabels[rf])
-			}
-		}
-	}
-	for r := range NumDropReasons {
-		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.Drops[r]), r.String())
-	}
-	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(st.SlowListener), "listener")
-	ch <- prometheus.MustNewConstMetric(descSlow, prometheus.CounterValue, float64(st.SlowRelay), "relay")
-	ch <- prometheus.MustNewConstMetric(descReadErrors, prometheus.CounterValue, float64(st.ReadErrors))
-	for d := range numDirs {
-		ch <- prometheus.MustNewConstMetric(descIndications, prometheus.CounterValue, float64(st.Indications[d]), dirLabels[d])
-	}
-	ch <- prometheus.MustNewConstMetric(descWakeups, prometheus.CounterValue, float64(st.Wakeups))
-	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.ReadCalls), "read")
-	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.WriteCalls), "write")
-	ch <- prometheus.MustNewConstMetric(descCalls, prometheus.CounterValue, float64(st.RawWriteCalls), "raw_write")
-	ch <- prometheus.MustNewConstMetric(descAllocs, prometheus.GaugeValue, float64(st.Allocations))
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // relayPacketsMetric is the isthmus relay's counter of relayed datagrams,
-// labelled direction (client_to_peer, peer_to_client) and family (the
-// relayed address's: ip4, ip6).
+// labelled direction (client_to_peer, peer_to_client), family (the
+// relayed address's: ip4, ip6) and path (dataplane, pion), summed over path.
 const relayPacketsMetric = "isthmus_relay_packets_total"
 
 // RelayPackets are the isthmus relay's relayed-datagram counters, by the
@@ -28,8 +28,8 @@ func (p RelayPackets) Sub(before RelayPackets) RelayPackets {
 }
 
 // metricsCatchUp bounds the wait for the relay's counters to show the
-// media: the relay adds its per-core data-plane counters into Prometheus
-// periodically (every 250 ms), so a scrape right after the call can lag.
+// media: a datagram is counted after it is sent, so a scrape right after
+// the call can miss the last ones.
 const metricsCatchUp = 3 * time.Second
 
 // packetsSince scrapes the relay's counters until, for every family in
@@ -110,13 +110,13 @@ func (r *relayProc) packets(ctx context.Context) (*RelayPackets, error) {
 		v := uint64(m.GetCounter().GetValue())
 		switch dir + "/" + fam {
 		case "client_to_peer/ip4":
-			p.ToPeer4 = v
+			p.ToPeer4 += v
 		case "peer_to_client/ip4":
-			p.FromPeer4 = v
+			p.FromPeer4 += v
 		case "client_to_peer/ip6":
-			p.ToPeer6 = v
+			p.ToPeer6 += v
 		case "peer_to_client/ip6":
-			p.FromPeer6 = v
+			p.FromPeer6 += v
 		}
 	}
 	return &p, nil

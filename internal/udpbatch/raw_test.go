@@ -1,4 +1,4 @@
-package dataplane
+package udpbatch
 
 import (
 	"bytes"
@@ -40,11 +40,11 @@ func TestRawHeaders(t *testing.T) {
 		{"[2001:db8::1]:49153", "[2001:db8:1::7]:5005", 1199, 0xb9, 17}, // EF + ECT(1)
 	} {
 		src, dst := netip.MustParseAddrPort(tc.src), netip.MustParseAddrPort(tc.dst)
-		hl := rawHeaderLen(src.Addr())
+		hl := RawHeaderLen(src.Addr())
 		payload := bytes.Repeat([]byte{0xa5, 0x3c, 0xff}, tc.size/3+1)[:tc.size]
 		pkt := make([]byte, hl+tc.size)
 		copy(pkt[hl:], payload)
-		putRawHeaders(pkt, src, dst, tc.tos, tc.ttl)
+		PutRawHeaders(pkt, src, dst, tc.tos, tc.ttl)
 
 		udp := pkt[hl-udpHeaderLen:]
 		if got := binary.BigEndian.Uint16(udp[0:]); got != src.Port() {
@@ -98,6 +98,6 @@ func BenchmarkRawHeaders(b *testing.B) {
 	b.SetBytes(172)
 	b.ReportAllocs()
 	for b.Loop() {
-		putRawHeaders(pkt, src, dst, 0xb8, 64)
+		PutRawHeaders(pkt, src, dst, 0xb8, 64)
 	}
 }

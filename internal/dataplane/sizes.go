@@ -1,6 +1,9 @@
 package dataplane
 
-import "net/netip"
+import (
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
+	"github.com/isthmusrelay/isthmus/internal/udpbatch"
+)
 
 // Batch sizes. Every number on the hot path is named here once.
 const (
@@ -36,8 +39,8 @@ const (
 	// SlotSize is the size of one datagram buffer. It holds the largest UDP
 	// payload we relay (2044 bytes; pion's server reads 1600-byte datagrams)
 	// plus the 4-byte ChannelData header, and in front of them the room a
-	// raw send writes its IP and UDP headers into (RawHeadroom less the
-	// ChannelData header). Longer datagrams are truncated by the kernel and
+	// raw send writes its IP and UDP headers into (udpbatch.RawHeadroom less
+	// the ChannelData header). Longer datagrams are truncated by the kernel and
 	// dropped with a counter.
 	SlotSize = 2048 + listenerReadOffset
 
@@ -47,62 +50,20 @@ const (
 	// of call set-ups. A full queue drops and counts.
 	DefaultQueueLen = 1024
 
+	// listenerReadOffset is where a listener read starts in a slot: room
+	// for a raw send's IP and UDP headers in front of the application data
+	// once the ChannelData header is overwritten.
+	listenerReadOffset = udpbatch.RawHeadroom - channeldata.HeaderLen
+
+	// rawSockBuf is the send buffer asked for a raw socket: one worker's
+	// client-to-peer traffic for all its allocations leaves through it.
+	rawSockBuf = 4 << 20
+
+	// cmdQueueLen bounds the control-plane commands waiting for one worker.
+	cmdQueueLen = 1024
+
 	// DefaultRelayQueueLen bounds the slow-path queue of one relay socket
 	// (datagrams for TCP clients, or before pion reports the allocation).
 	// Kept small: there is one per allocation.
 	DefaultRelayQueueLen = 32
 )
-
-// Message is one datagram slot of a batch.
-type Message struct {
-	// Buf is the datagram: for ReadBatch the space to fill, for WriteBatch the
-	// bytes to send.
-	Buf []byte
-	// N is the number of bytes ReadBatch stored in Buf.
-	N int
-	// Addr is the source (ReadBatch) or destination (WriteBatch). IPv4
-	// addresses are always in their 4-byte form, never IPv4-mapped.
-	Addr netip.AddrPort
-	// Trunc reports that the datagram did not fit Buf (ReadBatch).
-	Trunc bool
-	// TOS is the datagram's TOS / Traffic Class octet (ReadBatch on a
-	// listener socket; 0 elsewhere).
-	TOS uint8
-
-	// mem is the slot's own backing buffer, so that Buf can point into it at
-	// an offset (headroom for the ChannelData header) and come back.
-	mem []byte
-}
-
-// Msgs is a preallocated batch: message slots and the kernel headers that
-// describe them. Each worker owns its Msgs; they are never shared, so the
-// kernel headers need no locking.
-type Msgs struct {
-	M   []Message
-	sys sysHeaders
-}
-
-// NewMsgs returns n slots of SlotSize bytes each.
-func NewMsgs(n int) *Msgs {
-	ms := &Msgs{M: make([]Message, n)}
-	mem := make([]byte, n*SlotSize)
-	for i := range ms.M {
-		ms.M[i].mem = mem[i*SlotSize : (i+1)*SlotSize : (i+1)*SlotSize]
-		ms.M[i].Buf = ms.M[i].mem
-	}
-	ms.sys.init(n)
-	return ms
-}
-
-// Batch is the forwarding loop's whole view of one datagram socket: receive
-// a batch, send a batch. Neither call blocks. The production implementation
-// is fdBatch (recvmmsg/sendmmsg on a raw socket); tests drive the loop with a
-// fake.
-type Batch interface {
-	// ReadBatch receives up to hi-lo datagrams into ms.M[lo:hi] and returns
-	// how many it received; (0, nil) means nothing is waiting.
-	ReadBatch(ms *Msgs, lo, hi int) (int, error)
-	// WriteBatch sends ms.M[lo:hi] and returns how many datagrams the kernel
-	// accepted. The caller drops (and counts) what was not accepted.
-	WriteBatch(ms *Msgs, lo, hi int) (int, error)
-}

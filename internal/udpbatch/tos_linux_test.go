@@ -1,6 +1,6 @@
 //go:build linux
 
-package dataplane
+package udpbatch
 
 import (
 	"context"
@@ -30,11 +30,11 @@ func TestSystemHopLimits(t *testing.T) {
 		t.Skipf("IPv6 sysctls unavailable: %v", err)
 	}
 	var ttl4, hop6 uint8
-	if err := ns.Do(func() error { ttl4, hop6 = systemHopLimits(); return nil }); err != nil {
+	if err := ns.Do(func() error { ttl4, hop6 = SystemHopLimits(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if ttl4 != 99 || hop6 != 33 {
-		t.Errorf("systemHopLimits() = %d, %d; want 99, 33 (the namespace's sysctls)", ttl4, hop6)
+		t.Errorf("SystemHopLimits() = %d, %d; want 99, 33 (the namespace's sysctls)", ttl4, hop6)
 	}
 }
 

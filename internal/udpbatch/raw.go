@@ -1,4 +1,4 @@
-package dataplane
+package udpbatch
 
 import (
 	"encoding/binary"
@@ -11,34 +11,30 @@ const (
 	ipv6HeaderLen = 40
 	udpHeaderLen  = 8
 
-	// RawHeadroom is the room a client datagram's application data needs in
-	// front of it to be sent on a raw socket: an IPv6 and a UDP header.
-	// Listener reads leave it (less the ChannelData header, which is
-	// overwritten) so that the headers are written in place, no copy.
+	// RawHeadroom is the room a UDP payload needs in front of it to be sent
+	// on a raw socket: an IPv6 and a UDP header. Readers that leave it can
+	// have the headers written in place, no copy.
 	RawHeadroom = ipv6HeaderLen + udpHeaderLen
-
-	// listenerReadOffset is where a listener read starts in a slot.
-	listenerReadOffset = RawHeadroom - ChannelDataHeaderLen
 )
 
-// rawHeaderLen returns the IP+UDP header length for a datagram from src.
-func rawHeaderLen(src netip.Addr) int {
+// RawHeaderLen returns the IP+UDP header length for a datagram from src.
+func RawHeaderLen(src netip.Addr) int {
 	if src.Is4() {
 		return ipv4HeaderLen + udpHeaderLen
 	}
 	return ipv6HeaderLen + udpHeaderLen
 }
 
-// putRawHeaders writes the IP and UDP headers of a datagram from src to dst
-// into pkt[:rawHeaderLen(src)]; the UDP payload is pkt[rawHeaderLen:].
+// PutRawHeaders writes the IP and UDP headers of a datagram from src to dst
+// into pkt[:RawHeaderLen(src)]; the UDP payload is pkt[RawHeaderLen:].
 // tos is the TOS / Traffic Class octet (DSCP and ECN), ttl the TTL / hop
-// limit (the system default, systemHopLimits: RFC 8656 §14).
+// limit (the system default, SystemHopLimits: RFC 8656 §14).
 // src and dst must be of one family (IPv4 as 4-byte addresses). The UDP
 // checksum is always computed (IPv6 requires it; over IPv4 it is what a UDP
-// socket sends too). For IPv4 the kernel fills the total length check, the
+// socket sends too). For IPv4 the kernel fills the total length, the
 // identification and the header checksum (raw_send_hdrinc); they are
 // written anyway so the headers are complete on their own.
-func putRawHeaders(pkt []byte, src, dst netip.AddrPort, tos, ttl uint8) {
+func PutRawHeaders(pkt []byte, src, dst netip.AddrPort, tos, ttl uint8) {
 	s, d := src.Addr(), dst.Addr()
 	var udp []byte
 	var sum uint64

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/isthmusrelay/isthmus/internal/channeldata"
 )
 
 // Send and Data indications (RFC 8656 sections 11.4 and 11.6) on the fast
@@ -104,7 +106,7 @@ func dataOffset(peer netip.AddrPort) int {
 }
 
 // buildData turns mem, holding n bytes of a peer's datagram at
-// mem[channelDataHeaderLen:], into a Data indication from peer and returns
+// mem[channeldata.HeaderLen:], into a Data indication from peer and returns
 // it (a prefix of mem). ok is false when the indication would not fit the
 // slot; the caller hands the datagram to pion instead.
 func (x *indications) buildData(mem []byte, n int, peer netip.AddrPort) ([]byte, bool) {
@@ -114,7 +116,7 @@ func (x *indications) buildData(mem []byte, n int, peer netip.AddrPort) ([]byte,
 	}
 	// Move the data to where the DATA attribute's value goes; Add below
 	// then copies it onto itself.
-	copy(mem[off:off+n], mem[ChannelDataHeaderLen:ChannelDataHeaderLen+n])
+	copy(mem[off:off+n], mem[channeldata.HeaderLen:channeldata.HeaderLen+n])
 
 	m := &x.msg
 	m.Raw = mem[:0]
