@@ -88,6 +88,14 @@ func (f *planeForwarder) FilterPeers(allowed func(netip.Addr) bool) int {
 	return f.plane.SetPeerFilter(allowed)
 }
 
+// AllocationCounts is the plane's share of one allocation's session
+// counts (allocationCounter), read once when its relay socket closes.
+func (f *planeForwarder) AllocationCounts(src, dst net.Addr) (toPeer, fromPeer [2]uint64) {
+	c, _ := f.plane.AllocationCounts(src, dst)
+	c2p, p2c := dataplane.ClientToPeer, dataplane.PeerToClient
+	return [2]uint64{c.Packets[c2p], c.Bytes[c2p]}, [2]uint64{c.Packets[p2c], c.Bytes[p2c]}
+}
+
 func (f *planeForwarder) AttachRelay(src, dst, relay net.Addr) bool {
 	return f.plane.AttachRelay(src, dst, relay)
 }

@@ -287,7 +287,9 @@ func (g *gate) inspect(b []byte, t fiveTuple, msg *stun.Message) verdict {
 			return verdict{} // pion answers 400
 		}
 		g.throttle.fail(src, string(username), now)
-		s.denyLog.Info("auth failure", slog.String("client", t.src.String()), slog.String("proto", t.proto), slog.String("reason", reason), slog.String("method", mt.Method.String()))
+		// The username (never the password) says whose credential failed:
+		// an expired REST username or a mistyped user.
+		s.denyLog.Info("auth failure", slog.String("client", t.src.String()), slog.String("proto", t.proto), slog.String("username", string(username)), slog.String("reason", reason), slog.String("method", mt.Method.String()))
 		s.metrics.drops.gateReject.Inc()
 		// The nonce is still good: echoing it tells the client that its
 		// credentials, not its nonce, failed (a new one would make clients
@@ -341,6 +343,12 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 		}
 		return g.dual.createPermission(msg, t, key, now)
 	case stun.MethodRefresh:
+		if v, err := msg.Get(stun.AttrLifetime); err == nil && len(v) == 4 && binary.BigEndian.Uint32(v) == 0 &&
+			!msg.Contains(stun.AttrRequestedAddressFamily) {
+			// RFC 8656 §7: LIFETIME 0 deletes the allocation; the session
+			// log says so rather than "expired".
+			s.allocs.markDeleted(t.key())
+		}
 		return g.dual.refresh(msg, t, key, now)
 	case stun.MethodAllocate:
 	default:

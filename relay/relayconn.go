@@ -35,6 +35,13 @@ type relayConn struct {
 	born    *netaddr.PeerPolicy
 	once    sync.Once
 	onClose func()
+	session sessionCounters // this allocation's, for its end-of-session log line
+	// tuple is the allocation's 5-tuple (client, server) once pion reports
+	// it; planeCounts reads the data plane's share of the session's
+	// counts, which the plane forgets when this socket closes.
+	tuple       atomic.Pointer[[2]net.Addr]
+	planeCounts func(src, dst net.Addr) (toPeer, fromPeer [2]uint64)
+	planeOnce   sync.Once
 
 	// Dual allocations (dualalloc.go): advertise names the socket in
 	// dualTable.relays; dual is the IPv6 half when this is pion's socket
@@ -48,18 +55,41 @@ type relayConn struct {
 	killed    atomic.Bool
 }
 
+// sessionCounters count one allocation's datagrams on pion's path: atomic
+// adds on the relayConn itself, no lookup per packet.
+type sessionCounters struct {
+	toPeerPackets, toPeerBytes     atomic.Uint64
+	fromPeerPackets, fromPeerBytes atomic.Uint64
+}
+
+// allocationCounter is a Forwarder that counts what it relays per
+// allocation (the data plane does); the session log adds its share.
+type allocationCounter interface {
+	// AllocationCounts returns packets and bytes to and from peers the
+	// Forwarder relayed itself for the allocation of 5-tuple (src, dst).
+	AllocationCounts(src, dst net.Addr) (toPeer, fromPeer [2]uint64)
+}
+
+func planeCountsOf(f Forwarder) func(src, dst net.Addr) (toPeer, fromPeer [2]uint64) {
+	if c, ok := f.(allocationCounter); ok {
+		return c.AllocationCounts
+	}
+	return nil
+}
+
 // newRelayConn wraps one relay socket: what the Forwarder made of the bound
 // socket (the socket itself unless a data plane is on).
 func (s *Server) newRelayConn(sock *net.UDPConn, info relayInfo, onClose func()) net.PacketConn {
 	rc := &relayConn{
-		PacketConn: s.fwd.Relay(sock, info.advertise),
-		ctr:        s.metrics.dir[familyIndex(info.family)],
-		drops:      &s.metrics.drops,
-		policy:     &s.policy,
-		portOK:     s.relayedPortOK,
-		born:       s.policy.Load(),
-		onClose:    onClose,
-		advertise:  info.advertise,
+		PacketConn:  s.fwd.Relay(sock, info.advertise),
+		ctr:         s.metrics.dir[familyIndex(info.family)],
+		drops:       &s.metrics.drops,
+		policy:      &s.policy,
+		portOK:      s.relayedPortOK,
+		born:        s.policy.Load(),
+		onClose:     onClose,
+		advertise:   info.advertise,
+		planeCounts: planeCountsOf(s.fwd),
 	}
 	if s.gate != nil {
 		rc.dualTab = &s.gate.dual
@@ -95,6 +125,8 @@ func (c *relayConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		c.ctr.fromPeerPackets.Inc()
 		c.ctr.fromPeerBytes.Add(uint64(n))
+		c.session.fromPeerPackets.Add(1)
+		c.session.fromPeerBytes.Add(uint64(n))
 		return n, addr, nil
 	}
 }
@@ -118,6 +150,8 @@ func (c *relayConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if err == nil {
 		c.ctr.toPeerPackets.Inc()
 		c.ctr.toPeerBytes.Add(uint64(n))
+		c.session.toPeerPackets.Add(1)
+		c.session.toPeerBytes.Add(uint64(n))
 	} else {
 		c.drops.sendError.Inc()
 	}
@@ -156,6 +190,7 @@ func (c *relayConn) relayedOK(addr net.Addr) bool {
 func (c *relayConn) Close() error {
 	var err error
 	if !c.killed.Load() {
+		c.takePlaneCounts()
 		err = c.PacketConn.Close()
 	}
 	c.once.Do(func() {
@@ -175,6 +210,25 @@ func (c *relayConn) Close() error {
 // are both deleted.
 func (c *relayConn) kill() {
 	if !c.killed.Swap(true) {
+		c.takePlaneCounts()
 		_ = c.PacketConn.Close()
 	}
+}
+
+// takePlaneCounts adds the data plane's counts of this allocation to the
+// session's, once, just before the socket closes: closing it makes the
+// plane forget the allocation (a dual allocation's IPv6 socket has none
+// of its own there; its datagrams are in the allocation's counts).
+func (c *relayConn) takePlaneCounts() {
+	c.planeOnce.Do(func() {
+		t := c.tuple.Load()
+		if t == nil || c.planeCounts == nil {
+			return
+		}
+		toPeer, fromPeer := c.planeCounts(t[0], t[1])
+		c.session.toPeerPackets.Add(toPeer[0])
+		c.session.toPeerBytes.Add(toPeer[1])
+		c.session.fromPeerPackets.Add(fromPeer[0])
+		c.session.fromPeerBytes.Add(fromPeer[1])
+	})
 }

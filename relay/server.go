@@ -77,6 +77,8 @@ type Server struct {
 	mu        sync.Mutex // serialises Reload
 	closeOnce sync.Once
 	closeErr  error
+
+	checkOnly bool // Check: probe addresses against the host's, bind nothing
 }
 
 // New validates cfg, binds every listener and starts serving. log receives
@@ -215,7 +217,9 @@ func (s *Server) pickRelayIPs() error {
 	}
 	for _, ip := range ips {
 		// Fail at start, naming the field, rather than at the first Allocate.
-		probe, err := net.ListenUDP(udpNetwork(ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		// Check (isthmus relay --check) binds nothing: it asks whether the
+		// address is one of this host's instead of binding it.
+		err := s.probeRelayIP(ip)
 		if err != nil {
 			if len(s.res.relayIPs) == 0 && s.isListenIP(ip) {
 				// Detected from a specific listen address: that is the
@@ -224,7 +228,6 @@ func (s *Server) pickRelayIPs() error {
 			}
 			return fieldErr("relay_ips", "%s cannot be bound on this host: %v", ip, err)
 		}
-		_ = probe.Close()
 		adv := ip
 		if e, ok := s.res.external[ip]; ok {
 			adv = e

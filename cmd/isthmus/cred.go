@@ -13,6 +13,16 @@ import (
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
+// credNow is the clock isthmus cred mints against; tests fix it to check a
+// known vector.
+var credNow = time.Now
+
+// uriList is the repeatable --uri flag.
+type uriList []string
+
+func (u *uriList) String() string     { return strings.Join(*u, ",") }
+func (u *uriList) Set(s string) error { *u = append(*u, s); return nil }
+
 func init() {
 	register("cred", "mint a TURN REST API credential (coturn use-auth-secret scheme)", runCred)
 }
@@ -28,7 +38,9 @@ func runCred(args []string, stdout, stderr io.Writer) int {
 	secretFile := fs.String("secret-file", "", "`file` holding the shared secret (one line; surrounding whitespace ignored)")
 	user := fs.String("user", "", "user part of the username (quotas count per user); empty = expiry only")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the credential is valid")
-	asJSON := fs.Bool("json", false, "print {\"username\",\"password\",\"ttl\",\"expires\"} as JSON")
+	asJSON := fs.Bool("json", false, "print {\"username\",\"password\",\"ttl\",\"expires\"} (and \"uris\" with --uri) as JSON")
+	var uris uriList
+	fs.Var(&uris, "uri", "TURN `uri` added to the JSON output's \"uris\" (the WebRTC iceServers shape, e.g. turn:relay.example.net:3478?transport=udp); repeat")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -65,13 +77,17 @@ func runCred(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "isthmus cred: user: must not contain ':'\n")
 		return exitConfig
 	}
-	expiry := time.Now().Add(*ttl)
+	expiry := credNow().Add(*ttl)
 	username, password := relay.RESTCredential(*secret, *user, expiry)
 	if *asJSON {
-		_ = json.NewEncoder(stdout).Encode(map[string]any{
+		out := map[string]any{
 			"username": username, "password": password,
 			"ttl": int64(ttl.Seconds()), "expires": expiry.UTC().Format(time.RFC3339),
-		})
+		}
+		if len(uris) > 0 {
+			out["uris"] = []string(uris)
+		}
+		_ = json.NewEncoder(stdout).Encode(out)
 		return exitOK
 	}
 	fmt.Fprintf(stdout, "username: %s\npassword: %s\n", username, password)

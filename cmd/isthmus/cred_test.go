@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -50,4 +53,43 @@ func TestCredMintsRESTCredential(t *testing.T) {
 		c.AuthSecrets = []string{"s3cret"}
 	})
 	allocateAs(t, srv.ListenAddrs()[0], got.Username, got.Password)
+}
+
+// The REST scheme on a vector computed outside Go (coturn's scheme, by
+// openssl): printf 1700000000:bob | openssl dgst -sha1 -hmac north-secret
+// -binary | base64. The HMAC is also recomputed here with crypto/hmac, not
+// with the relay's helper.
+func TestCredKnownVector(t *testing.T) {
+	defer func(f func() time.Time) { credNow = f }(credNow)
+	credNow = func() time.Time { return time.Unix(1700000000-3600, 0) }
+	var out, errOut bytes.Buffer
+	if code := runCred([]string{"--secret", "north-secret", "--user", "bob", "--ttl", "1h"}, &out, &errOut); code != 0 {
+		t.Fatalf("cred = %d: %s", code, errOut.String())
+	}
+	const want = "username: 1700000000:bob\npassword: XEHgnuLSroMN7pTIvQpQN2UbPxc=\n"
+	if out.String() != want {
+		t.Fatalf("cred printed %q, want %q", out.String(), want)
+	}
+	mac := hmac.New(sha1.New, []byte("north-secret"))
+	mac.Write([]byte("1700000000:bob"))
+	if got := base64.StdEncoding.EncodeToString(mac.Sum(nil)); got != "XEHgnuLSroMN7pTIvQpQN2UbPxc=" {
+		t.Fatalf("crypto/hmac gives %s for the openssl vector", got)
+	}
+
+	out.Reset()
+	if code := runCred([]string{"--secret", "north-secret", "--user", "bob", "--ttl", "1h", "--json",
+		"--uri", "turn:relay.example.net:3478?transport=udp", "--uri", "turns:relay.example.net:5349?transport=tcp"}, &out, &errOut); code != 0 {
+		t.Fatalf("cred --json = %d: %s", code, errOut.String())
+	}
+	var got struct {
+		Username, Password string
+		TTL                int64
+		URIs               []string
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Username != "1700000000:bob" || got.Password != "XEHgnuLSroMN7pTIvQpQN2UbPxc=" || got.TTL != 3600 || len(got.URIs) != 2 {
+		t.Fatalf("cred --json = %s", out.String())
+	}
 }

@@ -44,6 +44,7 @@ func init() {
 // relay.Config's tags, one per setting.
 type relayFlags struct {
 	config string
+	check  bool
 	fs     *flag.FlagSet
 	cfg    *relay.Flags
 }
@@ -53,9 +54,11 @@ func newRelayFlagSet(stderr io.Writer) (*flag.FlagSet, *relayFlags) {
 	fs.SetOutput(stderr)
 	f := &relayFlags{fs: fs}
 	fs.StringVar(&f.config, "config", "", "YAML configuration `file`; flags given explicitly override it (SIGHUP reloads it)")
+	fs.BoolVar(&f.check, "check", false, "validate the configuration as a start would (TLS files loaded, addresses present on this host) without binding anything, print it as YAML with secrets redacted and exit: 0 valid, 2 not")
 	f.cfg = relay.BindFlags(fs, relay.DefaultConfig())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: isthmus relay [flags]")
+		fmt.Fprintln(stderr, "       isthmus relay --check [--config F] [flags]")
 		fmt.Fprintln(stderr, "       isthmus relay import-coturn /etc/turnserver.conf [-o relay.yaml]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Runs the dual-stack TURN relay. With no flags it listens on 0.0.0.0:3478 and [::]:3478")
@@ -113,6 +116,9 @@ func runRelay(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "isthmus relay: %v\n", err)
 		return exitConfig
+	}
+	if f.check {
+		return checkRelay(cfg, stdout, stderr)
 	}
 	// Never an open relay: with no credentials at all, make one up and say so.
 	var generated string

@@ -273,3 +273,36 @@ func (p *Plane) channel(relay, peer net.Addr, num uint16, add bool) {
 		}
 	})
 }
+
+// AllocationCounts are the datagrams the plane forwarded itself for one
+// allocation, indexed by ClientToPeer and PeerToClient; datagrams it handed
+// to pion are not in them.
+type AllocationCounts struct {
+	Packets, Bytes [numDirs]uint64
+}
+
+// AllocationCounts returns the counts of the allocation of 5-tuple
+// (src, dst) as pion's events name it, and false when the plane does not
+// serve it. Control path (one lookup under the plane's mutex): the relay
+// reads it once, when the allocation ends, for its session log line, so it
+// must be called before the plane's OnAllocationDeleted forgets it.
+func (p *Plane) AllocationCounts(src, dst net.Addr) (AllocationCounts, bool) {
+	var c AllocationCounts
+	srcAP, err1 := addrPortOf(src)
+	dstAP, err2 := addrPortOf(dst)
+	if err1 != nil || err2 != nil {
+		return c, false
+	}
+	_, udp := src.(*net.UDPAddr)
+	p.mu.Lock()
+	a := p.allocs[ctlKey{server: dstAP, client: srcAP, udp: udp}]
+	p.mu.Unlock()
+	if a == nil {
+		return c, false
+	}
+	for d := range numDirs {
+		c.Packets[d] = a.dir[d].packets.Load()
+		c.Bytes[d] = a.dir[d].bytes.Load()
+	}
+	return c, true
+}
