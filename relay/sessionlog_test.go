@@ -9,6 +9,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/isthmusrelay/isthmus/relay"
+	"github.com/isthmusrelay/isthmus/relay/relaytest"
 )
 
 // One info line per allocation end: after a Refresh with LIFETIME 0 the
@@ -18,31 +19,31 @@ import (
 func TestSessionLogOnDelete(t *testing.T) {
 	r := startRelay(t, nil)
 	username, password := relay.RESTCredential(testSecret, "carol", time.Now().Add(time.Hour))
-	c := dialSTUN(t, "udp6", r.v6, username, password)
-	relayed, _ := c.mustAllocate()
+	c := dialSTUN(t, "udp6", r.V6, username, password)
+	relayed, _ := c.MustAllocate()
 	peer := listenPeer(t, "127.0.0.1:0")
-	if res := c.request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
+	if res := c.Request(stun.MethodCreatePermission, peerAddress(peer.addr())); res.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("CreatePermission: %s", describe(res))
 	}
 	// Three datagrams each way: 100 bytes to the peer, 50 back.
 	for i := 0; i < 3; i++ {
-		c.indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr(make([]byte, 100)))
+		c.Indication(stun.MethodSend, peerAddress(peer.addr()), dataAttr(make([]byte, 100)))
 		if _, _, err := peer.readFrom(); err != nil {
 			t.Fatalf("peer read %d: %v", i, err)
 		}
 		if _, err := peer.conn.WriteToUDPAddrPort(make([]byte, 50), relayed); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.read(time.Now().Add(2 * time.Second)); err != nil {
+		if _, err := c.Read(time.Now().Add(2 * time.Second)); err != nil {
 			t.Fatalf("client read %d: %v", i, err)
 		}
 	}
-	c.release()
+	c.Release()
 
 	var line map[string]any
 	deadline := time.Now().Add(5 * time.Second)
 	for line == nil && time.Now().Before(deadline) {
-		for _, l := range strings.Split(r.logs.String(), "\n") {
+		for _, l := range strings.Split(r.Logs.String(), "\n") {
 			if strings.Contains(l, `"allocation ended"`) {
 				if err := json.Unmarshal([]byte(l), &line); err != nil {
 					t.Fatalf("log line %q: %v", l, err)
@@ -52,9 +53,9 @@ func TestSessionLogOnDelete(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if line == nil {
-		t.Fatalf("no \"allocation ended\" line after Refresh LIFETIME 0; log:\n%s", r.logs.String())
+		t.Fatalf("no \"allocation ended\" line after Refresh LIFETIME 0; log:\n%s", r.Logs.String())
 	}
-	if line["level"] != "INFO" || line["client"] != c.localAddr().String() || line["client_family"] != "IPv6" ||
+	if line["level"] != "INFO" || line["client"] != c.LocalAddr().String() || line["client_family"] != "IPv6" ||
 		line["user"] != "carol" || line["reason"] != "deleted" || line["transport"] != "udp" {
 		t.Errorf("allocation ended line = %v", line)
 	}
@@ -75,13 +76,13 @@ func TestSessionLogOnDelete(t *testing.T) {
 
 	// A wrong password: logged at info with the username, not the password.
 	const wrong = "n0t-the-pa55word"
-	bad := dialSTUN(t, "udp6", r.v6, testUser, wrong)
-	if res, err := bad.tryRequest(stun.MethodAllocate, requestedTransportUDP()); err != nil || res.Type.Class == stun.ClassSuccessResponse {
+	bad := dialSTUN(t, "udp6", r.V6, testUser, wrong)
+	if res, err := bad.TryRequest(stun.MethodAllocate, requestedTransportUDP()); err != nil || res.Type.Class == stun.ClassSuccessResponse {
 		t.Fatalf("Allocate with a wrong password: %v %v", res, err)
 	}
-	logs := r.logs.String()
+	logs := r.Logs.String()
 	if !strings.Contains(logs, `"msg":"auth failure"`) || !strings.Contains(logs, `"username":"`+testUser+`"`) {
-		t.Errorf("no auth failure line with the username; log:\n%s", lastLines(logs, 20))
+		t.Errorf("no auth failure line with the username; log:\n%s", relaytest.LastLines(logs, 20))
 	}
 	if strings.Contains(logs, wrong) {
 		t.Errorf("the password is in the log")
@@ -92,10 +93,10 @@ func TestSessionLogOnDelete(t *testing.T) {
 // "closed".
 func TestSessionLogOnClose(t *testing.T) {
 	r := startRelay(t, nil)
-	c := dialSTUN(t, "udp4", r.v4, testUser, testPassword)
-	c.mustAllocate()
-	r.close(t)
-	for _, l := range strings.Split(r.logs.String(), "\n") {
+	c := dialSTUN(t, "udp4", r.V4, testUser, testPassword)
+	c.MustAllocate()
+	r.Close(t)
+	for _, l := range strings.Split(r.Logs.String(), "\n") {
 		if strings.Contains(l, `"allocation ended"`) {
 			if !strings.Contains(l, `"reason":"closed"`) || !strings.Contains(l, `"user":"`+testUser+`"`) {
 				t.Errorf("allocation ended at Close: %s", l)
@@ -103,5 +104,5 @@ func TestSessionLogOnClose(t *testing.T) {
 			return
 		}
 	}
-	t.Fatalf("no \"allocation ended\" line at Close; log:\n%s", lastLines(r.logs.String(), 20))
+	t.Fatalf("no \"allocation ended\" line at Close; log:\n%s", relaytest.LastLines(r.Logs.String(), 20))
 }
