@@ -27,6 +27,7 @@ import (
 
 	"github.com/isthmusrelay/isthmus/gather"
 	"github.com/isthmusrelay/isthmus/internal/demo"
+	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 	"github.com/isthmusrelay/isthmus/internal/netns"
 	"github.com/isthmusrelay/isthmus/internal/netns/netnstest"
 	"github.com/isthmusrelay/isthmus/relay"
@@ -363,22 +364,7 @@ func roleCancel() int {
 }
 
 // syncBuffer collects a process's output for the test to read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = lockedbuf.Buffer
 
 // startProc starts cmd with its output in a buffer; at cleanup it is
 // killed (its process group: netns.Command gives it one) and waited for.

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/isthmusrelay/isthmus/gather"
+	"github.com/isthmusrelay/isthmus/internal/lockedbuf"
 	"github.com/isthmusrelay/isthmus/sdpcand"
 )
 
@@ -38,23 +39,8 @@ func (w *firstWrite) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
-// lockedBuffer is a goroutine-safe buffer for a command's stderr.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is a goroutine-safe buffer for a command's output.
+type lockedBuffer = lockedbuf.Buffer
 
 // startAnswer runs "isthmus answer --offer FILE --serve ..." and returns
 // the answer SDP, a channel with the exit code, and its stderr.

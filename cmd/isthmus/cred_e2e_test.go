@@ -96,7 +96,7 @@ func startCoturn(t *testing.T, secret string) int {
 			"--realm=isthmus", "-L", "127.0.0.1", "--listening-port", strconv.Itoa(port), "--min-port", "40000", "--max-port", "40200",
 			"--allow-loopback-peers", "--no-tls", "--no-dtls", "--log-file", "stdout", "--simple-log",
 			"--pidfile", filepath.Join(dir, "pid"), "--db", filepath.Join(dir, "turndb"))
-		var out syncBuffer
+		var out lockedBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			cancel()

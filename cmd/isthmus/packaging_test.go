@@ -120,7 +120,7 @@ func TestRelaySecretsFromFilesAndEnv(t *testing.T) {
 	go func() {
 		done <- runRelay([]string{"--config", p, "--listen", "127.0.0.1:0", "--listener-sockets", "1", "--drain-timeout", "1s"}, &bytes.Buffer{}, stderr)
 	}()
-	stderr.waitFor(t, `"message":"relay ready"`)
+	waitFor(t, stderr, `"message":"relay ready"`)
 	if strings.Contains(stderr.String(), "generated") {
 		t.Errorf("a credential was generated although users_file is set:\n%s", stderr.String())
 	}
@@ -147,7 +147,7 @@ func TestHealth(t *testing.T) {
 	go func() {
 		done <- runRelay([]string{"--config", p, "--metrics", "127.0.0.1:0", "--drain-timeout", "3s"}, &bytes.Buffer{}, stderr)
 	}()
-	stderr.waitFor(t, `"message":"relay ready"`)
+	waitFor(t, stderr, `"message":"relay ready"`)
 	m := regexp.MustCompile(`"metrics":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(stderr.String())
 	if m == nil {
 		t.Fatalf("no metrics address in\n%s", stderr.String())

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +16,6 @@ import (
 
 	"github.com/isthmusrelay/isthmus/relay"
 )
-
-// syncBuffer is a bytes.Buffer safe for the relay's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func startTestRelay(t *testing.T, log *slog.Logger, mutate func(*relay.Config)) *relay.Server {
 	t.Helper()
@@ -89,7 +70,7 @@ func allocateAs(t *testing.T, server netip.AddrPort, username, password string) 
 // A drain that times out with allocations live cuts calls: the exit code
 // says so (3) and the log says how many. It used to exit 0.
 func TestIncompleteDrainExitsThree(t *testing.T) {
-	var logs syncBuffer
+	var logs lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	srv := startTestRelay(t, log, nil)
 	allocate(t, srv.ListenAddrs()[0])
@@ -107,7 +88,7 @@ func TestIncompleteDrainExitsThree(t *testing.T) {
 // hanging when it starts serving (it then waits for a signal).
 func runRelayBounded(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	var stderr syncBuffer
+	var stderr lockedBuffer
 	done := make(chan int, 1)
 	go func() { done <- runRelay(args, &bytes.Buffer{}, &stderr) }()
 	select {
@@ -160,7 +141,7 @@ func TestRelayExitCodes(t *testing.T) {
 // A SIGHUP with a file that does not parse applies nothing, and the log
 // says the running configuration stays.
 func TestReloadBrokenYAMLSaysOldConfigStays(t *testing.T) {
-	var logs syncBuffer
+	var logs lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	srv := startTestRelay(t, log, nil)
 	p := relayTestConfigFile(t, "users: [alice:secret\n")

@@ -105,9 +105,9 @@ func TestRelayBadConfigExitCode(t *testing.T) {
 	}
 }
 
-// waitFor waits up to 10 s for s to appear in the buffer (a process's
+// waitFor waits up to 10 s for s to appear in l (a process's
 // stderr), and fails the test with what it holds otherwise.
-func (l *lockedBuffer) waitFor(t *testing.T, s string) {
+func waitFor(t *testing.T, l *lockedBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -129,10 +129,10 @@ func TestRelaySignals(t *testing.T) {
 	go func() {
 		done <- runRelay([]string{"--config", p, "--metrics", "127.0.0.1:0", "--drain-timeout", "1s"}, &bytes.Buffer{}, stderr)
 	}()
-	stderr.waitFor(t, `"message":"relay ready"`)
-	stderr.waitFor(t, `isthmus relay: no credentials configured; generated user "isthmus" password "`)
-	stderr.waitFor(t, `"listen":["127.0.0.1:`)
-	stderr.waitFor(t, `"metrics":"127.0.0.1:`)
+	waitFor(t, stderr, `"message":"relay ready"`)
+	waitFor(t, stderr, `isthmus relay: no credentials configured; generated user "isthmus" password "`)
+	waitFor(t, stderr, `"listen":["127.0.0.1:`)
+	waitFor(t, stderr, `"metrics":"127.0.0.1:`)
 
 	if err := os.WriteFile(p, []byte("listen: [\"127.0.0.1:0\"]\nlistener_sockets: 1\nusers: [\"bob:b\"]\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -140,8 +140,8 @@ func TestRelaySignals(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	stderr.waitFor(t, `"users":1`)
-	stderr.waitFor(t, `"message":"config reloaded"`)
+	waitFor(t, stderr, `"users":1`)
+	waitFor(t, stderr, `"message":"config reloaded"`)
 
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -154,5 +154,5 @@ func TestRelaySignals(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("relay did not stop on SIGTERM")
 	}
-	stderr.waitFor(t, `"message":"relay closed"`)
+	waitFor(t, stderr, `"message":"relay closed"`)
 }
