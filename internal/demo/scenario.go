@@ -125,11 +125,20 @@ type Result struct {
 }
 
 // Passed reports whether the run completed and every check held.
-func (r *Result) Passed() bool {
-	if r.Err != nil || len(r.Checks) == 0 {
+func (r *Result) Passed() bool { return allPassed(r.Err, r.Checks) }
+
+// Check records an assertion.
+func (r *Result) Check(name string, ok bool, format string, args ...any) {
+	r.Checks = append(r.Checks, newCheck(name, ok, format, args...))
+}
+
+// allPassed reports a run that ended without error and whose every check,
+// of at least one, held.
+func allPassed(err error, checks []Check) bool {
+	if err != nil || len(checks) == 0 {
 		return false
 	}
-	for _, c := range r.Checks {
+	for _, c := range checks {
 		if !c.OK {
 			return false
 		}
@@ -137,9 +146,8 @@ func (r *Result) Passed() bool {
 	return true
 }
 
-// Check records an assertion.
-func (r *Result) Check(name string, ok bool, format string, args ...any) {
-	r.Checks = append(r.Checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+func newCheck(name string, ok bool, format string, args ...any) Check {
+	return Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)}
 }
 
 // ErrSkipped is the Result.Err of a scenario that could not run here (a

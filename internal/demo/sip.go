@@ -44,20 +44,10 @@ type SIPResult struct {
 }
 
 // Passed reports whether the run completed and every check passed.
-func (r *SIPResult) Passed() bool {
-	if r.Err != nil || len(r.Checks) == 0 {
-		return false
-	}
-	for _, c := range r.Checks {
-		if !c.OK {
-			return false
-		}
-	}
-	return true
-}
+func (r *SIPResult) Passed() bool { return allPassed(r.Err, r.Checks) }
 
 func (r *SIPResult) check(name string, ok bool, format string, args ...any) {
-	r.Checks = append(r.Checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+	r.Checks = append(r.Checks, newCheck(name, ok, format, args...))
 }
 
 // RunSIP builds the namespaces, starts our relay and Kamailio on the
