@@ -37,8 +37,8 @@ func TestLimitsJudge(t *testing.T) {
 		pass bool
 	}{
 		{"within both limits passes", StepSummary{Runs: ok, Median: Figures{LossPct: 0.1, P99Ms: 5}}, true},
-		{"issue 5: loss above 0.1% fails", StepSummary{Runs: ok, Median: Figures{LossPct: 0.11, P99Ms: 1}}, false},
-		{"issue 5: p99 above 5 ms fails", StepSummary{Runs: ok, Median: Figures{P99Ms: 5.01}}, false},
+		{"loss above the 0.1% limit fails", StepSummary{Runs: ok, Median: Figures{LossPct: 0.11, P99Ms: 1}}, false},
+		{"p99 above the 5 ms limit fails", StepSummary{Runs: ok, Median: Figures{P99Ms: 5.01}}, false},
 		{"a majority of failed runs fails", StepSummary{Runs: ok, Errors: 2}, false},
 		{"one failed run of three is outvoted", StepSummary{Runs: ok, Errors: 1}, true},
 	} {

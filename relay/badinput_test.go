@@ -37,7 +37,7 @@ func stunHeader(typ uint16, length uint16) []byte {
 	return b
 }
 
-// bindingRequest is a valid Binding request, the seed every mutation starts from.
+// bindingRequest is a valid Binding request, the starting point of every mutation.
 func bindingRequest(tb testing.TB) []byte {
 	tb.Helper()
 	m, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)

@@ -30,8 +30,60 @@ func TestAcceptRecoversFromEMFILE(t *testing.T) {
 		emfileChild(t)
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAcceptRecoversFromEMFILE$", "-test.v")
-	cmd.Env = append(os.Environ(), emfileChildEnv+"=1")
+	waitLine := startFDChild(t, "TestAcceptRecoversFromEMFILE", emfileChildEnv)
+	addr := waitLine("addr ", 20*time.Second)
+
+	var conns []net.Conn
+	for i := 0; i < 40; i++ {
+		c, err := net.DialTimeout("tcp", addr, ioTimeout)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	if got := waitLine("ready: listener", 10*time.Second); !strings.Contains(got, "too many open files") {
+		t.Errorf("Ready() while out of descriptors: %q, want the listener's EMFILE", got)
+	}
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	waitLine("ready: ok", 10*time.Second)
+	c := dialSTUN(t, "tcp", netip.MustParseAddrPort(addr), testUser, testPassword)
+	c.MustAllocate()
+}
+
+// emfileChild runs the relay with few spare descriptors and prints its TCP
+// address, then its readiness every 50 ms until stdin closes.
+func emfileChild(t *testing.T) {
+	r := startRelay(t, func(c *relay.Config) { c.ListenerSockets = 1 })
+	limitFDs(t, 12)
+	fmt.Printf("addr %s\n", r.Addr("4"))
+	stop := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			if err := r.Server.Ready(); err != nil {
+				fmt.Printf("ready: %v\n", err)
+			} else {
+				fmt.Println("ready: ok")
+			}
+		}
+	}
+}
+
+// startFDChild runs the test name again in a child process with env set:
+// there the relay lowers its own descriptor limit (limitFDs), so the test
+// process itself is not starved. It returns a wait for the first line of
+// the child's stdout with a prefix; the child is stopped (stdin closed,
+// then killed) at cleanup.
+func startFDChild(t *testing.T, name, env string) func(prefix string, timeout time.Duration) string {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,34 +133,15 @@ func TestAcceptRecoversFromEMFILE(t *testing.T) {
 			}
 		}
 	}
-	addr := waitLine("addr ", 20*time.Second)
-
-	var conns []net.Conn
-	for i := 0; i < 40; i++ {
-		c, err := net.DialTimeout("tcp", addr, ioTimeout)
-		if err != nil {
-			break
-		}
-		conns = append(conns, c)
-	}
-	if got := waitLine("ready: listener", 10*time.Second); !strings.Contains(got, "too many open files") {
-		t.Errorf("Ready() while out of descriptors: %q, want the listener's EMFILE", got)
-	}
-	for _, c := range conns {
-		_ = c.Close()
-	}
-	waitLine("ready: ok", 10*time.Second)
-	c := dialSTUN(t, "tcp", netip.MustParseAddrPort(addr), testUser, testPassword)
-	c.MustAllocate()
+	return waitLine
 }
 
-// emfileChild runs the relay with few spare descriptors and prints its TCP
-// address, then its readiness every 50 ms until stdin closes.
-func emfileChild(t *testing.T) {
-	r := startRelay(t, func(c *relay.Config) { c.ListenerSockets = 1 })
-	// Some of the relay's descriptors are opened by goroutines that may
-	// still be starting on a loaded machine; a limit set before they
-	// are open would leave the listener no descriptor to recover with.
+// limitFDs sets the descriptor limit to what is open plus spare. Some of
+// the relay's descriptors are opened by goroutines that may still be
+// starting on a loaded machine; a limit set before they are open would
+// leave the listener no descriptor to recover with, so it waits until the
+// count has settled.
+func limitFDs(t *testing.T, spare int) {
 	open := countFDs(t)
 	for settled := 0; settled < 3; {
 		time.Sleep(50 * time.Millisecond)
@@ -118,25 +151,8 @@ func emfileChild(t *testing.T) {
 			settled++
 		}
 	}
-	lim := syscall.Rlimit{Cur: uint64(open + 12), Max: uint64(open + 12)}
+	lim := syscall.Rlimit{Cur: uint64(open + spare), Max: uint64(open + spare)}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
-	}
-	fmt.Printf("addr %s\n", r.Addr("4"))
-	stop := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			if err := r.Server.Ready(); err != nil {
-				fmt.Printf("ready: %v\n", err)
-			} else {
-				fmt.Println("ready: ok")
-			}
-		}
 	}
 }

@@ -19,7 +19,7 @@ import (
 
 // This file is the single place where the relay creates sockets: the TURN
 // listeners (listenUDP, listenTCP) and the per-allocation relay sockets
-// (listenRelayUDP). The data plane (issue 5) swaps what pion reads and
+// (listenRelayUDP). The data plane (docs/dataplane.md) swaps what pion reads and
 // writes through the Forwarder (forwarder.go), not here.
 
 // sockBufs are the socket buffer sizes asked of the kernel.

@@ -3,15 +3,12 @@
 package relay_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,55 +27,7 @@ func TestMetricsServedWhileOutOfDescriptors(t *testing.T) {
 		metricsFDChild(t)
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMetricsServedWhileOutOfDescriptors$", "-test.v")
-	cmd.Env = append(os.Environ(), metricsFDChildEnv+"=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	lines := make(chan string, 64)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	waitLine := func(prefix string, timeout time.Duration) string {
-		t.Helper()
-		deadline := time.After(timeout)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("child exited before printing %q", prefix)
-				}
-				if strings.HasPrefix(l, prefix) {
-					return strings.TrimPrefix(l, prefix)
-				}
-			case <-deadline:
-				t.Fatalf("child did not print %q within %v", prefix, timeout)
-			}
-		}
-	}
+	waitLine := startFDChild(t, "TestMetricsServedWhileOutOfDescriptors", metricsFDChildEnv)
 	turnAddr := waitLine("addr ", 20*time.Second)
 	metricsAddr := waitLine("metrics ", 5*time.Second)
 
@@ -128,11 +77,7 @@ func metricsFDChild(t *testing.T) {
 		c.ListenerSockets = 1
 		c.Metrics = "127.0.0.1:0"
 	})
-	open := countFDs(t)
-	lim := syscall.Rlimit{Cur: uint64(open + 12), Max: uint64(open + 12)}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
+	limitFDs(t, 12)
 	fmt.Printf("addr %s\n", r.Addr("4"))
 	fmt.Printf("metrics %s\n", r.Server.MetricsAddr())
 	stop := make(chan struct{})

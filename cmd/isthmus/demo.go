@@ -33,7 +33,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	packets := fs.Int("packets", 500, "RTP probes each endpoint sends (each way also carries as many echoes)")
 	interval := fs.Duration("interval", 20*time.Millisecond, "time between probes (20ms = 50 packets/s, a G.711 call)")
 	list := fs.String("scenarios", "", "comma-separated scenario IDs (1,2,3,4,5.1,5.2); default 1,2 and, with coturn installed, 5.1,5.2")
-	all := fs.Bool("all", false, "run all six scenarios of issue 4")
+	all := fs.Bool("all", false, "run all six scenarios (1,2,3,4,5.1,5.2)")
 	turnserver := fs.String("turnserver", "", "coturn's turnserver binary for scenarios 5.x (default: looked up in PATH)")
 	verbose := fs.Bool("v", false, "print each scenario's steps to stderr")
 	noPicture := fs.Bool("no-picture", false, "print only the table")
@@ -41,7 +41,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: sudo isthmus demo [flags]
 
-Builds the seed's network in Linux network namespaces (a dual-stack relay at
+Builds the network of RFC 6157 Figure 1 in Linux network namespaces (a dual-stack relay at
 192.0.2.1 and 2001:db8::1, an IPv6-only phone 2001:db8::10, an IPv4-only phone
 192.0.2.10 and a legacy IPv4 phone 192.0.2.20), places real calls between
 them, and prints a table and a sequence picture. Needs root; touches nothing

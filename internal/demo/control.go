@@ -16,7 +16,7 @@ import (
 // The orchestrator talks to each endpoint process over its stdin and stdout,
 // one JSON message per line; the endpoint's logs go to stderr. The SDP
 // offer/answer travels this way too: the orchestrator plays the SIP proxy of
-// the seed's Figure 1, and sees every SDP it forwards.
+// RFC 6157 Figure 1, and sees every SDP it forwards.
 //
 //	offerer -> {"event":"offer","sdp":...}       -> orchestrator -> answerer
 //	answerer -> {"event":"answer","sdp":...}     -> orchestrator -> offerer

@@ -1,14 +1,13 @@
-// Package demo runs the seed's scenario end to end: IPv6-only and IPv4-only
+// Package demo runs the RFC 6157 scenario end to end: IPv6-only and IPv4-only
 // phones call each other through the dual-stack relay, in real Linux
 // network namespaces where the missing address family is really missing
-// (issue 4, `isthmus demo`).
+// (`isthmus demo`).
 //
 // # Topology
 //
-// [BuildTopology] makes, with package netns, the network of the seed
-// 000_d4bbbc5c082a668c.txt (Figure 1, Appendix A): a relay namespace with
-// 192.0.2.1/24 on one bridge and 2001:db8::1/64 on another and no IP
-// forwarding; ua6 (2001:db8::10, not even 127.0.0.1: any IPv4 send fails
+// [BuildTopology] makes, with package netns, the network of RFC 6157
+// Figure 1: a relay namespace with 192.0.2.1/24 on one bridge and
+// 2001:db8::1/64 on another and no IP forwarding; ua6 (2001:db8::10, not even 127.0.0.1: any IPv4 send fails
 // with ENETUNREACH); ua4 (192.0.2.10) and legacy4 (192.0.2.20) with IPv6
 // disabled; and for scenario 4 two dual-stack hosts on both bridges.
 //
@@ -39,7 +38,7 @@
 //
 // # Scenarios
 //
-// [Scenarios] lists issue 4's six; each [Result] carries named [Check]s
+// [Scenarios] lists the six; each [Result] carries named [Check]s
 // (0 loss, RTT measured, the RFC 6157 SDP rules, the selected pair, the
 // relay's counters). [WriteTable] and [WritePicture] print them.
 //

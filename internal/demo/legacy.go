@@ -11,7 +11,7 @@ import (
 	"github.com/pion/sdp/v3"
 )
 
-// The legacy endpoint is the installed base of the seed's section 4: a
+// The legacy endpoint is the installed base of RFC 6157 §4: a
 // phone that knows nothing of ICE or TURN. It writes and reads the plainest
 // SDP (one c= line, one m=audio line, PCMU) with pion/sdp directly: it must
 // not depend on our SDK's SDP code, which is what it tests.

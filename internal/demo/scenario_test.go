@@ -127,7 +127,7 @@ func TestHarnessPlainRTP(t *testing.T) {
 	requirePassed(t, Run(context.Background(), sc, opt))
 }
 
-// TestScenarios runs issue 4's scenarios, in parallel, each in its own
+// TestScenarios runs every scenario of Scenarios, in parallel, each in its own
 // namespaces with its own relay.
 func TestScenarios(t *testing.T) {
 	skipUnlessRoot(t)

@@ -1,6 +1,6 @@
 package demo
 
-// Scenarios returns every scenario of issue 4, in order:
+// Scenarios returns every scenario `isthmus demo` runs, in order:
 //
 //	1   ua6 offers, ua4 answers, through the isthmus relay (ICE)
 //	2   legacy4 offers plain IPv4, ua6 answers with its relayed IPv4 address

@@ -28,7 +28,7 @@ const (
 	net6 = 64
 )
 
-// Topology is the seed's network, built in namespaces of one run:
+// Topology is the network of RFC 6157 Figure 1, built in namespaces of one run:
 //
 //	ua4      192.0.2.10 --+                                              +-- ua6 2001:db8::10
 //	legacy4  192.0.2.20 --+-- br4 192.0.2.1/24 [relay] br6 2001:db8::1/64 --+

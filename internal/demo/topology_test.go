@@ -22,7 +22,7 @@ func skipUnlessRoot(t *testing.T) {
 	}
 }
 
-// newTopology builds the seed topology for one test and tears it down (and
+// newTopology builds the RFC 6157 Figure 1 topology for one test and tears it down (and
 // checks that nothing is left) when the test ends.
 func newTopology(t *testing.T, opt TopologyOptions) *Topology {
 	t.Helper()
