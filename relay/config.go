@@ -60,6 +60,14 @@ const (
 	// open by default; its absence let one user take all free ports in
 	// half a second).
 	DefaultUserQuota = 64
+	// DefaultMaxPermissionsPerAllocation and DefaultMaxChannelsPerAllocation
+	// bound the state one allocation holds (RFC 8656 §9 and §11 let a
+	// server refuse with 508): each permission and channel is a map entry
+	// and a timer in pion and in the data plane, and pion has no bound of
+	// its own. A call needs a handful of peers (ICE candidates of the
+	// other side); ICE-lite servers or SFUs a few hundred at most.
+	DefaultMaxPermissionsPerAllocation = 1000
+	DefaultMaxChannelsPerAllocation    = 500
 )
 
 // ErrConfig is wrapped by every configuration error, so callers can tell a
@@ -143,6 +151,17 @@ type Config struct {
 	// UserQuota caps allocations per user (486 beyond); 0 means unlimited.
 	// The default is DefaultUserQuota.
 	UserQuota int `yaml:"user_quota" flag:"user-quota" usage:"allocations per user, 486 beyond; 0 = unlimited"`
+	// MaxPermissionsPerAllocation caps the peer IPs one allocation holds
+	// permissions for: a CreatePermission or ChannelBind for a new peer IP
+	// beyond it gets 508 (RFC 8656 §9.2); refreshing one is always
+	// allowed. 0 means unlimited. The default is
+	// DefaultMaxPermissionsPerAllocation.
+	MaxPermissionsPerAllocation int `yaml:"max_permissions_per_allocation" flag:"max-permissions-per-allocation" usage:"peer IPs with a permission per allocation, 508 beyond; 0 = unlimited"`
+	// MaxChannelsPerAllocation caps the channels bound on one allocation:
+	// a ChannelBind of a new channel beyond it gets 508 (RFC 8656 §11.2);
+	// refreshing one is always allowed. 0 means unlimited. The default is
+	// DefaultMaxChannelsPerAllocation.
+	MaxChannelsPerAllocation int `yaml:"max_channels_per_allocation" flag:"max-channels-per-allocation" usage:"channels per allocation, 508 beyond; 0 = unlimited"`
 	// AlternateServers are other relays (ip:port, any number per family)
 	// a new Allocate is sent to with 300 Try Alternate (RFC 8489 §10,
 	// ALTERNATE-SERVER of the client's family) when this relay cannot take
@@ -279,7 +298,9 @@ func DefaultConfig() Config {
 		DataPlane:       DataPlaneOn,
 		DSCP:            -1,
 
-		UserQuota: DefaultUserQuota,
+		UserQuota:                   DefaultUserQuota,
+		MaxPermissionsPerAllocation: DefaultMaxPermissionsPerAllocation,
+		MaxChannelsPerAllocation:    DefaultMaxChannelsPerAllocation,
 
 		MaxUnauthStreams:          DefaultMaxUnauthStreams,
 		MaxUnauthStreamsPerSource: DefaultMaxUnauthStreamsPerSource,
@@ -503,6 +524,12 @@ func (c *Config) resolveLimits(r *resolved) error {
 	}
 	if c.UserQuota < 0 {
 		return fieldErr("user_quota", "must be >= 0, got %d", c.UserQuota)
+	}
+	if c.MaxPermissionsPerAllocation < 0 {
+		return fieldErr("max_permissions_per_allocation", "must be >= 0, got %d", c.MaxPermissionsPerAllocation)
+	}
+	if c.MaxChannelsPerAllocation < 0 {
+		return fieldErr("max_channels_per_allocation", "must be >= 0, got %d", c.MaxChannelsPerAllocation)
 	}
 	if c.AllocationBandwidth < 0 {
 		return fieldErr("allocation_bandwidth", "must be >= 0 bytes/s, got %d", c.AllocationBandwidth)

@@ -66,6 +66,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"bad deny CIDR", func(c *Config) { c.DenyPeers = []string{"not-a-prefix"} }, "deny_peers:"},
 		{"negative max allocations", func(c *Config) { c.MaxAllocations = -1 }, "max_allocations:"},
 		{"negative user quota", func(c *Config) { c.UserQuota = -2 }, "user_quota:"},
+		{"negative permission cap", func(c *Config) { c.MaxPermissionsPerAllocation = -1 }, "max_permissions_per_allocation:"},
+		{"negative channel cap", func(c *Config) { c.MaxChannelsPerAllocation = -1 }, "max_channels_per_allocation:"},
 		{"bandwidth below one datagram", func(c *Config) { c.AllocationBandwidth = 100 }, "allocation_bandwidth:"},
 		{"negative recv buffer", func(c *Config) { c.RecvBuffer = -1 }, "recv_buffer:"},
 		{"huge relay recv buffer", func(c *Config) { c.RelayRecvBuffer = 2 << 30 }, "relay_recv_buffer:"},

@@ -5,6 +5,7 @@ package relay
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,10 @@ type liveAlloc struct {
 	relayed  net.Addr          // pion's relayed address
 	conn     *relayConn        // its socket: the session's counters; nil if unknown
 	deleted  bool              // a Refresh with LIFETIME 0 was seen
+	// pion's permissions (by peer IP) and channels (by number), for the
+	// per-allocation caps (caps.go); nil until the first one.
+	perms map[netip.Addr]struct{}
+	chans map[uint16]struct{}
 }
 
 // markDeleted records that the client asked to delete the allocation on k
@@ -101,15 +106,19 @@ func (s *Server) ownEvents() turn.EventHandler {
 		},
 		// pion's permissions and channels of dual allocations (dualalloc.go).
 		OnPermissionCreated: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			s.allocs.notePermission(keyOf(src, dst), peer, true)
 			s.gate.dual.pionPermission(src, dst, relay, peer, true)
 		},
 		OnPermissionDeleted: func(src, dst net.Addr, _, _, _ string, relay net.Addr, peer net.IP) {
+			s.allocs.notePermission(keyOf(src, dst), peer, false)
 			s.gate.dual.pionPermission(src, dst, relay, peer, false)
 		},
 		OnChannelCreated: func(src, dst net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			s.allocs.noteChannel(keyOf(src, dst), num, true)
 			s.gate.dual.pionChannel(src, dst, relay, peer, num, true)
 		},
 		OnChannelDeleted: func(src, dst net.Addr, _, _, _ string, relay, peer net.Addr, num uint16) {
+			s.allocs.noteChannel(keyOf(src, dst), num, false)
 			s.gate.dual.pionChannel(src, dst, relay, peer, num, false)
 		},
 	}

@@ -336,9 +336,15 @@ func (g *gate) authenticated(msg *stun.Message, method stun.Method, t fiveTuple,
 		if v := g.checkPeers(msg, t.src, key); v.reply != nil {
 			return v
 		}
+		if v := g.checkCaps(msg, t, key); v.reply != nil {
+			return v
+		}
 		return g.dual.channelBind(msg, t, key, now)
 	case stun.MethodCreatePermission:
 		if v := g.checkPeers(msg, t.src, key); v.reply != nil {
+			return v
+		}
+		if v := g.checkCaps(msg, t, key); v.reply != nil {
 			return v
 		}
 		return g.dual.createPermission(msg, t, key, now)

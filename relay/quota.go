@@ -15,6 +15,8 @@ type limits struct {
 	maxAllocations int // 0: only the port range limits
 	userQuota      int // 0: unlimited
 	bandwidth      int // bytes/s per allocation, 0: unlimited
+	maxPermissions int // peer IPs per allocation, 0: unlimited
+	maxChannels    int // channels per allocation, 0: unlimited
 }
 
 // allowAllocation is the turn.QuotaHandler: a user at user_quota gets 486
@@ -75,5 +77,6 @@ func (s *Server) newLimits(cfg Config) *limits {
 		}
 		total = s.fdCap
 	}
-	return &limits{maxAllocations: total, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth}
+	return &limits{maxAllocations: total, userQuota: cfg.UserQuota, bandwidth: cfg.AllocationBandwidth,
+		maxPermissions: cfg.MaxPermissionsPerAllocation, maxChannels: cfg.MaxChannelsPerAllocation}
 }
