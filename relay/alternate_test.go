@@ -2,8 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os/exec"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/isthmusrelay/isthmus/internal/freeport"
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
@@ -199,10 +198,14 @@ func canceledCtx() context.Context {
 // (reason ports) while IPv6 ones, whose relay IP has its own pool, are
 // still served.
 func TestAlternateServerPortsFull(t *testing.T) {
+	lo, err := freeport.UDPPair() // a fixed range collided with other programs
+	if err != nil {
+		t.Fatal(err)
+	}
 	alt4 := netip.MustParseAddrPort("127.0.0.1:40020")
 	r := startRelay(t, func(c *relay.Config) {
 		c.AlternateServers = []string{alt4.String()}
-		c.MinPort, c.MaxPort = freeUDPPair(t) // two ports per relay IP
+		c.MinPort, c.MaxPort = int(lo), int(lo)+1 // two ports per relay IP
 	})
 	for i := 0; i < 2; i++ {
 		u, p := relay.RESTCredential(testSecret, "fill"+strconv.Itoa(i), time.Now().Add(time.Hour))
@@ -216,34 +219,4 @@ func TestAlternateServerPortsFull(t *testing.T) {
 	// An IPv6 relayed address (requested over IPv4) comes from ::1's pool.
 	c6 := dialSTUN(t, "udp", r.Addr("4"), testUser, testPassword)
 	c6.MustAllocate(requestedFamily(0x02))
-}
-
-// freeUDPPair finds two consecutive UDP ports free on 127.0.0.1 and ::1 at
-// the moment of asking, for a test that needs a pool of exactly two: a
-// fixed range collided with other programs on a shared machine.
-func freeUDPPair(t *testing.T) (lo, hi int) {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 40000 + rand.IntN(10000)
-		var held []*net.UDPConn
-		ok := true
-		for _, ip := range []string{"127.0.0.1", "::1"} {
-			for _, port := range []int{base, base + 1} {
-				c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
-				if err != nil {
-					ok = false
-					break
-				}
-				held = append(held, c)
-			}
-		}
-		for _, c := range held {
-			_ = c.Close()
-		}
-		if ok {
-			return base, base + 1
-		}
-	}
-	t.Fatal("no two consecutive free UDP ports found")
-	return 0, 0
 }

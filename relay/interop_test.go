@@ -3,7 +3,6 @@ package relay_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/isthmusrelay/isthmus/internal/freeport"
 	"github.com/isthmusrelay/isthmus/relay"
 )
 
@@ -99,7 +99,7 @@ func keyLines(out string) string {
 func startTurnutilsPeer(t *testing.T) uint16 {
 	t.Helper()
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freeUDPPortBothFamilies()
+		port, err := freeport.DualStack()
 		if err != nil {
 			t.Fatalf("find a free UDP port: %v", err)
 		}
@@ -126,25 +126,6 @@ func startTurnutilsPeer(t *testing.T) uint16 {
 	}
 	t.Fatalf("%s never became ready", peerBin)
 	return 0
-}
-
-// freeUDPPortBothFamilies returns a port that was free on 127.0.0.1 and ::1 at once.
-func freeUDPPortBothFamilies() (uint16, error) {
-	for i := 0; i < 20; i++ {
-		c4, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return 0, err
-		}
-		port := c4.LocalAddr().(*net.UDPAddr).Port
-		c6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback, Port: port})
-		_ = c4.Close()
-		if err != nil {
-			continue
-		}
-		_ = c6.Close()
-		return uint16(port), nil
-	}
-	return 0, errors.New("no port free on both 127.0.0.1 and ::1 after 20 tries")
 }
 
 // echoes probes an echo server until it answers, it exits, or 5 s pass.

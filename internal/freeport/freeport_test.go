@@ -33,3 +33,19 @@ func TestDualStackPortBindsOnEveryFamilyAndTransport(t *testing.T) {
 		}
 	}
 }
+
+func TestUDPPairBindsBothPortsOnBothFamilies(t *testing.T) {
+	lo, err := UDPPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()} {
+		for _, port := range []uint16{lo, lo + 1} {
+			c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, port)))
+			if err != nil {
+				t.Fatalf("UDPPair gave %d: %v", lo, err)
+			}
+			_ = c.Close()
+		}
+	}
+}
