@@ -93,19 +93,10 @@ func (t *allocTracker) notePermission(k allocKey, peer net.IP, add bool) {
 	ip = ip.Unmap()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	al, ok := t.live[k]
-	if !ok {
-		return
-	}
-	if !add {
-		delete(al.perms, ip)
-		return
-	}
-	if al.perms == nil {
-		al.perms = map[netip.Addr]struct{}{}
+	if al, ok := t.live[k]; ok {
+		setMember(&al.perms, ip, add)
 		t.live[k] = al
 	}
-	al.perms[ip] = struct{}{}
 }
 
 // noteChannel records pion's creation (add) or deletion of channel num on
@@ -113,19 +104,22 @@ func (t *allocTracker) notePermission(k allocKey, peer net.IP, add bool) {
 func (t *allocTracker) noteChannel(k allocKey, num uint16, add bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	al, ok := t.live[k]
-	if !ok {
-		return
-	}
-	if !add {
-		delete(al.chans, num)
-		return
-	}
-	if al.chans == nil {
-		al.chans = map[uint16]struct{}{}
+	if al, ok := t.live[k]; ok {
+		setMember(&al.chans, num, add)
 		t.live[k] = al
 	}
-	al.chans[num] = struct{}{}
+}
+
+// setMember adds k to the set (making it on first use) or deletes it.
+func setMember[K comparable](set *map[K]struct{}, k K, add bool) {
+	if !add {
+		delete(*set, k)
+		return
+	}
+	if *set == nil {
+		*set = map[K]struct{}{}
+	}
+	(*set)[k] = struct{}{}
 }
 
 // checkCaps answers 508 Insufficient Capacity, signed with key, to a
