@@ -177,7 +177,13 @@ func TestConsentLostSurfaces(t *testing.T) {
 	if _, err := om.Write([]byte{0x80, 0, 0, 1}); !errors.Is(err, ErrConsentLost) {
 		t.Errorf("Write: %v, want ErrConsentLost", err)
 	}
+	// Read ends as consent is lost, just before OnStateChange is called
+	// with StateFailed: give the callback a moment.
 	states, at := log.get()
+	for deadline := time.Now().Add(time.Second); at[StateFailed].IsZero() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		states, at = log.get()
+	}
 	if at[StateDisconnected].IsZero() || at[StateFailed].IsZero() || at[StateFailed].Before(at[StateDisconnected]) {
 		t.Errorf("states %v: want disconnected then failed", states)
 	}
