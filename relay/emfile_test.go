@@ -58,6 +58,18 @@ func emfileChild(t *testing.T) {
 	r := startRelay(t, func(c *relay.Config) { c.ListenerSockets = 1 })
 	limitFDs(t, 12)
 	fmt.Printf("addr %s\n", r.Addr("4"))
+	everyTickUntilStdinCloses(func() {
+		if err := r.Server.Ready(); err != nil {
+			fmt.Printf("ready: %v\n", err)
+		} else {
+			fmt.Println("ready: ok")
+		}
+	})
+}
+
+// everyTickUntilStdinCloses runs fn every 50 ms in a child of
+// startFDChild until the parent closes the child's stdin.
+func everyTickUntilStdinCloses(fn func()) {
 	stop := make(chan struct{})
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -67,11 +79,7 @@ func emfileChild(t *testing.T) {
 		case <-stop:
 			return
 		case <-tick.C:
-			if err := r.Server.Ready(); err != nil {
-				fmt.Printf("ready: %v\n", err)
-			} else {
-				fmt.Println("ready: ok")
-			}
+			fn()
 		}
 	}
 }

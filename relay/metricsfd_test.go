@@ -80,18 +80,9 @@ func metricsFDChild(t *testing.T) {
 	limitFDs(t, 12)
 	fmt.Printf("addr %s\n", r.Addr("4"))
 	fmt.Printf("metrics %s\n", r.Server.MetricsAddr())
-	stop := make(chan struct{})
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(stop) }()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-			if err := r.Server.Ready(); err != nil && strings.Contains(err.Error(), "too many open files") {
-				fmt.Println("exhausted")
-			}
+	everyTickUntilStdinCloses(func() {
+		if err := r.Server.Ready(); err != nil && strings.Contains(err.Error(), "too many open files") {
+			fmt.Println("exhausted")
 		}
-	}
+	})
 }

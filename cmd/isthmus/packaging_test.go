@@ -10,36 +10,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// fakeNotifySocket listens where systemd's NOTIFY_SOCKET would be and
-// returns the datagrams it receives, one per call.
-func fakeNotifySocket(t *testing.T) (string, func() string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return path, func() string {
-		buf := make([]byte, 4096)
-		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatalf("notify socket: %v", err)
-		}
-		return string(buf[:n])
-	}
-}
+	"github.com/isthmusrelay/isthmus/internal/sdnotify/sdnotifytest"
+)
 
 // The relay process speaks Type=notify: READY=1 once serving, WATCHDOG=1
 // at half of WATCHDOG_USEC, RELOADING=1 with MONOTONIC_USEC then READY=1
 // around SIGHUP, STOPPING=1 on SIGTERM.
 func TestRelaySdNotify(t *testing.T) {
-	sock, recv := fakeNotifySocket(t)
+	sock, recv := sdnotifytest.Listen(t)
 	t.Setenv("NOTIFY_SOCKET", sock)
 	t.Setenv("WATCHDOG_USEC", "400000")
 	t.Setenv("WATCHDOG_PID", "")

@@ -2,35 +2,16 @@ package sdnotify
 
 import (
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/isthmusrelay/isthmus/internal/sdnotify/sdnotifytest"
 )
 
-// fakeSystemd listens where systemd would and returns what it receives.
-func fakeSystemd(t *testing.T) (string, func() string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify.sock")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return path, func() string {
-		buf := make([]byte, 4096)
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatalf("fake systemd: %v", err)
-		}
-		return string(buf[:n])
-	}
-}
-
 func TestNotify(t *testing.T) {
-	path, recv := fakeSystemd(t)
+	path, recv := sdnotifytest.Listen(t)
 	t.Setenv("NOTIFY_SOCKET", path)
 	n, err := FromEnv()
 	if err != nil || !n.Enabled() {
