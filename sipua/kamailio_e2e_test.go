@@ -644,33 +644,9 @@ func TestKamailioDualStackCall(t *testing.T) {
 
 	// The IPv6-only phone.
 	uout, ulog, udone := e.phone(t, "uac")
-	var uerr error
-	select {
-	case <-udone.exited:
-		uerr = udone.err
-	case <-ctx.Done():
-		t.Fatal("uac did not finish")
-	}
-	var res uacResult
-	if err := json.Unmarshal(uout.Bytes(), &res); err != nil {
-		t.Fatalf("uac output %q: %v (exit %v)\n%s", uout.String(), err, uerr, ulog.String())
-	}
-	if uerr != nil || res.Error != "" {
-		tr, _ := os.ReadFile(trace)
-		t.Logf("sipp trace:\n%s", tail(string(tr), 5000))
-		t.Fatalf("uac failed (exit %v): %s\n%s", uerr, res.Error, ulog.String())
-	}
+	res := callResult(t, ctx, "uac", uout, ulog, udone, trace)
 
-	select {
-	case <-sdone.exited:
-		if err := sdone.err; err != nil {
-			t.Errorf("sipp exit: %v\n%s", err, sout.String())
-		} else {
-			t.Logf("sipp UAS exited 0 (1 call successful)")
-		}
-	case <-time.After(15 * time.Second):
-		t.Errorf("sipp did not exit after the call")
-	}
+	waitSipp(t, sdone, sout, "sipp UAS exited 0 (1 call successful)")
 
 	t.Logf("registered at %s, received=%s", res.Registered, res.Received)
 	t.Logf("uac route set: %v", res.Routes)
@@ -785,32 +761,8 @@ func TestKamailioCallToIPv6Phone(t *testing.T) {
 	trace, sout, sdone := e.sipp(t, "uac-rr", "-s", "alice", "-d", "4000",
 		netip.AddrPortFrom(demo.RelayIPv4, 5060).String())
 
-	var uerr error
-	select {
-	case <-udone.exited:
-		uerr = udone.err
-	case <-e.ctx.Done():
-		t.Fatal("phone did not finish")
-	}
-	var res uacResult
-	if err := json.Unmarshal(uout.Bytes(), &res); err != nil {
-		t.Fatalf("phone output %q: %v (exit %v)\n%s", uout.String(), err, uerr, ulog.String())
-	}
-	if uerr != nil || res.Error != "" {
-		tr, _ := os.ReadFile(trace)
-		t.Logf("sipp trace:\n%s", tail(string(tr), 5000))
-		t.Fatalf("phone failed (exit %v): %s\n%s", uerr, res.Error, ulog.String())
-	}
-	select {
-	case <-sdone.exited:
-		if err := sdone.err; err != nil {
-			t.Errorf("sipp exit: %v\n%s", err, sout.String())
-		} else {
-			t.Logf("sipp UAC exited 0 (1 call successful)")
-		}
-	case <-time.After(15 * time.Second):
-		t.Errorf("sipp did not exit after the call")
-	}
+	res := callResult(t, e.ctx, "phone", uout, ulog, udone, trace)
+	waitSipp(t, sdone, sout, "sipp UAC exited 0 (1 call successful)")
 	t.Logf("phone route set (INVITE Record-Route as received): %v", res.Routes)
 	t.Logf("media path: %s; RTP sent %d, echoed %d", res.Path, res.Sent, res.Echoed)
 
@@ -916,14 +868,7 @@ func TestPhoneCLIThroughKamailio(t *testing.T) {
 		t.Fatalf("isthmus phone call: %v\n%s", p.err, out.String())
 	}
 	t.Logf("isthmus phone call:\n%s", strings.TrimSpace(out.String()))
-	select {
-	case <-sdone.exited:
-		if sdone.err != nil {
-			t.Errorf("sipp exit: %v\n%s", sdone.err, sout.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Errorf("sipp did not exit after the call")
-	}
+	waitSipp(t, sdone, sout, "")
 	if !strings.Contains(out.String(), "registered: sip:alice@["+demo.UA6Addr.String()+"]:5060 at ["+demo.RelayIPv6.String()+"]:5060") {
 		t.Errorf("no registration line")
 	}
@@ -972,16 +917,7 @@ func TestKamailioCancel(t *testing.T) {
 	if udone.err != nil {
 		t.Fatalf("phone: %v\n%s", udone.err, ulog.String())
 	}
-	select {
-	case <-sdone.exited:
-		if sdone.err != nil {
-			t.Errorf("sipp exit: %v\n%s", sdone.err, sout.String())
-		} else {
-			t.Logf("sipp UAS exited 0 (INVITE, 100, CANCEL, 200, 487, ACK)")
-		}
-	case <-time.After(15 * time.Second):
-		t.Errorf("sipp did not exit")
-	}
+	waitSipp(t, sdone, sout, "sipp UAS exited 0 (INVITE, 100, CANCEL, 200, 487, ACK)")
 	if want := "isthmus: relay CANCEL from " + demo.UA6Addr.String() + " on " + demo.RelayIPv6.String(); !strings.Contains(e.kout.String(), want) {
 		t.Errorf("kamailio log lacks %q", want)
 	}
@@ -1065,4 +1001,42 @@ func TestKamailioSipuaBothSides(t *testing.T) {
 	if bob.Sent != e2eRTPCount || bob.Echoed*1000 < bob.Sent*999 {
 		t.Errorf("RTP: bob sent %d, got %d echoed: want >= 99.9%%", bob.Sent, bob.Echoed)
 	}
+}
+
+// waitSipp waits up to 15 s for sipp to exit after a call and reports a
+// non-zero exit with its output; ok, if set, is logged on success.
+func waitSipp(t *testing.T, sipp *proc, out *syncBuffer, ok string) {
+	t.Helper()
+	select {
+	case <-sipp.exited:
+		if sipp.err != nil {
+			t.Errorf("sipp exit: %v\n%s", sipp.err, out.String())
+		} else if ok != "" {
+			t.Logf("%s", ok)
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("sipp did not exit after the call")
+	}
+}
+
+// callResult waits for a phone process (who: its name in messages) and
+// returns its JSON result, failing the test with sipp's trace when the call
+// failed.
+func callResult(t *testing.T, ctx context.Context, who string, out *bytes.Buffer, log *syncBuffer, p *proc, trace string) uacResult {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		t.Fatal(who + " did not finish")
+	}
+	var res uacResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%s output %q: %v (exit %v)\n%s", who, out.String(), err, p.err, log.String())
+	}
+	if p.err != nil || res.Error != "" {
+		tr, _ := os.ReadFile(trace)
+		t.Logf("sipp trace:\n%s", tail(string(tr), 5000))
+		t.Fatalf("%s failed (exit %v): %s\n%s", who, p.err, res.Error, log.String())
+	}
+	return res
 }
